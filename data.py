@@ -139,3 +139,54 @@ def tokenizer_signature(meta):
     t = meta['tokens']
     return {'tokenizer': t['tokenizer'], 'vocab_size': t['vocab_size'],
             'tokenizer_sha256': t['tokenizer_sha256'], 'canonical_sha256': meta['canonical']['sha256']}
+
+# -----------------------------------------------------------------------------
+# batches: pure functions of (seed, iter, global micro-step); each window carries its n-gram context
+
+class TokenData:
+    """Train/val token streams of a data dir. Every window comes with the `ctx` tokens before it:
+    the real preceding tokens (for val position 0, the tail of train), the pad id only before the
+    stream's first token. So prepare-time counts, training routes and eval labels agree exactly."""
+
+    def __init__(self, data_dir, ctx):
+        self.dir, self.meta, self.ctx = data_dir, load_meta(data_dir), ctx
+        self.pad = self.meta['tokens']['vocab_size']
+        self.splits = {s: open_tokens(data_dir, self.meta, s) for s in ('train', 'val')}
+        tail = np.asarray(self.splits['train'][len(self.splits['train']) - ctx:], dtype=np.int64) if ctx else np.zeros(0, np.int64)
+        self.prefix = {'train': np.full(ctx, self.pad, np.int64), 'val': tail}
+
+    def windows(self, split, starts, T):
+        """x (B,T), y (B,T), c (B,ctx) as int64 numpy arrays for windows starting at `starts`."""
+        data, prefix, c = self.splits[split], self.prefix[split], self.ctx
+        idx = np.asarray(starts, np.int64)[:, None] + np.arange(-c, T + 1)
+        tok = np.asarray(data[np.clip(idx, 0, len(data) - 1).ravel()], dtype=np.int64).reshape(idx.shape)
+        if c:
+            tok = np.where(idx < 0, prefix[np.clip(idx + c, 0, c - 1)], tok)
+        return tuple(np.ascontiguousarray(a) for a in (tok[:, c:-1], tok[:, c + 1:], tok[:, :c]))
+
+    def check_block_size(self, T):
+        for s, d in self.splits.items():
+            if len(d) < T + 1:
+                raise DataError(f"block_size {T} needs at least {T + 1} tokens but the {s} split of "
+                                f"{self.dir} has {len(d)}. Lower --block_size or prepare more data.")
+
+    def train_starts(self, seed, it, micro, B, T):
+        """Window starts of one micro-batch: a pure function of (seed, iter, global micro-step)."""
+        rng = np.random.default_rng([seed, it, micro])
+        return rng.integers(0, len(self.splits['train']) - T, size=B)
+
+    def val_starts(self, T, n):
+        """The fixed validation set: the first n non-overlapping windows of val (fewer if val is short).
+        It depends on nothing but T, so every config and seed is scored on the same positions."""
+        return np.arange(min(n, (len(self.splits['val']) - 1) // T)) * T
+
+def to_device(arrays, device):
+    """numpy -> torch, through pinned memory and a non-blocking copy on CUDA."""
+    out = []
+    for a in arrays:
+        t = torch.from_numpy(a)
+        if device.startswith('cuda'):
+            out.append(t.pin_memory().to(device, non_blocking=True))
+        else:
+            out.append(t.to(device))
+    return out

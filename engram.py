@@ -118,3 +118,125 @@ def multiply_xor_hash(keys, order, mult, size):
     for i in range(1, order):
         x = x ^ h[..., i]
     return (fmix64(x) & MASK63) % size
+
+# -----------------------------------------------------------------------------
+# Modules
+
+class NgramIndex(nn.Module):
+    """token ids (with their preceding context) -> per order: exact keys and hot slots (-1 = cold).
+    Holds the canonical map and the hot tiers as device buffers; they are data, not weights, so
+    they are not saved in checkpoints (checkpoints record their checksums instead)."""
+
+    def __init__(self, canonical, hot_index, orders):
+        super().__init__()
+        self.orders, self.max_order = tuple(orders), max(orders)
+        self.register_buffer('canonical', torch.as_tensor(canonical, dtype=torch.long), persistent=False)
+        for o in self.orders:
+            keys, slots = hot_index[o]
+            self.register_buffer(f'hot_keys_o{o}', keys.long(), persistent=False)
+            self.register_buffer(f'hot_slots_o{o}', slots.long(), persistent=False)
+
+    @property
+    def pad_token(self):
+        return self.canonical.numel() - 1     # the token id used before the stream's first token
+
+    def forward(self, tokens, ctx, hot=True):
+        """tokens (B, ctx+T). Returns {order: keys (B,T)}, {order: slots (B,T)} (slots only if hot)."""
+        cids = self.canonical[tokens]
+        keys = {o: ngram_keys(cids, o, ctx) for o in self.orders}
+        slots = {o: hot_lookup(keys[o], getattr(self, f'hot_keys_o{o}'), getattr(self, f'hot_slots_o{o}'))
+                 for o in self.orders} if hot else None
+        return keys, slots
+
+
+class EngramMemory(nn.Module):
+    """All memory tables of all orders and heads as one (rows, d) embedding.
+    Per order n the rows are laid out as [hot: N_hot*K rows][cold head 0: M rows]...[cold head K-1: M rows]
+    (N_hot = 0 for Hash). A hot row of E_hot[n] (K*d wide) is K consecutive d-rows, so Hash and Nine
+    reads are both a single gather of (orders*K) d-rows per position."""
+
+    def __init__(self, config):
+        super().__init__()
+        c = config
+        self.orders, self.K, self.d = tuple(c.ngram_orders), c.engram_heads, c.engram_head_dim
+        self.nine = c.memory == 'nine'
+        self.table_size, self.hot_size = c.table_size, (c.hot_size if self.nine else 0)
+        self.n_sets = 1 if c.engram_shared_tables else len(c.engram_layers)
+        per_order = self.hot_size * self.K + self.K * self.table_size
+        self.rows_per_set = per_order * len(self.orders)
+        self.table = nn.Embedding(self.n_sets * self.rows_per_set, self.d)
+        base = torch.arange(len(self.orders)) * per_order
+        self.register_buffer('hot_base', base, persistent=False)                              # (O,)
+        self.register_buffer('cold_base', base[:, None] + self.hot_size * self.K
+                             + torch.arange(self.K) * self.table_size, persistent=False)     # (O, K)
+        self.register_buffer('mult', hash_multipliers(c.engram_hash_seed, len(self.orders), self.K,
+                                                      max(self.orders)), persistent=False)
+        self.hash = c.engram_hash
+
+    @property
+    def dim(self):
+        return len(self.orders) * self.K * self.d
+
+    def heads(self, keys, oi, order):
+        """phi_{n,k}(g) for all heads k of one order: (B,T) keys -> (B,T,K) indices in [0, M)."""
+        if self.hash == 'mdmix':
+            import mdmix
+            return mdmix.mdmix_hash(keys, self.mult[oi, :, 0], self.table_size)
+        return multiply_xor_hash(keys, order, self.mult[oi], self.table_size)
+
+    def rows(self, keys, slots):
+        """Row of every (order, head) read at each position: (B, T, O*K). Routing of Algorithm 1."""
+        out = []
+        for oi, o in enumerate(self.orders):
+            cold = self.cold_base[oi] + self.heads(keys[o], oi, o)                 # Eq. 1, cold tier
+            if self.nine:
+                s = slots[o].unsqueeze(-1)
+                hot = self.hot_base[oi] + s * self.K + torch.arange(self.K, device=s.device)
+                cold = torch.where(s >= 0, hot, cold)                              # Alg. 1 lines 3-10
+            out.append(cold)
+        return torch.cat(out, dim=-1)
+
+    def forward(self, rows, layer_set=0):
+        """e_t = concat over orders and heads (Eq. 2): (B, T, O*K*d)."""
+        e = self.table(rows + layer_set * self.rows_per_set)
+        return e.flatten(-2)
+
+
+class EngramGate(nn.Module):
+    """One Engram layer's read-out: own W_K, W_V and norms over the shared memory vector."""
+
+    def __init__(self, config, d_mem):
+        super().__init__()
+        self.w_k = nn.Linear(d_mem, config.n_embd, bias=False)
+        self.w_v = nn.Linear(d_mem, config.n_embd, bias=False)
+        self.norm_h = nn.RMSNorm(config.n_embd, eps=1e-6)
+        self.norm_k = nn.RMSNorm(config.n_embd, eps=1e-6)
+        self.signed_sqrt = config.engram_gate == 'signed_sqrt'
+        self.short_conv = ShortConv(config.n_embd, max(config.ngram_orders)) if config.engram_short_conv else None
+        self.scale = 1 / math.sqrt(config.n_embd)
+
+    def forward(self, h, e):
+        k, v = self.w_k(e), self.w_v(e)                                             # Eq. 3
+        s = (self.norm_h(h) * self.norm_k(k)).sum(-1) * self.scale
+        if self.signed_sqrt:   # DeepSeek demo variant: compresses large logits before the sigmoid
+            s = s.sign() * s.abs().clamp_min(1e-6).sqrt()
+        alpha = torch.sigmoid(s)                                                    # Eq. 4
+        out = alpha.unsqueeze(-1) * v                                               # Eq. 5
+        if self.short_conv is not None:
+            out = out + self.short_conv(out)
+        return out, alpha
+
+
+class ShortConv(nn.Module):
+    """DeepSeek demo option: causal depthwise conv (kernel 4, dilation = max order) after the gate."""
+
+    def __init__(self, dim, dilation, kernel=4):
+        super().__init__()
+        self.pad = (kernel - 1) * dilation
+        self.norm = nn.RMSNorm(dim, eps=1e-6)
+        self.conv = nn.Conv1d(dim, dim, kernel, groups=dim, dilation=dilation, bias=False)
+        nn.init.zeros_(self.conv.weight)   # starts as the identity of the residual branch
+
+    def forward(self, x):
+        y = F.pad(self.norm(x).transpose(1, 2), (self.pad, 0))
+        return F.silu(self.conv(y)).transpose(1, 2)

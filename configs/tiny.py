@@ -1,0 +1,26 @@
+# A CPU run in about a minute on Tiny Shakespeare. Prepare the data once with:
+#   python prepare_fineweb.py --source shared/data/tinyshakespeare.txt --tokenizer shared/data/gpt2.tiktoken --out data/shakespeare
+# then: python train.py configs/tiny.py [--memory=hash]
+data_dir = 'data/shakespeare'
+out_dir = 'out/tiny'
+memory = 'nine'
+n_layer = 8                 # keeps the paper's Engram layers 2, 4, 6
+n_head = 4
+n_embd = 64
+block_size = 64
+batch_size = 8
+gradient_accumulation_steps = 1
+hot_size = 20_000
+table_size = 4_096
+engram_head_dim = 16
+max_iters = 200
+lr_decay_iters = 200
+warmup_iters = 20
+learning_rate = 3e-3
+min_lr = 3e-4
+eval_interval = 25
+eval_iters = 8
+log_interval = 10
+device = 'cpu'
+dtype = 'float32'
+compile = False

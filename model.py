@@ -1,0 +1,236 @@
+"""
+GPT-2 (nanoGPT) with optional Engram memory at `engram_layers` (paper §3, SPEC §3-4).
+memory = 'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier).
+Block indices in engram_layers are 0-based, like the DeepSeek Engram demo's layer_ids.
+"""
+import inspect
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engram import EngramGate, EngramMemory
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304       # the data's vocabulary padded up to a multiple of 64 (faster matmuls)
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+    # Engram (paper Table 1/2)
+    memory: str = 'none'
+    engram_layers: tuple = (2, 4, 6)
+    ngram_orders: tuple = (2, 3)
+    engram_heads: int = 2         # K hashed heads per order
+    engram_head_dim: int = 64     # d per head; memory vector = orders * K * d
+    table_size: int = 500_000     # slots per hashed head (Hash) / per cold head (Nine)
+    hot_size: int = 100_000       # Nine's hot rows per order; also the is_hot label for every model
+    engram_shared_tables: bool = True
+    engram_hash: str = 'mulxor'   # 'mulxor' | 'mdmix'
+    engram_hash_seed: int = 0
+    engram_gate: str = 'sigmoid'  # 'sigmoid' (paper Eq. 4) | 'signed_sqrt' (DeepSeek demo)
+    engram_short_conv: bool = False
+    label_smoothing: float = 0.0
+
+    def validate(self):
+        """Clear messages for shapes that cannot work."""
+        assert self.memory in ('none', 'hash', 'nine'), f"memory must be 'none', 'hash' or 'nine', got {self.memory!r}"
+        assert self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
+        if self.memory != 'none':
+            bad = [l for l in self.engram_layers if not 0 <= l < self.n_layer]
+            assert not bad, f"engram_layers {list(self.engram_layers)} has {bad} outside the model's blocks 0..{self.n_layer - 1}"
+            assert self.table_size > 0, f"table_size must be > 0, got {self.table_size}"
+            assert self.memory != 'nine' or self.hot_size > 0, f"hot_size must be > 0 for Nine, got {self.hot_size}"
+            assert self.engram_hash in ('mulxor', 'mdmix'), f"engram_hash must be 'mulxor' or 'mdmix', got {self.engram_hash!r}"
+            assert self.engram_gate in ('sigmoid', 'signed_sqrt'), f"engram_gate must be 'sigmoid' or 'signed_sqrt'"
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+
+    def forward(self, x, noise=None):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        if noise is not None:          # MD-mix regularization on queries and keys
+            q, k = noise('q', q), noise('k', k)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        # flash attention on CUDA
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config, d_mem=0):
+        super().__init__()
+        self.engram = EngramGate(config, d_mem) if d_mem else None
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, e=None, noise=None):
+        alpha = None
+        if self.engram is not None:    # memory enters the residual stream before attention
+            out, alpha = self.engram(x, e)
+            x = x + out
+        x = x + self.attn(self.ln_1(x), noise)
+        x = x + self.mlp(self.ln_2(x))
+        return x, alpha
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config, index=None, noise=None):
+        """index: engram.NgramIndex built from the data dir; needed for memory and for is_hot labels.
+        noise: an mdmix.Noise, or None (no MD-mix regularization)."""
+        super().__init__()
+        config.validate()
+        self.config = config
+        if config.memory != 'none' and index is None:
+            raise ValueError(f"memory={config.memory!r} needs the data dir's n-gram index")
+        self.index, self.noise = index, noise
+        self.memory = EngramMemory(config) if config.memory != 'none' else None
+        d_mem = self.memory.dim if self.memory is not None else 0
+        self.engram_layers = tuple(config.engram_layers) if self.memory is not None else ()
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, d_mem if i in self.engram_layers else 0) for i in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight   # weight tying (GPT-2)
+        self.apply(self._init_weights)
+        for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
+            if pn.endswith('c_proj.weight'):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def param_counts(self):
+        """backbone / tables / gate parameter counts (tied embedding counted once)."""
+        tables = self.memory.table.weight.numel() if self.memory is not None else 0
+        gate = sum(p.numel() for b in self.transformer.h if b.engram is not None for p in b.engram.parameters())
+        total = sum(p.numel() for p in self.parameters())
+        return {'backbone': total - tables - gate, 'tables': tables, 'gate': gate, 'total': total}
+
+    def forward(self, idx, targets=None, ctx=None, diag=False, step=0):
+        """idx (B,T) token ids; ctx (B, max_order-1) the tokens before them (None: stream start).
+        diag=True also returns per-position loss, alpha per Engram layer and is_hot per order."""
+        B, T = idx.shape
+        assert T <= self.config.block_size, f"sequence of {T} tokens > block_size {self.config.block_size}"
+        noise = self.noise.bind(idx, step) if self.noise is not None else None
+        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
+        if noise is not None:
+            x = noise('emb', x)
+        x = self.transformer.drop(x)
+
+        e = slots = None
+        if self.index is not None and (self.memory is not None or diag):
+            c = self.index.max_order - 1
+            if ctx is None:
+                ctx = torch.full((B, c), self.index.pad_token, dtype=idx.dtype, device=idx.device)
+            keys, slots = self.index(torch.cat([ctx[:, ctx.shape[1] - c:], idx], 1), c,
+                                     hot=self.config.memory == 'nine' or diag)
+            if self.memory is not None:
+                rows = self.memory.rows(keys, slots)     # once per forward, shared by all Engram layers
+                if self.memory.n_sets == 1:
+                    e = self.memory(rows)
+                    if noise is not None:
+                        e = noise.memory(e, slots)
+        alphas = []
+        for i, block in enumerate(self.transformer.h):
+            if block.engram is not None and self.memory.n_sets > 1:
+                e = self.memory(rows, self.engram_layers.index(i))
+                if noise is not None:
+                    e = noise.memory(e, slots)
+            x, alpha = block(x, e if block.engram is not None else None, noise)
+            if alpha is not None:
+                alphas.append(alpha)
+        x = self.transformer.ln_f(x)
+
+        if targets is None:   # inference: only the last position's logits
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
+        if noise is not None:
+            logits = noise('logits', logits)
+        losses = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction='none',
+                                 label_smoothing=self.config.label_smoothing if self.training else 0.0)
+        loss = losses.mean()
+        if not diag:
+            return logits, loss
+        info = {'loss': losses.view(B, T).detach(),
+                'alpha': torch.stack(alphas).detach() if alphas else None,          # (L_engram, B, T)
+                'is_hot': torch.stack([slots[o] >= 0 for o in self.index.orders]) if slots is not None else None}
+        return logits, loss, info
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """nanoGPT's groups: every 2-D tensor (matmuls, embeddings, memory tables) decays; biases and
+        norm gains do not. Fused AdamW on CUDA."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+        fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
+
+    def estimate_mfu(self, tokens_per_iter, dt, peak_flops):
+        """Model FLOPs utilization against `peak_flops` (the device's real peak; see train.device_peak_flops).
+        Counts 6N per token for the dense weights (memory tables are gathered, not multiplied) plus attention."""
+        N = sum(p.numel() for p in self.parameters()) - (self.memory.table.weight.numel() if self.memory is not None else 0)
+        cfg = self.config
+        L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
+        flops_per_token = 6 * N + 12 * L * H * Q * T
+        return flops_per_token * tokens_per_iter / dt / peak_flops if peak_flops else float('nan')
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """Sample continuations; the n-gram context of the first kept token is the real preceding text."""
+        c = self.index.max_order - 1 if self.index is not None else 0
+        for _ in range(max_new_tokens):
+            T = self.config.block_size
+            cond = idx[:, -T:]
+            ctx = idx[:, max(0, idx.size(1) - T - c): idx.size(1) - cond.size(1)] if c else None
+            if ctx is not None and ctx.size(1) < c:
+                pad = torch.full((idx.size(0), c - ctx.size(1)), self.index.pad_token, dtype=idx.dtype, device=idx.device)
+                ctx = torch.cat([pad, ctx], 1)
+            logits, _ = self(cond, ctx=ctx)
+            logits = logits[:, -1, :] / temperature
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float('Inf')
+            idx = torch.cat((idx, torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)), dim=1)
+        return idx

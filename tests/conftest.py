@@ -1,0 +1,80 @@
+"""Shared fixtures: real local data when ../shared is there, generated data always."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED = os.environ.get('SHARED_DATA', os.path.join(ROOT, '..', 'shared', 'data'))
+GPT2 = os.path.join(SHARED, 'gpt2.tiktoken')
+SHAKESPEARE = os.path.join(SHARED, 'tinyshakespeare.txt')
+FINEWEB_CSV = os.path.join(SHARED, 'fineweb_edu_sample-10BT_150docs_llm_scored.csv')
+os.environ.setdefault('WANDB_MODE', 'offline')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
+
+WORDS = ("the of and to a in is it that was he for on are as with his they at be this from have or by "
+         "one had not but what all were when we there can an your which their said if do will each about "
+         "how up out them then she many some so these would other into has more her two like him see time "
+         "Apple apple APPLE café cafe naïve Über über").split()
+
+def need_shared(path):
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not present (tests with generated data cover the same properties)")
+    return path
+
+def run(args, check=True, **kw):
+    """Run a repo script as a user would; returns the CompletedProcess."""
+    p = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+def write_corpus(path, n_docs=300, seed=0):
+    """Zipf-distributed words in short documents, one per line."""
+    rng = np.random.default_rng(seed)
+    p = 1 / np.arange(1, len(WORDS) + 1) ** 1.1
+    p /= p.sum()
+    docs = [' '.join(rng.choice(WORDS, size=rng.integers(20, 120), p=p)) + '.' for _ in range(n_docs)]
+    with open(path, 'w') as f:
+        f.write('\n'.join(docs) + '\n')
+    return docs
+
+def train_bpe(texts, path, vocab_size=400):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=['<|endoftext|>'],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(path)
+    return path
+
+@pytest.fixture(scope='session')
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp('corpus')
+    docs = write_corpus(str(d / 'corpus.txt'))
+    tok = train_bpe(docs, str(d / 'tokenizer.json'))
+    return {'dir': str(d), 'txt': str(d / 'corpus.txt'), 'docs': docs, 'tokenizer': tok}
+
+def prepare(out, source, tokenizer, *extra):
+    import prepare_fineweb
+    prepare_fineweb.main(['--source', source, '--tokenizer', tokenizer, '--out', str(out), '--num_proc', '1', *extra])
+    return str(out)
+
+@pytest.fixture(scope='session')
+def gen_data(corpus, tmp_path_factory):
+    """Generated corpus, BPE tokenizer trained on the fly, small hot tiers."""
+    return prepare(tmp_path_factory.mktemp('gen') / 'data', corpus['txt'], corpus['tokenizer'],
+                   '--hot_sizes', '50,200,1000', '--val_frac', '0.1')
+
+@pytest.fixture(scope='session')
+def shakespeare_data(tmp_path_factory):
+    return prepare(tmp_path_factory.mktemp('shk') / 'data', need_shared(SHAKESPEARE), need_shared(GPT2))
+
+@pytest.fixture(scope='session')
+def fineweb_data(tmp_path_factory):
+    return prepare(tmp_path_factory.mktemp('fw') / 'data', need_shared(FINEWEB_CSV), need_shared(GPT2))

@@ -1,0 +1,143 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from data import HotTier, TokenData, load_meta
+from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys, unpack_ids, ID_BITS
+from model import GPT, GPTConfig
+import train
+
+PAPER = {'hash_500k': ('hash', 500_000, 100_000), 'nine_100_400k': ('nine', 400_000, 100_000),
+         'nine_50_450k': ('nine', 450_000, 50_000), 'nine_20_480k': ('nine', 480_000, 20_000)}
+
+def empty_index(vocab=10):
+    z = torch.zeros(0, dtype=torch.long)
+    return NgramIndex(np.arange(vocab + 1), {2: (z, z), 3: (z, z)}, (2, 3))
+
+
+def test_paper_configs_have_exactly_equal_table_and_total_params():
+    counts = {}
+    with torch.device('meta'):   # shapes only: no 300M-parameter allocation
+        for name, (mem, table, hot) in PAPER.items():
+            counts[name] = GPT(GPTConfig(vocab_size=128_832, memory=mem, table_size=table, hot_size=hot),
+                               index=empty_index()).param_counts()
+    assert {c['tables'] for c in counts.values()} == {128_000_000}
+    assert len({c['total'] for c in counts.values()}) == 1
+    assert counts['hash_500k']['gate'] == 3 * (2 * 256 * 768 + 2 * 768)    # W_K, W_V, 2 RMSNorms per layer
+
+
+def test_per_layer_tables_multiply_table_params():
+    with torch.device('meta'):
+        shared = GPT(GPTConfig(memory='hash', table_size=1000), index=empty_index()).param_counts()
+        own = GPT(GPTConfig(memory='hash', table_size=1000, engram_shared_tables=False), index=empty_index()).param_counts()
+    assert own['tables'] == 3 * shared['tables'] == 3 * 2 * 2 * 1000 * 64
+
+
+def np_hash(keys, order, mult, size):
+    """Reference multiply-xor + fmix64 in numpy uint64 (defined wrap-around)."""
+    with np.errstate(over='ignore'):
+        k = keys.astype(np.uint64)
+        m = mult.numpy().astype(np.uint64)
+        out = []
+        for head in range(m.shape[0]):
+            h = np.zeros_like(k)
+            for i in range(order):
+                h ^= ((k >> np.uint64(ID_BITS * i)) & np.uint64((1 << ID_BITS) - 1)) * m[head, i]
+            h ^= h >> np.uint64(33); h *= np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(33); h *= np.uint64(0xC4CEB9FE1A85EC53)
+            h ^= h >> np.uint64(33)
+            out.append(((h & np.uint64((1 << 63) - 1)) % np.uint64(size)).astype(np.int64))
+        return np.stack(out, -1)
+
+@pytest.mark.parametrize('size', [499_979, 500_000, 4096, 7])
+def test_torch_hash_equals_uint64_reference(size):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 1 << ID_BITS, size=(5000, 3), dtype=np.int64)
+    keys = ids[:, 0] | (ids[:, 1] << 21) | (ids[:, 2] << 42)
+    mult = hash_multipliers(7, 2, 2, 3)[1]
+    got = multiply_xor_hash(torch.from_numpy(keys), 3, mult, size).numpy()
+    assert np.array_equal(got, np_hash(keys, 3, mult, size))
+    assert np.array_equal(unpack_ids(torch.from_numpy(keys), 3).numpy(), ids)
+
+
+def test_window_keys_use_the_real_preceding_tokens(gen_data):
+    """Keys of a window with its context == keys computed over the whole stream."""
+    data = TokenData(gen_data, 2)
+    canon = torch.from_numpy(np.load(os.path.join(gen_data, 'canonical.npy')).astype(np.int64))
+    pad = len(canon) - 1
+    stream = np.concatenate([[pad, pad], data.splits['train'], data.splits['val']]).astype(np.int64)
+    full = {o: ngram_keys(canon[torch.from_numpy(stream)][None], o, 2)[0] for o in (2, 3)}
+    n_train = len(data.splits['train'])
+    for split, starts, offset in (('train', [0, 1, 5, 100], 0), ('val', [0, 1, 40], n_train)):
+        x, y, c = data.windows(split, np.array(starts), 16)
+        cids = canon[torch.from_numpy(np.concatenate([c, x], 1))]
+        for o in (2, 3):
+            k = ngram_keys(cids, o, 2)
+            for b, s in enumerate(starts):
+                assert torch.equal(k[b], full[o][offset + s: offset + s + 16])
+
+
+def tiny_model(gen_data, memory, **kw):
+    meta = load_meta(gen_data)
+    index, _ = train.build_index(gen_data, meta, (2, 3), 200)
+    cfg = GPTConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
+                    engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8, **kw)
+    torch.manual_seed(0)
+    return GPT(cfg, index=index)
+
+def test_nine_reads_the_hot_row_at_the_mphf_slot(gen_data):
+    model = tiny_model(gen_data, 'nine')
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 50]), 32))
+    keys, slots = model.index(torch.cat([c, x], 1), 2)
+    rows = model.memory.rows(keys, slots)                    # (B, T, O*K)
+    K, per_order = 2, 200 * 2 + 2 * 257
+    meta = load_meta(gen_data)
+    for oi, o in enumerate((2, 3)):
+        tier = HotTier(gen_data, meta, 200, o)
+        ref = torch.from_numpy(np.where(np.isin(keys[o].numpy(), tier.slot_keys),
+                                        np.searchsorted(np.sort(tier.slot_keys), keys[o].numpy()), -1))
+        hot = slots[o] >= 0
+        assert torch.equal(hot, ref >= 0) and hot.any() and (~hot).any()
+        assert torch.equal(torch.from_numpy(tier.slot_keys)[slots[o][hot]], keys[o][hot])   # stored key check
+        r = rows[..., oi * K:(oi + 1) * K]
+        assert torch.equal(r[hot], oi * per_order + slots[o][hot, None] * K + torch.arange(K))
+        cold_rows = r[~hot] - oi * per_order - 400
+        assert ((cold_rows >= 0) & (cold_rows < 2 * 257)).all()
+
+def test_hash_and_nine_label_the_same_positions_hot(gen_data):
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0, 32]), 32))
+    labels = [tiny_model(gen_data, m)(x, y, ctx=c, diag=True)[2]['is_hot'] for m in ('hash', 'nine', 'none')]
+    assert torch.equal(labels[0], labels[1]) and torch.equal(labels[0], labels[2])
+
+def test_diagnostics_do_not_change_the_loss(gen_data):
+    model = tiny_model(gen_data, 'nine')
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0, 32]), 32))
+    _, loss = model(x, y, ctx=c)
+    _, loss_d, info = model(x, y, ctx=c, diag=True)
+    assert torch.equal(loss, loss_d) and torch.allclose(info['loss'].mean(), loss)
+    assert info['alpha'].shape == (2, 2, 32) and ((info['alpha'] > 0) & (info['alpha'] < 1)).all()
+
+@pytest.mark.parametrize('opts', [dict(engram_gate='signed_sqrt'), dict(engram_short_conv=True),
+                                  dict(engram_shared_tables=False)])
+def test_gate_options_train(gen_data, opts):
+    """Each option changes the function (differs from the default) and receives gradients."""
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0, 32]), 32))
+    base = tiny_model(gen_data, 'nine')(x, y, ctx=c)[1]
+    model = tiny_model(gen_data, 'nine', **opts)
+    loss = model(x, y, ctx=c)[1]
+    loss.backward()
+    assert model.memory.table.weight.grad.abs().sum() > 0
+    if 'engram_short_conv' not in opts:   # the conv starts at zero, i.e. as the identity
+        assert not torch.equal(loss, base)
+
+def test_model_config_errors_are_clear():
+    with pytest.raises(AssertionError, match=r'engram_layers \[2, 4, 6\] has \[4, 6\] outside'):
+        GPT(GPTConfig(n_layer=4, memory='hash'), index=empty_index())
+    with pytest.raises(AssertionError, match='table_size must be > 0'):
+        GPT(GPTConfig(memory='hash', table_size=0), index=empty_index())

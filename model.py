@@ -52,8 +52,9 @@ class GPTConfig:
 
 class CausalSelfAttention(nn.Module):
 
-    def __init__(self, config):
+    def __init__(self, config, layer_idx=0):
         super().__init__()
+        self.layer_idx = layer_idx
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -63,7 +64,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         if noise is not None:          # MD-mix regularization on queries and keys
-            q, k = noise('q', q), noise('k', k)
+            q, k = noise('q', q, self.layer_idx), noise('k', k, self.layer_idx)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         # flash attention on CUDA
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0)
@@ -86,11 +87,11 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
 
-    def __init__(self, config, d_mem=0):
+    def __init__(self, config, layer_idx, d_mem=0):
         super().__init__()
         self.engram = EngramGate(config, d_mem) if d_mem else None
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer_idx)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -122,7 +123,7 @@ class GPT(nn.Module):
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config, d_mem if i in self.engram_layers else 0) for i in range(config.n_layer)]),
+            h=nn.ModuleList([Block(config, i, d_mem if i in self.engram_layers else 0) for i in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -152,7 +153,7 @@ class GPT(nn.Module):
         diag=True also returns per-position loss, alpha per Engram layer and is_hot per order."""
         B, T = idx.shape
         assert T <= self.config.block_size, f"sequence of {T} tokens > block_size {self.config.block_size}"
-        noise = self.noise.bind(idx, step) if self.noise is not None else None
+        noise = self.noise.bind(idx, step) if self.noise is not None and self.training else None
         x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
         if noise is not None:
             x = noise('emb', x)
@@ -164,7 +165,7 @@ class GPT(nn.Module):
             if ctx is None:
                 ctx = torch.full((B, c), self.index.pad_token, dtype=idx.dtype, device=idx.device)
             keys, slots = self.index(torch.cat([ctx[:, ctx.shape[1] - c:], idx], 1), c,
-                                     hot=self.config.memory == 'nine' or diag)
+                                     hot=self.config.memory == 'nine' or diag or (noise is not None and self.noise.needs_hot))
             if self.memory is not None:
                 rows = self.memory.rows(keys, slots)     # once per forward, shared by all Engram layers
                 if self.memory.n_sets == 1:

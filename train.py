@@ -89,7 +89,6 @@ compile = True                # torch.compile on CUDA only
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, tuple))]
 
-CKPT_VERSION = 1
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
 
@@ -118,47 +117,6 @@ def model_config(cfg, vocab_size):
     args['vocab_size'] = vocab_size
     return GPTConfig(**args)
 
-def build_index(data_dir, meta, orders, hot_size):
-    from data import load_canonical, HotTier
-    from engram import NgramIndex
-    tiers = {o: HotTier(data_dir, meta, hot_size, o) for o in orders}
-    index = NgramIndex(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders)
-    return index, {str(o): t.sha256 for o, t in tiers.items()}
-
-def data_signature(meta, hot_sha):
-    from data import tokenizer_signature
-    return {**tokenizer_signature(meta), 'hot_size_keys_sha256': hot_sha}
-
-def check_signature(saved, current, what):
-    from data import DataError
-    diff = {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current) if saved.get(k) != current.get(k)}
-    if diff:
-        lines = '\n'.join(f"    {k}: {what} has {a!r}, data dir has {b!r}" for k, (a, b) in sorted(diff.items()))
-        raise DataError(f"{what} does not match the data dir:\n{lines}\n"
-                        f"  Use the data dir the {what} was trained on (--data_dir), or retrain.")
-
-def load_checkpoint(path):
-    from data import DataError
-    if not os.path.exists(path):
-        raise DataError(f"no checkpoint at {path}. Train first, or set init_from='scratch'.")
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    if ckpt.get('format_version') != CKPT_VERSION:
-        raise DataError(f"{path} has checkpoint format {ckpt.get('format_version')}, this code reads {CKPT_VERSION}.")
-    return ckpt
-
-def load_weights(model, state, what):
-    """load_state_dict with a message that names what differs in shape."""
-    own = model.state_dict()
-    bad = [f"{k}: {what} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
-           if k in own and own[k].shape != v.shape]
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if bad or missing or unexpected:
-        from data import DataError
-        raise DataError(f"{what} does not fit this model:\n  " + '\n  '.join(
-            bad + [f"missing in {what}: {k}" for k in missing[:5]] + [f"not in model: {k}" for k in unexpected[:5]]) +
-            "\n  Use the checkpoint's own config (its model args are saved in it).")
-    model.load_state_dict(state)
-
 def truncate_metrics(path, last_iter):
     """On resume: drop eval rows written after the checkpoint (a crash between log and save)."""
     from data import atomic_write
@@ -170,7 +128,8 @@ def truncate_metrics(path, last_iter):
 
 def main(argv):
     from configurator import apply_config
-    from data import TokenData, DataError, save_torch
+    from checkpoint import CKPT_VERSION, build_index, check_signature, data_signature, load_checkpoint, load_weights
+    from data import TokenData, DataError, save_json, save_torch
     from metrics import evaluate
     from model import GPT
     cfg = {k: globals()[k] for k in config_keys}
@@ -249,6 +208,7 @@ def main(argv):
             truncate_metrics(metrics_path, iter_num)
         elif os.path.exists(metrics_path):
             os.remove(metrics_path)   # a fresh run starts a fresh log
+        save_json(os.path.join(cfg['out_dir'], 'config.json'), cfg)   # what eval_stratified groups runs by
         pc = raw_model.param_counts()
         print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}")
     run = None
@@ -282,7 +242,7 @@ def main(argv):
     resumed_at = iter_num if ckpt is not None else None
     bad_iter = torch.full((), -1, dtype=torch.long, device=dev)   # first non-finite loss, kept on device
     loss_acc = torch.zeros((), device=dev)
-    t0, running_mfu = time.time(), -1.0
+    t0, running_mfu, speeds = time.time(), -1.0, []
     while True:
         lr = get_lr(iter_num, cfg)
         for group in optimizer.param_groups:
@@ -335,6 +295,8 @@ def main(argv):
                                          f"checkpoint {ckpt_path} is untouched.")
             t1 = time.time()
             dt, t0 = (t1 - t0) / (cfg['log_interval'] if iter_num > 0 else 1), t1
+            if iter_num > 0:
+                speeds.append(tokens_per_iter / dt)
             if master:
                 mfu = raw_model.estimate_mfu(tokens_per_iter, dt, peak)
                 if iter_num >= 5 and math.isfinite(mfu):
@@ -347,6 +309,11 @@ def main(argv):
                              'perf/ms_per_iter': dt * 1000, 'perf/mfu': running_mfu}, step=iter_num)
         loss_acc.zero_()
         iter_num += 1
+    if master and not cfg['eval_only']:   # throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible)
+        save_json(os.path.join(cfg['out_dir'], 'summary.json'), {
+            'params': raw_model.param_counts(), 'tok_per_s_median': float(np.median(speeds)) if speeds else None,
+            'device': torch.cuda.get_device_name(dev) if device_type == 'cuda' else 'cpu', 'world_size': world,
+            'iter_num': iter_num})
     if run is not None:
         run.finish()
     if ddp:

@@ -7,7 +7,7 @@ import torch
 from data import HotTier, TokenData, load_meta
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys, unpack_ids, ID_BITS
 from model import GPT, GPTConfig
-import train
+import checkpoint
 
 PAPER = {'hash_500k': ('hash', 500_000, 100_000), 'nine_100_400k': ('nine', 400_000, 100_000),
          'nine_50_450k': ('nine', 450_000, 50_000), 'nine_20_480k': ('nine', 480_000, 20_000)}
@@ -81,7 +81,7 @@ def test_window_keys_use_the_real_preceding_tokens(gen_data):
 
 def tiny_model(gen_data, memory, **kw):
     meta = load_meta(gen_data)
-    index, _ = train.build_index(gen_data, meta, (2, 3), 200)
+    index, _ = checkpoint.build_index(gen_data, meta, (2, 3), 200)
     cfg = GPTConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
                     engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8, **kw)
     torch.manual_seed(0)

@@ -1,0 +1,49 @@
+"""
+Checkpoints and what ties them to a data dir: the format version, the data signature (tokenizer,
+canonical map, hot tier checksums), and loading with messages that say what differs.
+Shared by train.py and eval_stratified.py.
+"""
+import os
+
+import torch
+
+from data import DataError, HotTier, load_canonical, tokenizer_signature
+from engram import NgramIndex
+
+CKPT_VERSION = 1
+
+def build_index(data_dir, meta, orders, hot_size):
+    """The n-gram index of a data dir for one hot size, and the hot tiers' checksums."""
+    tiers = {o: HotTier(data_dir, meta, hot_size, o) for o in orders}
+    index = NgramIndex(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders)
+    return index, {str(o): t.sha256 for o, t in tiers.items()}
+
+def data_signature(meta, hot_sha):
+    return {**tokenizer_signature(meta), 'hot_size_keys_sha256': hot_sha}
+
+def check_signature(saved, current, what):
+    diff = {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current) if saved.get(k) != current.get(k)}
+    if diff:
+        lines = '\n'.join(f"    {k}: {what} has {a!r}, data dir has {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise DataError(f"{what} does not match the data dir:\n{lines}\n"
+                        f"  Use the data dir the {what} was trained on (--data_dir), or retrain.")
+
+def load_checkpoint(path):
+    if not os.path.exists(path):
+        raise DataError(f"no checkpoint at {path}. Train first, or set init_from='scratch'.")
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    if ckpt.get('format_version') != CKPT_VERSION:
+        raise DataError(f"{path} has checkpoint format {ckpt.get('format_version')}, this code reads {CKPT_VERSION}.")
+    return ckpt
+
+def load_weights(model, state, what):
+    """load_state_dict with a message that names what differs in shape."""
+    own = model.state_dict()
+    bad = [f"{k}: {what} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+           if k in own and own[k].shape != v.shape]
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if bad or missing or unexpected:
+            raise DataError(f"{what} does not fit this model:\n  " + '\n  '.join(
+            bad + [f"missing in {what}: {k}" for k in missing[:5]] + [f"not in model: {k}" for k in unexpected[:5]]) +
+            "\n  Use the checkpoint's own config (its model args are saved in it).")
+    model.load_state_dict(state)

@@ -1,0 +1,417 @@
+"""
+Route-stratified evaluation and study reports (paper §4.3 and §5: Tables 3-7, Figures 2-4).
+
+  python eval_stratified.py --ckpt out/nine_100_400k_s0/ckpt.pt            # one checkpoint, deep report
+  python eval_stratified.py --runs 'out/*' --report reports/study           # whole study: tables + figures
+
+One checkpoint: stratified metrics over the fixed validation windows, alpha buckets (layer mean and
+per layer), per-order hot share, and collision statistics of its hash tables. A study: every run dir
+(config.json + metrics.jsonl [+ summary.json]) grouped by config across seeds: Table 3 (mean +- std),
+Table 4 (flip), Table 5 (N_hot ablation), Table 6 (alpha evolution), Table 7 (alpha buckets),
+per-layer delta alpha (Fig. 4), with the paper's numbers beside ours.
+Outputs: report.json (deterministic: same inputs, same bytes), report.md, PNG figures, optional wandb.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from checkpoint import build_index, check_signature, data_signature, load_checkpoint, load_weights
+from data import DataError, TokenData, atomic_write, load_meta, save_json
+from engram import hot_lookup
+from metrics import evaluate, flip
+from model import GPT, GPTConfig
+
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference', 'paper_tables.json')
+
+def paper():
+    with open(REFERENCE) as f:
+        return json.load(f)
+
+# -----------------------------------------------------------------------------
+# one checkpoint
+
+def load_model(ckpt_path, data_dir=None, hot_size=None):
+    """The checkpoint's model on its data dir. Nine routes by its own hot tier, which must match the
+    data dir exactly; Hash/baseline may be labelled with another N_hot (post-hoc, as in the paper)."""
+    ckpt = load_checkpoint(ckpt_path)
+    data_dir = data_dir or ckpt['config']['data_dir']
+    meta = load_meta(data_dir)
+    args = dict(ckpt['model_args'])
+    if hot_size and hot_size != args['hot_size']:
+        if args['memory'] == 'nine':
+            raise DataError(f"{ckpt_path} is a Nine model routed by N_hot={args['hot_size']}; its is_hot labels "
+                            f"are its routes, so --hot_size {hot_size} does not apply.")
+        args['hot_size'] = hot_size
+    mcfg = GPTConfig(**args)
+    index, hot_sha = build_index(data_dir, meta, tuple(mcfg.ngram_orders), mcfg.hot_size)
+    saved, current = dict(ckpt['data_signature']), data_signature(meta, hot_sha)
+    if mcfg.hot_size != ckpt['model_args']['hot_size']:
+        saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
+    check_signature(saved, current, f"checkpoint {ckpt_path}")
+    model = GPT(mcfg, index=index)
+    load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
+    model.eval()
+    return model, ckpt, data_dir, meta
+
+def collision_stats(memory, index, data_dir, meta):
+    """Per (order, head) hash table, over the distinct training n-grams that use it (for Nine: the cold
+    ones): slots used, keys per occupied slot, share of training positions whose n-gram shares its
+    slot with another n-gram in every head, each beside its expectation under uniform hashing."""
+    M, K, n_train = memory.table_size, memory.K, meta['tokens']['n_train']
+    out = []
+    for oi, o in enumerate(memory.orders):
+        keys = torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_keys.npy')))
+        counts = torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_counts.npy')))
+        if memory.nine:
+            cold = hot_lookup(keys, getattr(index, f'hot_keys_o{o}'), getattr(index, f'hot_slots_o{o}')) < 0
+            keys, counts = keys[cold], counts[cold]
+        n = len(keys)
+        idx = torch.cat([memory.heads(keys[i:i + (1 << 22)], oi, o) for i in range(0, n, 1 << 22)]) if n else torch.zeros(0, K, dtype=torch.long)
+        collide_all = torch.ones(n, dtype=torch.bool)
+        p_one = 1 - (1 - 1 / M) ** max(n - 1, 0)          # P(another key lands in my slot)
+        for k in range(K):
+            occ = torch.bincount(idx[:, k], minlength=M)
+            used = int((occ > 0).sum())
+            collide_all &= occ[idx[:, k]] >= 2
+            out.append({'order': o, 'head': k, 'table_size': M, 'keys': n, 'slots_used': used,
+                        'slots_used_expected': M * (1 - (1 - 1 / M) ** n),
+                        'keys_per_used_slot': n / used if used else float('nan'),
+                        'keys_per_used_slot_expected': n / (M * (1 - (1 - 1 / M) ** n)) if n else float('nan')})
+        share = float(counts[collide_all].sum()) / n_train
+        share_exp = float(counts.sum()) / n_train * p_one ** K
+        for row in out[-K:]:
+            row.update({'positions_colliding_all_heads': share, 'positions_colliding_all_heads_expected': share_exp})
+    return out
+
+def evaluate_checkpoint(ckpt_path, data_dir=None, val_tokens=None, hot_size=None, device='cpu'):
+    model, ckpt, data_dir, meta = load_model(ckpt_path, data_dir, hot_size)
+    cfg, T = ckpt['config'], model.config.block_size
+    orders = tuple(model.config.ngram_orders)
+    data = TokenData(data_dir, max(orders) - 1)
+    data.check_block_size(T)
+    n_windows = (val_tokens or cfg['eval_iters'] * cfg['batch_size'] * T) // T
+    starts = data.val_starts(T, n_windows)
+    model.to(device)
+    m = evaluate(model, data, starts, cfg['batch_size'], device, nullcontext(), orders)
+    report = {'ckpt': os.path.abspath(ckpt_path), 'config': config_name(cfg), 'iter': ckpt['iter_num'],
+              'memory': model.config.memory, 'hot_size': model.config.hot_size, 'data_dir': data_dir,
+              'val_windows': len(starts), 'metrics': m, 'params': model.param_counts(),
+              'coverage_prepare': meta['coverage']['val'].get(str(model.config.hot_size))}
+    if model.memory is not None:
+        report['collisions'] = collision_stats(model.memory, model.index, data_dir, meta)
+    return report
+
+# -----------------------------------------------------------------------------
+# runs and the study
+
+def config_name(cfg):
+    """Runs of one config across seeds share a name: the wandb group, else out_dir minus a _s<seed> suffix."""
+    return cfg.get('wandb_group') or re.sub(r'_s\d+$', '', os.path.basename(cfg['out_dir'].rstrip('/')))
+
+def load_run(run_dir):
+    path = os.path.join(run_dir, 'metrics.jsonl')
+    if not os.path.exists(path):
+        raise DataError(f"{run_dir} has no metrics.jsonl; is it a training output dir (out_dir)?")
+    with open(path) as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+    evals = [r for r in rows if r['kind'] == 'eval']
+    if not evals:
+        raise DataError(f"{path} has no eval rows yet; train past the first eval_interval first.")
+    with open(os.path.join(run_dir, 'config.json')) as f:
+        cfg = json.load(f)
+    summary = {}
+    if os.path.exists(os.path.join(run_dir, 'summary.json')):
+        with open(os.path.join(run_dir, 'summary.json')) as f:
+            summary = json.load(f)
+    series = [(r['iter'], r['hot_cold_delta']) for r in evals]
+    evolution = [{k: r.get(k) for k in ('iter', 'alpha_hot', 'alpha_cold', 'delta_alpha', 'hot_cold_delta',
+                                         'val_loss', 'val_loss_hot', 'val_loss_cold')} for r in evals]
+    return {'run': os.path.basename(run_dir.rstrip('/')), 'config': config_name(cfg), 'seed': cfg['seed'],
+            'memory': cfg['memory'], 'hot_size': cfg['hot_size'], 'table_size': cfg['table_size'],
+            'final': evals[-1], 'flip': flip(series), 'evolution': evolution,
+            'tok_per_s': summary.get('tok_per_s_median'), 'params': summary.get('params', {}).get('total'),
+            'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else []}
+
+def mean_std(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not xs:
+        return None, None
+    return float(np.mean(xs)), (float(np.std(xs, ddof=1)) if len(xs) > 1 else None)
+
+def study(runs):
+    groups = {}
+    for r in runs:
+        groups.setdefault(r['config'], []).append(r)
+    table3, table5, layers = {}, {}, {}
+    for name, rs in sorted(groups.items()):
+        vl, vs = mean_std([r['final']['val_loss'] for r in rs])
+        table3[name] = {'seeds': sorted(r['seed'] for r in rs), 'val_loss': vl, 'val_loss_std': vs,
+                        'hot_cold_delta': mean_std([r['final']['hot_cold_delta'] for r in rs])[0],
+                        'tok_per_s': mean_std([r['tok_per_s'] for r in rs])[0], 'params': rs[0]['params'],
+                        'iter': rs[0]['final']['iter']}
+        if rs[0]['memory'] == 'nine':
+            table5[name] = {'n_hot': rs[0]['hot_size'], 'hot_coverage': mean_std([r['final']['hot_share'] for r in rs])[0],
+                            'flip_iters': [r['flip']['flip_iter'] for r in rs]}
+        layers[name] = {f'L{l}': mean_std([r['final'].get(f'delta_alpha_L{l}') for r in rs])[0] for l in rs[0]['engram_layers']}
+    return {'table3': table3, 'table4': {r['run']: {'config': r['config'], 'seed': r['seed'], **r['flip']} for r in runs},
+            'table5': table5, 'table6': {r['run']: r['evolution'] for r in runs},
+            'table7': {name: rs[0]['final'].get('alpha_buckets') for name, rs in sorted(groups.items())},
+            'delta_alpha_per_layer': layers}
+
+# -----------------------------------------------------------------------------
+# Markdown
+
+def fmt(x, spec='.4f'):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return '–'
+    return format(x, spec) if isinstance(x, float) else str(x)
+
+def diff(ours, theirs, spec='+.4f'):
+    return fmt(ours - theirs, spec) if ours is not None and theirs is not None else '–'
+
+def md_table(header, rows):
+    return '\n'.join(['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] +
+                     ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]) + '\n'
+
+def md_buckets(buckets, ref=None):
+    rows = []
+    for i, b in enumerate(buckets or []):
+        p = ref[i] if ref else {}
+        rows.append([f"[{b['lo']:.1f}, {b['hi']:.1f}{']' if b['hi'] == 1.0 else ')'}", fmt(b['mean_loss']),
+                     fmt(b['hot_share'], '.1%'), b['count'], fmt(p.get('mean_loss'), '.2f'), fmt(p.get('hot_share'), '.1%')])
+    return md_table(['α range', 'mean loss', 'hot share', 'count', 'paper loss', 'paper hot share'], rows)
+
+def md_checkpoint(rep):
+    m, ref = rep['metrics'], paper()
+    out = [f"# Stratified evaluation: {rep['config']} @ iter {rep['iter']}\n",
+           f"checkpoint `{rep['ckpt']}`, memory `{rep['memory']}`, is_hot from N_hot={rep['hot_size']}, "
+           f"{rep['val_windows']} validation windows ({m['n_positions']:,} positions)\n",
+           md_table(['val_loss', 'val_loss_hot', 'val_loss_cold', 'hot_cold_delta', 'hot share'] +
+                    [f'hot share o{o}' for o in (2, 3) if f'hot_share_o{o}' in m],
+                    [[fmt(m['val_loss']), fmt(m['val_loss_hot']), fmt(m['val_loss_cold']), fmt(m['hot_cold_delta'], '+.4f'),
+                      fmt(m['hot_share'], '.1%')] + [fmt(m[f'hot_share_o{o}'], '.1%') for o in (2, 3) if f'hot_share_o{o}' in m]])]
+    if 'alpha_hot' in m:
+        layers = sorted({k.split('_L')[1] for k in m if k.startswith('alpha_hot_L')}, key=int)
+        out.append('\n## Gate by layer (α_hot, α_cold, Δα)\n')
+        out.append(md_table(['layer', 'α_hot', 'α_cold', 'Δα'],
+                            [[f'L{l}', fmt(m[f'alpha_hot_L{l}'], '.3f'), fmt(m[f'alpha_cold_L{l}'], '.3f'),
+                              fmt(m[f'delta_alpha_L{l}'], '+.3f')] for l in layers] +
+                            [['mean', fmt(m['alpha_hot'], '.3f'), fmt(m['alpha_cold'], '.3f'), fmt(m['delta_alpha'], '+.3f')]]))
+        out.append('\n## α buckets, layer-mean α (paper Table 7: Hash-500K)\n')
+        out.append(md_buckets(m['alpha_buckets'], ref['table7']['buckets']))
+        for l in layers:
+            out.append(f'\n### α buckets, layer {l}\n')
+            out.append(md_buckets(m[f'alpha_buckets_L{l}']))
+    if rep.get('collisions'):
+        out.append('\n## Collision statistics (training n-grams; expectation under uniform hashing)\n')
+        out.append(md_table(['order', 'head', 'table', 'keys', 'slots used (exp.)', 'keys/used slot (exp.)',
+                             'positions colliding in all heads (exp.)'],
+                            [[c['order'], c['head'], c['table_size'], c['keys'],
+                              f"{c['slots_used']:,} ({c['slots_used_expected']:,.0f})",
+                              f"{fmt(c['keys_per_used_slot'], '.3f')} ({fmt(c['keys_per_used_slot_expected'], '.3f')})",
+                              f"{fmt(c['positions_colliding_all_heads'], '.2%')} ({fmt(c['positions_colliding_all_heads_expected'], '.2%')})"]
+                             for c in rep['collisions']]))
+    return '\n'.join(out)
+
+def md_study(s):
+    ref = paper()
+    out = ['# Engram-Nine study report\n', 'Paper numbers: 95M FineWeb-Edu tokens, DeepSeek-V3 tokenizer, 5000 iters. '
+           'Differences are ours − paper; they are only meaningful at the paper\'s scale.\n',
+           '\n## Table 3: final validation loss across seeds\n']
+    rows = []
+    for name, t in s['table3'].items():
+        p = ref['table3'].get(name, {})
+        rows.append([name, len(t['seeds']), t['iter'], f"{fmt(t['val_loss'])} ± {fmt(t['val_loss_std'])}",
+                     fmt(p.get('val_loss')), diff(t['val_loss'], p.get('val_loss')), fmt(t['hot_cold_delta'], '+.4f'),
+                     fmt(p.get('hot_cold_delta'), '+.2f'), fmt(t['tok_per_s'], ',.0f'), fmt(p.get('tok_per_s')),
+                     fmt(t['params'], ','), fmt(p.get('params'), ',')])
+    out.append(md_table(['config', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper', 'tok/s', 'paper',
+                         'params', 'paper'], rows))
+    out.append('\n## Table 4: hot/cold flip\n')
+    rows = []
+    for run, f in s['table4'].items():
+        p = ref['table4'].get(f['config'], {})
+        rows.append([run, f['config'], fmt(f['flip_iter']), fmt(p.get('flip_iter')),
+                     f"{fmt(f['max_hot_advantage'], '+.3f')} (iter {fmt(f['max_hot_advantage_iter'])})",
+                     f"{fmt(p.get('max_hot_advantage'), '+.3f')} (iter {fmt(p.get('max_hot_advantage_iter'))})",
+                     f"{fmt(f['max_cold_advantage'], '+.3f')} (iter {fmt(f['max_cold_advantage_iter'])})",
+                     f"{fmt(p.get('max_cold_advantage'), '+.3f')} (iter {fmt(p.get('max_cold_advantage_iter'))})"])
+    out.append(md_table(['run', 'config', 'flip iter', 'paper', 'max hot advantage pre-flip', 'paper',
+                         'max cold advantage post-flip', 'paper'], rows))
+    if s['table5']:
+        out.append('\n## Table 5: N_hot ablation\n')
+        out.append(md_table(['config', 'N_hot', 'hot coverage (val)', 'paper', 'flip iters', 'paper'],
+                            [[n, t['n_hot'], fmt(t['hot_coverage'], '.1%'), fmt(ref['table5'].get(n, {}).get('hot_coverage'), '.0%'),
+                              ', '.join(fmt(i) for i in t['flip_iters']), fmt(ref['table5'].get(n, {}).get('flip_iter'))]
+                             for n, t in s['table5'].items()]))
+    out.append('\n## Table 6: α_hot / α_cold evolution\n')
+    for run, rows in s['table6'].items():
+        out.append(f'\n### {run}\n')
+        out.append(md_table(['iter', 'α_hot', 'α_cold', 'Δα', 'loss_hot − loss_cold'],
+                            [[r['iter'], fmt(r['alpha_hot'], '.3f'), fmt(r['alpha_cold'], '.3f'), fmt(r['delta_alpha'], '+.3f'),
+                              fmt(r['hot_cold_delta'], '+.4f')] for r in rows]))
+    out.append('\n(paper, Nine-100K seed 0: ' + '; '.join(f"iter {r['iter']}: {r['alpha_hot']}/{r['alpha_cold']}, delta {r['hot_cold_delta']:+}"
+                                                          for r in ref['table6']['rows']) + ')\n')
+    out.append('\n## Table 7: α buckets at the final eval (layer-mean α)\n')
+    for name, b in s['table7'].items():
+        if b:
+            out.append(f'\n### {name}\n')
+            out.append(md_buckets(b, ref['table7']['buckets'] if name == ref['table7']['config'] else None))
+    out.append('\n## Figure 4: per-layer Δα = α_hot − α_cold at the final eval\n')
+    layer_names = sorted({l for v in s['delta_alpha_per_layer'].values() for l in v}, key=lambda x: int(x[1:]))
+    out.append(md_table(['config'] + layer_names, [[n] + [fmt(v.get(l), '+.3f') for l in layer_names]
+                                                   for n, v in s['delta_alpha_per_layer'].items() if v]))
+    return '\n'.join(out)
+
+# -----------------------------------------------------------------------------
+# figures (matplotlib, Agg)
+
+def figures(runs, s, out_dir):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = sorted({r['config'] for r in runs} | set(s['table7']))
+    color = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
+    paths = []
+
+    if runs:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for r in runs:
+            it = [e['iter'] for e in r['evolution']]
+            ax.plot(it, [e['hot_cold_delta'] for e in r['evolution']], color=color[r['config']], marker='.',
+                    label=f"{r['config']} s{r['seed']}")
+            if r['flip']['flip_iter'] is not None:
+                ax.axvline(r['flip']['flip_iter'], color=color[r['config']], ls=':', lw=1)
+        ax.axhline(0, color='k', lw=0.8)
+        ax.set(xlabel='iter', ylabel='val_loss_hot − val_loss_cold', title='Hot/cold flip (Fig. 2); dotted: flip iter')
+        ax.legend(fontsize=7)
+        paths.append(save_fig(fig, out_dir, 'fig2_hot_cold_delta.png'))
+
+    buckets = {n: b for n, b in s['table7'].items() if b}
+    if buckets:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        w = 0.8 / len(buckets)
+        for i, (n, b) in enumerate(buckets.items()):
+            x = np.arange(len(b)) + i * w
+            a1.bar(x, [v['mean_loss'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
+            a2.bar(x, [v['hot_share'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
+        labels = [f"{v['lo']:.1f}–{v['hi']:.1f}" for v in next(iter(buckets.values()))]
+        for a, t in ((a1, '(a) mean loss by α bucket'), (a2, '(b) hot share by α bucket')):
+            a.set_xticks(np.arange(len(labels)) + 0.4 - w / 2, labels)
+            a.set(xlabel='α (layer mean)', title=t)
+        a1.legend(fontsize=7)
+        paths.append(save_fig(fig, out_dir, 'fig3_alpha_buckets.png'))
+
+    layers = {n: v for n, v in s['delta_alpha_per_layer'].items() if v}
+    if layers:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        lnames = sorted({l for v in layers.values() for l in v}, key=lambda x: int(x[1:]))
+        w = 0.8 / len(layers)
+        for i, (n, v) in enumerate(layers.items()):
+            vals = [v.get(l) or 0.0 for l in lnames]
+            bars = ax.bar(np.arange(len(lnames)) + i * w, vals, w, color=color[n], label=n)
+            for b, val in zip(bars, vals):
+                if val < 0:
+                    b.set_hatch('//')
+        ax.axhline(0, color='k', lw=0.8)
+        ax.set_xticks(np.arange(len(lnames)) + 0.4 - w / 2, lnames)
+        ax.set(ylabel='Δα = α_hot − α_cold', title='Per-layer gate preference (Fig. 4); hatched: prefers cold')
+        ax.legend(fontsize=7)
+        paths.append(save_fig(fig, out_dir, 'fig4_delta_alpha_layers.png'))
+
+    if any(r['evolution'][0].get('alpha_hot') is not None for r in runs):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for r in runs:
+            if r['evolution'][0].get('alpha_hot') is None:
+                continue
+            it = [e['iter'] for e in r['evolution']]
+            ax.plot(it, [e['alpha_hot'] for e in r['evolution']], color=color[r['config']], label=f"{r['config']} s{r['seed']} hot")
+            ax.plot(it, [e['alpha_cold'] for e in r['evolution']], color=color[r['config']], ls='--', label=f"{r['config']} s{r['seed']} cold")
+        ax.set(xlabel='iter', ylabel='mean α', title='α_hot (solid) and α_cold (dashed) over training (Table 6)')
+        ax.legend(fontsize=6, ncol=2)
+        paths.append(save_fig(fig, out_dir, 'alpha_evolution.png'))
+    return paths
+
+def save_fig(fig, out_dir, name):
+    import matplotlib.pyplot as plt
+    path = os.path.join(out_dir, name)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=110, metadata={'Software': None}))
+    plt.close(fig)
+    return path
+
+def write_report(report, markdown, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    save_json(os.path.join(out_dir, 'report.json'), report)
+    atomic_write(os.path.join(out_dir, 'report.md'), lambda f: f.write(markdown), mode='w')
+
+def log_wandb(report, images, project, name):
+    import wandb
+    run = wandb.init(project=project, name=name, job_type='eval', config={'report': name})
+    if 'table3' in report:
+        cols = ['config', 'val_loss', 'val_loss_std', 'hot_cold_delta', 'tok_per_s', 'params']
+        run.log({'table3': wandb.Table(columns=cols, data=[[n] + [t[c] for c in cols[1:]] for n, t in report['table3'].items()]),
+                 'table4': wandb.Table(columns=['run', 'config', 'flip_iter', 'max_hot_advantage', 'max_cold_advantage'],
+                                       data=[[r, f['config'], f['flip_iter'], f['max_hot_advantage'], f['max_cold_advantage']]
+                                             for r, f in report['table4'].items()])})
+        for n, t in report['table3'].items():
+            run.summary[f'{n}/val_loss'] = t['val_loss']
+    else:
+        run.summary.update({k: v for k, v in report['metrics'].items() if isinstance(v, float)})
+    run.log({os.path.basename(p)[:-4]: wandb.Image(p) for p in images})
+    run.finish()
+
+# -----------------------------------------------------------------------------
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--ckpt', help='one checkpoint: deep report')
+    p.add_argument('--runs', help="glob of run dirs (out_dir of train.py), e.g. 'out/*'")
+    p.add_argument('--report', help='output dir (default: <ckpt dir>/eval or reports/study)')
+    p.add_argument('--data_dir', help="override the checkpoint's data_dir")
+    p.add_argument('--val_tokens', type=int, help='validation tokens (default: eval_iters*batch_size*block_size of the run)')
+    p.add_argument('--hot_size', type=int, help='N_hot for is_hot labels of Hash/baseline checkpoints (default: the run\'s hot_size)')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--wandb', action='store_true', help='also log tables, figures and summary to wandb')
+    p.add_argument('--wandb_project', default='engram-nine')
+    a = p.parse_args(argv)
+    if bool(a.ckpt) == bool(a.runs):
+        p.error('give exactly one of --ckpt or --runs')
+    try:
+        if a.ckpt:
+            out = a.report or os.path.join(os.path.dirname(os.path.abspath(a.ckpt)), 'eval')
+            rep = evaluate_checkpoint(a.ckpt, a.data_dir, a.val_tokens, a.hot_size, a.device)
+            md = md_checkpoint(rep)
+            write_report(rep, md, out)
+            m = rep['metrics']
+            images = figures([], {'table7': {rep['config']: m.get('alpha_buckets')}, 'delta_alpha_per_layer':
+                                 {rep['config']: {k[len('delta_alpha_'):]: v for k, v in m.items() if k.startswith('delta_alpha_L')}}}, out)
+        else:
+            dirs = sorted(d for d in glob.glob(a.runs) if os.path.isdir(d))
+            if not dirs:
+                raise DataError(f"--runs '{a.runs}' matches no directory; point it at train.py out_dirs, e.g. 'out/*'.")
+            runs = [load_run(d) for d in tqdm(dirs, desc='runs')]
+            out = a.report or 'reports/study'
+            rep = {'runs': runs, **study(runs)}
+            md = md_study(rep)
+            write_report(rep, md, out)
+            images = figures(runs, rep, out)
+        print(md)
+        print(f"\nwrote {out}/report.json, report.md, " + ', '.join(os.path.basename(i) for i in images))
+        if a.wandb:
+            log_wandb(rep, images, a.wandb_project, os.path.basename(out.rstrip('/')))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+if __name__ == '__main__':
+    main()

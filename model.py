@@ -13,6 +13,16 @@ import torch.nn.functional as F
 
 from engram import EngramGate, EngramMemory
 
+PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
+              'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
+
+def device_peak_flops(device):
+    """The device's own peak, so MFU is not always quoted against an A100."""
+    if not device.startswith('cuda'):
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
 @dataclass
 class GPTConfig:
     block_size: int = 1024

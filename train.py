@@ -19,6 +19,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from checkpoint import CKPT_VERSION, build_index, check_signature, data_signature, load_checkpoint, load_weights
+from configurator import ConfigError, apply_config
+from data import DataError, TokenData, atomic_write, save_json, save_torch, to_device
+from metrics import evaluate
+from model import GPT, GPTConfig, device_peak_flops
+
 # -----------------------------------------------------------------------------
 # config: paper defaults (Table 1/2); override with a config file and --key=value
 # I/O
@@ -89,16 +95,6 @@ compile = True                # torch.compile on CUDA only
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, tuple))]
 
-PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
-              'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
-
-def device_peak_flops(device):
-    """The device's own peak, so MFU is not always quoted against an A100."""
-    if not device.startswith('cuda'):
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
 def get_lr(it, cfg):
     """Linear warmup, then cosine decay to min_lr at lr_decay_iters (nanoGPT)."""
     if not cfg['decay_lr']:
@@ -111,7 +107,6 @@ def get_lr(it, cfg):
     return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg['learning_rate'] - cfg['min_lr'])
 
 def model_config(cfg, vocab_size):
-    from model import GPTConfig
     keys = GPTConfig.__dataclass_fields__
     args = {k: cfg[k] for k in keys if k in cfg}
     args['vocab_size'] = vocab_size
@@ -119,7 +114,6 @@ def model_config(cfg, vocab_size):
 
 def truncate_metrics(path, last_iter):
     """On resume: drop eval rows written after the checkpoint (a crash between log and save)."""
-    from data import atomic_write
     if not os.path.exists(path):
         return
     with open(path) as f:
@@ -127,11 +121,6 @@ def truncate_metrics(path, last_iter):
     atomic_write(path, lambda f: f.writelines(rows), mode='w')
 
 def main(argv):
-    from configurator import apply_config
-    from checkpoint import CKPT_VERSION, build_index, check_signature, data_signature, load_checkpoint, load_weights
-    from data import TokenData, DataError, save_json, save_torch
-    from metrics import evaluate
-    from model import GPT
     cfg = {k: globals()[k] for k in config_keys}
     apply_config(cfg, argv, config_keys)
 
@@ -320,13 +309,10 @@ def main(argv):
         dist.destroy_process_group()
 
 def to_device_batch(data, cfg, it, micro, dev):
-    from data import to_device
     starts = data.train_starts(cfg['seed'], it, micro, cfg['batch_size'], cfg['block_size'])
     return to_device(data.windows('train', starts, cfg['block_size']), dev)
 
 if __name__ == '__main__':
-    from configurator import ConfigError
-    from data import DataError
     try:
         main(sys.argv[1:])
     except (ConfigError, DataError, FloatingPointError) as e:

@@ -1,0 +1,188 @@
+"""
+Speed, measured side by side in one process (never as a timed test).
+
+  python bench.py                       # CPU: tiny configs + counting on 95M synthetic tokens + index/hash costs
+  python bench.py --preset paper        # GPU: GPT-2 small, Hash-500K vs Nine-100/400K vs baseline (bf16, compile)
+
+Training steps (forward + backward + AdamW) of every config are timed interleaved, round-robin, after
+warm-up; the median step is reported with tok/s, MFU against the device's own peak, peak memory, the
+optimizer's share of the step, and the ratios Nine/Hash and Hash/baseline. Synthetic Zipf tokens and a
+synthetic hot tier built by prepare_fineweb's own counting code, so no data dir is needed.
+"""
+import argparse
+import json
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+import prepare_fineweb as pf
+from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
+from model import GPT, GPTConfig, device_peak_flops
+
+PRESETS = {
+    # the tiny CPU config (configs/tiny.py) with small tables
+    'tiny': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64, table_size=4096, hot_size=20_000,
+                            engram_head_dim=16), batch_size=8, vocab=50257),
+    # the paper's GPT-2 small (Table 1/2) on GPT-2's vocabulary
+    'paper': dict(model=dict(), batch_size=4, vocab=50257),
+}
+MEMORIES = {'baseline': dict(memory='none'), 'hash': dict(memory='hash'), 'nine': dict(memory='nine')}
+
+def synth_tokens(n, vocab, seed=0):
+    """Zipf-like token ids (rank ~ u^3): a few ids very frequent, a long tail, like real text."""
+    u = np.random.default_rng(seed).random(n, dtype=np.float32)
+    return (u * u * u * (vocab - 1)).astype(np.uint16 if vocab <= 65536 else np.uint32)
+
+def synth_index(tokens, vocab, n_hot, orders=(2, 3)):
+    """Identity canonical map and hot tiers = the top-n_hot n-grams of the synthetic stream."""
+    canon = np.arange(vocab + 1, dtype=np.int64)
+    counts = pf.count_ngrams(tokens, canon, list(orders), max(orders), progress=False)
+    hot = {}
+    for o in orders:
+        keys = np.sort(pf.top_n(*counts[o], n_hot)[0])
+        hot[o] = (torch.from_numpy(keys), torch.arange(len(keys)))
+    return NgramIndex(canon, hot, orders)
+
+def time_training(preset, device, steps, rounds, compile_model, dtype):
+    p = PRESETS[preset]
+    tokens = synth_tokens(2_000_000, p['vocab'])
+    index = synth_index(tokens, p['vocab'], p['model'].get('hot_size', 100_000))
+    B, T = p['batch_size'], p['model'].get('block_size', 1024)
+    device_type = 'cuda' if device.startswith('cuda') else 'cpu'
+    autocast = torch.autocast(device_type, dtype=dtype) if device_type == 'cuda' else nullcontext()
+    rng = np.random.default_rng(0)
+    starts = rng.integers(2, len(tokens) - T - 1, size=(steps * rounds + 3, B))
+    batches = [torch.from_numpy(np.stack([tokens[s - 2:s + T + 1] for s in st]).astype(np.int64)).to(device) for st in starts]
+    runs = {}
+    for name, mem in MEMORIES.items():
+        torch.manual_seed(0)
+        cfg = GPTConfig(vocab_size=-(-p['vocab'] // 64) * 64, **{**p['model'], **mem})
+        model = GPT(cfg, index=index).to(device)
+        opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type)
+        fwd = torch.compile(model) if compile_model else model
+        runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg)
+
+    def sync():
+        if device_type == 'cuda':
+            torch.cuda.synchronize()
+
+    def step(r, batch):
+        x, y, c = batch[:, 2:-1], batch[:, 3:], batch[:, :2]
+        t0 = time.perf_counter()
+        with autocast:
+            _, loss = r['fwd'](x, y, ctx=c)
+        loss.backward()
+        sync()
+        t1 = time.perf_counter()
+        r['opt'].step()
+        r['opt'].zero_grad(set_to_none=True)
+        sync()
+        t2 = time.perf_counter()
+        return t2 - t0, t2 - t1
+
+    for r in runs.values():        # warm-up (and compilation) outside the timed rounds
+        for b in batches[:3]:
+            step(r, b)
+    i = 3
+    for _ in range(rounds):        # interleaved: every config sees the same machine state
+        for r in runs.values():
+            for _ in range(steps):
+                dt, dto = step(r, batches[i % len(batches)])
+                r['times'].append(dt)
+                r['opt_times'].append(dto)
+            i += steps
+    peak = device_peak_flops(device)
+    out = {}
+    for name, r in runs.items():
+        dt = float(np.median(r['times']))
+        mfu = r['model'].estimate_mfu(B * T, dt, peak)
+        out[name] = {'ms_per_step': dt * 1000, 'tok_per_s': B * T / dt, 'mfu': None if np.isnan(mfu) else mfu,
+                     'optimizer_share': float(np.median(r['opt_times'])) / dt,
+                     'params': r['model'].param_counts()}
+        if device_type == 'cuda':
+            out[name]['peak_mem_gb'] = torch.cuda.max_memory_allocated() / 1e9
+    out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
+    out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
+    return out
+
+def time_counting(n_tokens, vocab=50257, hot_sizes=(20_000, 50_000, 100_000)):
+    """n-gram counting + hot tiers (bbhash) on synthetic tokens, as prepare_fineweb does it."""
+    import bbhash
+    tokens = synth_tokens(n_tokens, vocab, seed=1)
+    canon = np.arange(vocab + 1, dtype=np.int64)
+    t0 = time.perf_counter()
+    counts = pf.count_ngrams(tokens, canon, [2, 3], 3)
+    t1 = time.perf_counter()
+    for o in (2, 3):
+        for n in hot_sizes:
+            top = pf.top_n(*counts[o], n)[0]
+            bbhash.PyMPHF(top.tolist(), len(top), 1, 1.0)
+    t2 = time.perf_counter()
+    return {'tokens': n_tokens, 'count_s': t1 - t0, 'hot_tiers_s': t2 - t1, 'total_s': t2 - t0,
+            'distinct': {str(o): int(len(counts[o][0])) for o in (2, 3)}}
+
+def time_index(device, n_pos=1 << 18, reps=10):
+    """Per-token cost of the memory index: keys, hashes (mulxor vs mdmix), hot lookup."""
+    import mdmix
+    tokens = synth_tokens(2_000_000, 50257, seed=2)
+    index = synth_index(tokens, 50257, 100_000).to(device)
+    x = torch.from_numpy(tokens[:n_pos + 2].astype(np.int64)).to(device)[None]
+    mult = hash_multipliers(0, 2, 2, 3).to(device)
+
+    def bench(fn):
+        fn()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / reps / n_pos * 1e9   # ns per position
+    keys = ngram_keys(index.canonical[x], 3, 2)
+    return {'ns_per_position': {
+        'keys_and_hot_lookup': bench(lambda: index(x, 2)),
+        'hash_mulxor_2heads': bench(lambda: multiply_xor_hash(keys, 3, mult[1], 400_000)),
+        'hash_mdmix_2heads': bench(lambda: mdmix.mdmix_hash(keys, mult[1, :, 0], 400_000)),
+    }}
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS), help='default: paper on CUDA, tiny on CPU')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
+    p.add_argument('--rounds', type=int, default=4)
+    p.add_argument('--count_tokens', type=lambda s: int(s.replace('_', '')), default=95_000_000)
+    p.add_argument('--no_compile', action='store_true')
+    p.add_argument('--out', default='bench.json')
+    a = p.parse_args()
+    cuda = a.device.startswith('cuda')
+    preset = a.preset or ('paper' if cuda else 'tiny')
+    dtype = torch.bfloat16 if cuda else torch.float32
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',
+           'torch': torch.__version__, 'preset': preset}
+    res['training'] = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype)
+    res['index'] = time_index(a.device)
+    if a.count_tokens:
+        res['counting'] = time_counting(a.count_tokens)
+    tr = res['training']
+    print(f"device: {res['device']}, preset {preset}, torch {res['torch']}")
+    print(f"{'config':>9} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
+    for name in MEMORIES:
+        r = tr[name]
+        print(f"{name:>9} {r['ms_per_step']:>9.1f} {r['tok_per_s']:>10,.0f} {('%.1f%%' % (100*r['mfu'])) if r['mfu'] else '–':>6} "
+              f"{100*r['optimizer_share']:>11.1f}% {r['params']['total']:>12,}")
+    print(f"Nine/Hash tok/s = {tr['ratio_nine_over_hash_tok_per_s']:.3f}; Hash/baseline step time = {tr['ratio_hash_over_baseline_step_time']:.3f}")
+    print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()))
+    if 'counting' in res:
+        c = res['counting']
+        print(f"counting {c['tokens']:,} tokens: {c['count_s']:.1f}s count + {c['hot_tiers_s']:.1f}s hot tiers = {c['total_s']:.1f}s")
+    with open(a.out, 'w') as f:
+        json.dump(res, f, indent=2)
+
+if __name__ == '__main__':
+    main()

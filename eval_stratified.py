@@ -170,10 +170,12 @@ def study(runs):
 # -----------------------------------------------------------------------------
 # Markdown
 
-def fmt(x, spec='.4f'):
+def fmt(x, spec=None):
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return '–'
-    return format(x, spec) if isinstance(x, float) else str(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return format(x, spec or ('d' if isinstance(x, int) else '.4f'))
 
 def diff(ours, theirs, spec='+.4f'):
     return fmt(ours - theirs, spec) if ours is not None and theirs is not None else '–'

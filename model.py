@@ -198,7 +198,7 @@ class GPT(nn.Module):
         logits = self.lm_head(x)
         if noise is not None:
             logits = noise('logits', logits)
-        losses = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction='none',
+        losses = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction='none',
                                  label_smoothing=self.config.label_smoothing if self.training else 0.0)
         loss = losses.mean()
         if not diag:

@@ -281,7 +281,10 @@ def top_n(keys, counts, n):
     n = min(n, len(keys))
     if n == 0:
         return keys[:0], counts[:0]
-    thr = np.partition(counts, len(counts) - n)[len(counts) - n]        # n-th largest count
+    # most distinct n-grams are singletons: select the threshold among the repeated ones when enough exist
+    rep = counts[counts > 1]
+    pool = rep if len(rep) >= n else counts
+    thr = np.partition(pool, len(pool) - n)[len(pool) - n]              # n-th largest count
     above = np.flatnonzero(counts > thr)
     ties = np.flatnonzero(counts == thr)[:n - len(above)]               # keys are sorted: smallest first
     sel = np.concatenate([above, ties])
@@ -291,10 +294,11 @@ def top_n(keys, counts, n):
 # -----------------------------------------------------------------------------
 # stage: hot tiers
 
-def build_hot_tier(keys, counts, n_hot, order, out):
-    """bbhash MPHF over the top-n_hot keys, with the key and count stored at each slot."""
+def build_hot_tier(top, top_counts, n_hot, order, out):
+    """bbhash MPHF over the top-n_hot keys (`top` is the ranked list, longest first), with the key
+    and count stored at each slot."""
     import bbhash
-    top, top_counts = top_n(keys, counts, n_hot)
+    top, top_counts = top[:n_hot], top_counts[:n_hot]
     d = os.path.join(out, 'hot', f'n{n_hot}')
     os.makedirs(d, exist_ok=True)
     mphf = bbhash.PyMPHF(top.tolist(), len(top), 1, 1.0)
@@ -458,8 +462,9 @@ def run_stages(args, tok, meta, tokens_args):
         for o in args.orders:
             keys = np.load(os.path.join(out, f'ngrams_o{o}_keys.npy'))
             counts = np.load(os.path.join(out, f'ngrams_o{o}_counts.npy'))
+            ranked = top_n(keys, counts, max(todo))      # nested: every smaller tier is a prefix
             for s in tqdm(todo, desc=f'hot tiers o{o}'):
-                info = build_hot_tier(keys, counts, s, o, out)
+                info = build_hot_tier(*ranked, s, o, out)
                 hot['tiers'].setdefault(str(s), {})[str(o)] = info
                 if info['n_keys'] < s:
                     print(f"note: only {info['n_keys']:,} distinct {o}-grams exist; hot tier N={s:,} holds all of them.")

@@ -231,6 +231,7 @@ def main(argv):
     resumed_at = iter_num if ckpt is not None else None
     bad_iter = torch.full((), -1, dtype=torch.long, device=dev)   # first non-finite loss, kept on device
     loss_acc = torch.zeros((), device=dev)
+    x, y, c = to_device_batch(data, cfg, iter_num, rank * local_G, dev)   # first micro-batch
     t0, running_mfu, speeds = time.time(), -1.0, []
     while True:
         lr = get_lr(iter_num, cfg)
@@ -263,12 +264,14 @@ def main(argv):
 
         # forward/backward over this rank's share of the global micro-steps
         for j in range(local_G):
-            micro = rank * local_G + j
-            x, y, c = to_device_batch(data, cfg, iter_num, micro, dev)
-            sync = nullcontext() if (not ddp or j == local_G - 1) else model.no_sync()
-            with sync, autocast:
+            if ddp:   # all-reduce gradients only on the last micro-step (nanoGPT)
+                model.require_backward_grad_sync = j == local_G - 1
+            with autocast:
                 _, loss = model(x, y, ctx=c, step=iter_num)
                 loss = loss / local_G
+            # prefetch the next micro-batch while the GPU runs this forward (CUDA kernels are async)
+            nxt_it, nxt_j = (iter_num, j + 1) if j + 1 < local_G else (iter_num + 1, 0)
+            x, y, c = to_device_batch(data, cfg, nxt_it, rank * local_G + nxt_j, dev)
             loss.backward()
             loss_acc += loss.detach()
         if cfg['grad_clip'] != 0.0:

@@ -54,6 +54,13 @@ def test_top_n_is_by_count_then_key():
     k, c = pf.top_n(keys, counts, 4)
     assert k.tolist() == [2, 6, 1, 3] and c.tolist() == [9, 9, 5, 5]
     assert pf.top_n(keys, counts, 100)[0].tolist() == [2, 6, 1, 3, 4, 5]
+    rng = np.random.default_rng(0)       # against a full sort, with and without singletons
+    for _ in range(200):
+        n = rng.integers(1, 60)
+        k = np.sort(rng.choice(1000, n, replace=False)).astype(np.int64)
+        c = rng.integers(1, 4, n).astype(np.int64)
+        for m in (1, 3, 10, 100):
+            assert pf.top_n(k, c, m)[0].tolist() == [int(key) for _, key in sorted(zip(-c, k))[:m]]
 
 
 def test_hot_tier_is_the_top_n_and_mphf_is_a_bijection(gen_data):

@@ -5,10 +5,11 @@ Shared by train.py and eval_stratified.py.
 """
 import os
 
+import numpy as np
 import torch
 
 from data import DataError, HotTier, load_canonical, tokenizer_signature
-from engram import NgramIndex
+from engram import NgramIndex, hot_lookup
 
 CKPT_VERSION = 1
 
@@ -17,6 +18,21 @@ def build_index(data_dir, meta, orders, hot_size):
     tiers = {o: HotTier(data_dir, meta, hot_size, o) for o in orders}
     index = NgramIndex(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders)
     return index, {str(o): t.sha256 for o, t in tiers.items()}
+
+def attach_gate_data(model, data_dir):
+    """Data-dependent gate inputs (§7.2): training count of every n-gram ('log_freq'), collision
+    degree of every table row ('collision'). Recomputed from the data dir, never saved."""
+    names, index = model.config.gate_inputs, model.index
+    if not names or model.memory is None:
+        return
+    counts = {o: (np.load(os.path.join(data_dir, f'ngrams_o{o}_keys.npy')),
+                  np.load(os.path.join(data_dir, f'ngrams_o{o}_counts.npy'))) for o in index.orders}
+    if 'log_freq' in names:
+        index.set_counts(counts)
+    if 'collision' in names:
+        keys = {o: torch.from_numpy(k).to(index.canonical.device) for o, (k, _) in counts.items()}
+        slots = {o: hot_lookup(k, getattr(index, f'hot_keys_o{o}'), getattr(index, f'hot_slots_o{o}')) for o, k in keys.items()}
+        model.memory.set_occupancy(keys, slots)
 
 def data_signature(meta, hot_sha):
     return {**tokenizer_signature(meta), 'hot_size_keys_sha256': hot_sha}

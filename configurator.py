@@ -23,8 +23,10 @@ def _coerce(key, value, default):
         return value
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
-    if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list, int)):
-        value = (value,) if isinstance(value, int) else value
+    if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list, int, str)):
+        value = (value,) if isinstance(value, (int, str)) else value
+        if default and any(type(v) is not type(default[0]) for v in value):
+            raise ConfigError(f"--{key} expects a tuple of {type(default[0]).__name__} (like {default!r}), got {value!r}")
         return type(default)(value)
     if type(value) is not type(default):
         raise ConfigError(f"--{key} expects {type(default).__name__} (like {default!r}), got {value!r} "

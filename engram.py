@@ -136,6 +136,12 @@ class NgramIndex(nn.Module):
             self.register_buffer(f'hot_keys_o{o}', keys.long(), persistent=False)
             self.register_buffer(f'hot_slots_o{o}', slots.long(), persistent=False)
 
+    def set_counts(self, counts):
+        """{order: (sorted distinct training keys, counts)}: for the log-frequency gate input."""
+        for o, (k, c) in counts.items():
+            self.register_buffer(f'count_keys_o{o}', torch.as_tensor(k).long(), persistent=False)
+            self.register_buffer(f'count_vals_o{o}', torch.as_tensor(c).long(), persistent=False)
+
     @property
     def pad_token(self):
         return self.canonical.numel() - 1     # the token id used before the stream's first token
@@ -151,23 +157,27 @@ class NgramIndex(nn.Module):
 
 class EngramMemory(nn.Module):
     """All memory tables of all orders and heads as one (rows, d) embedding.
-    Per order n the rows are laid out as [hot: N_hot*K rows][cold head 0: M rows]...[cold head K-1: M rows]
-    (N_hot = 0 for Hash). A hot row of E_hot[n] (K*d wide) is K consecutive d-rows, so Hash and Nine
-    reads are both a single gather of (orders*K) d-rows per position."""
+    Per order n the rows are laid out as [hot: R*K rows][cold head 0: M rows]...[cold head K-1: M rows]
+    (R = N_hot hot rows; 0 for Hash). A hot row of E_hot[n] (K*d wide) is K consecutive d-rows, so Hash
+    and Nine reads are both a single gather of (orders*K) d-rows per position.
+    Future-work variants (paper §7.2): hot_index='hashed' indexes the hot rows with K hashes instead of
+    the MPHF slot (tiering kept, collision-free indexing removed); hot_collision=c puts the N_hot hot keys
+    into ceil(N_hot/c) rows (a chosen collision rate)."""
 
     def __init__(self, config):
         super().__init__()
         c = config
         self.orders, self.K, self.d = tuple(c.ngram_orders), c.engram_heads, c.engram_head_dim
         self.nine = c.memory == 'nine'
-        self.table_size, self.hot_size = c.table_size, (c.hot_size if self.nine else 0)
+        self.table_size, self.hot_index = c.table_size, c.hot_index
+        self.hot_rows = -(-c.hot_size // c.hot_collision) if self.nine else 0
         self.n_sets = 1 if c.engram_shared_tables else len(c.engram_layers)
-        per_order = self.hot_size * self.K + self.K * self.table_size
+        per_order = self.hot_rows * self.K + self.K * self.table_size
         self.rows_per_set = per_order * len(self.orders)
         self.table = nn.Embedding(self.n_sets * self.rows_per_set, self.d)
         base = torch.arange(len(self.orders)) * per_order
         self.register_buffer('hot_base', base, persistent=False)                              # (O,)
-        self.register_buffer('cold_base', base[:, None] + self.hot_size * self.K
+        self.register_buffer('cold_base', base[:, None] + self.hot_rows * self.K
                              + torch.arange(self.K) * self.table_size, persistent=False)     # (O, K)
         self.register_buffer('mult', hash_multipliers(c.engram_hash_seed, len(self.orders), self.K,
                                                       max(self.orders)), persistent=False)
@@ -177,24 +187,49 @@ class EngramMemory(nn.Module):
     def dim(self):
         return len(self.orders) * self.K * self.d
 
-    def heads(self, keys, oi, order):
-        """phi_{n,k}(g) for all heads k of one order: (B,T) keys -> (B,T,K) indices in [0, M)."""
+    def heads(self, keys, oi, order, size=None):
+        """phi_{n,k}(g) for all heads k of one order: (B,T) keys -> (B,T,K) indices in [0, size or M)."""
+        size = size or self.table_size
         if self.hash == 'mdmix':
             import mdmix
-            return mdmix.mdmix_hash(keys, self.mult[oi, :, 0], self.table_size)
-        return multiply_xor_hash(keys, order, self.mult[oi], self.table_size)
+            return mdmix.mdmix_hash(keys, self.mult[oi, :, 0], size)
+        return multiply_xor_hash(keys, order, self.mult[oi], size)
 
-    def rows(self, keys, slots):
-        """Row of every (order, head) read at each position: (B, T, O*K). Routing of Algorithm 1."""
-        out = []
+    def order_rows(self, keys, slots, oi, order, use_hot=True):
+        """Rows read by one order's K heads: (..., K). Routing of Algorithm 1."""
+        cold = self.cold_base[oi] + self.heads(keys, oi, order)                    # Eq. 1, cold tier
+        if not (self.nine and use_hot):
+            return cold
+        s = slots.unsqueeze(-1)
+        if self.hot_index == 'hashed':
+            r = self.heads(keys, oi, order, self.hot_rows)
+        else:
+            r = s % self.hot_rows                                                  # c = 1: the MPHF slot itself
+        hot = self.hot_base[oi] + r * self.K + torch.arange(self.K, device=s.device)
+        return torch.where(s >= 0, hot, cold)                                      # Alg. 1 lines 3-10
+
+    def rows(self, keys, slots, use_hot=True):
+        """Row of every (order, head) read at each position: (B, T, O*K).
+        use_hot=False sends every position down the cold path (per-layer strategies)."""
+        return torch.cat([self.order_rows(keys[o], slots[o] if slots is not None else None, oi, o, use_hot)
+                          for oi, o in enumerate(self.orders)], dim=-1)
+
+    @torch.no_grad()
+    def set_occupancy(self, keys, slots):
+        """Collision degree of every table row: how many distinct training n-grams read it.
+        keys/slots: {order: all distinct training keys, their hot slots}."""
+        occ = torch.zeros(self.rows_per_set, device=self.hot_base.device)
         for oi, o in enumerate(self.orders):
-            cold = self.cold_base[oi] + self.heads(keys[o], oi, o)                 # Eq. 1, cold tier
-            if self.nine:
-                s = slots[o].unsqueeze(-1)
-                hot = self.hot_base[oi] + s * self.K + torch.arange(self.K, device=s.device)
-                cold = torch.where(s >= 0, hot, cold)                              # Alg. 1 lines 3-10
-            out.append(cold)
-        return torch.cat(out, dim=-1)
+            r = self.order_rows(keys[o], slots[o], oi, o)
+            occ += torch.bincount(r.flatten(), minlength=self.rows_per_set).float()
+        self.register_buffer('occupancy', occ, persistent=False)
+
+    def hot_row_mask(self):
+        """(rows,) bool: which table rows belong to a hot tier (for extra weight decay on hot rows)."""
+        mask = torch.zeros(self.rows_per_set, dtype=torch.bool, device=self.hot_base.device)
+        for b in self.hot_base.tolist():
+            mask[b:b + self.hot_rows * self.K] = True
+        return mask.repeat(self.n_sets)
 
     def forward(self, rows, layer_set=0):
         """e_t = concat over orders and heads (Eq. 2): (B, T, O*K*d)."""
@@ -202,12 +237,45 @@ class EngramMemory(nn.Module):
         return e.flatten(-2)
 
 
+GATE_INPUTS = ('is_hot', 'log_freq', 'collision')
+
+def gate_features(names, is_hot, keys, rows, index, memory):
+    """Extra gate inputs per position (§7.2): is_hot flag, log(1 + training count) of each order's
+    n-gram, log(collision degree) of each row read. (B, T, F), computed once per forward."""
+    f = []
+    if 'is_hot' in names:
+        f.append(is_hot.float().unsqueeze(-1))
+    if 'log_freq' in names:
+        for o in index.orders:
+            c = hot_lookup(keys[o], getattr(index, f'count_keys_o{o}'), getattr(index, f'count_vals_o{o}'))
+            f.append(torch.log1p(c.clamp(min=0).float()).unsqueeze(-1))
+    if 'collision' in names:
+        f.append(torch.log(memory.occupancy[rows].clamp(min=1)))
+    return torch.cat(f, -1)
+
+def n_gate_features(names, n_orders, heads):
+    return ('is_hot' in names) + ('log_freq' in names) * n_orders + ('collision' in names) * n_orders * heads
+
+def hot_row_dropout(e, slots, p):
+    """Dropout of whole hot memory rows (per order), inverted scaling: explicit regularization of the
+    collision-free hot tier (§7.2)."""
+    hot = torch.stack([s >= 0 for s in slots.values()], -1)                         # (B, T, O)
+    drop = hot & (torch.rand(hot.shape, device=e.device) < p)
+    scale = torch.where(drop, 0.0, torch.where(hot, 1 / (1 - p), 1.0)).to(e.dtype)
+    return (e.view(*hot.shape, -1) * scale.unsqueeze(-1)).view_as(e)
+
+
 class EngramGate(nn.Module):
     """One Engram layer's read-out: own W_K, W_V and norms over the shared memory vector."""
 
-    def __init__(self, config, d_mem):
+    def __init__(self, config, d_mem, n_features=0):
         super().__init__()
         self.w_k = nn.Linear(d_mem, config.n_embd, bias=False)
+        # §6.3 "W_K intervention": a separate key projection for cold positions (w_k then serves hot ones)
+        self.w_k_cold = nn.Linear(d_mem, config.n_embd, bias=False) if config.gate_keys == 'decoupled' else None
+        # §7.2 "enhancing gating input": extra per-position features enter the gate logit linearly;
+        # zero-initialized, so training starts from the paper's gate
+        self.w_feat = nn.Linear(n_features, 1, bias=False) if n_features else None
         self.w_v = nn.Linear(d_mem, config.n_embd, bias=False)
         self.norm_h = nn.RMSNorm(config.n_embd, eps=1e-6)
         self.norm_k = nn.RMSNorm(config.n_embd, eps=1e-6)
@@ -215,9 +283,13 @@ class EngramGate(nn.Module):
         self.short_conv = ShortConv(config.n_embd, max(config.ngram_orders)) if config.engram_short_conv else None
         self.scale = 1 / math.sqrt(config.n_embd)
 
-    def forward(self, h, e):
+    def forward(self, h, e, is_hot=None, features=None):
         k, v = self.w_k(e), self.w_v(e)                                             # Eq. 3
+        if self.w_k_cold is not None:
+            k = torch.where(is_hot.unsqueeze(-1), k, self.w_k_cold(e))
         s = (self.norm_h(h) * self.norm_k(k)).sum(-1) * self.scale
+        if self.w_feat is not None:
+            s = s + self.w_feat(features).squeeze(-1)
         if self.signed_sqrt:   # DeepSeek demo variant: compresses large logits before the sigmoid
             s = s.sign() * s.abs().clamp_min(1e-6).sqrt()
         alpha = torch.sigmoid(s)                                                    # Eq. 4

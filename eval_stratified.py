@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import build_index, check_signature, data_signature, load_checkpoint, load_weights
+from checkpoint import attach_gate_data, build_index, check_signature, data_signature, load_checkpoint, load_weights
 from data import DataError, TokenData, atomic_write, load_meta, save_json
 from engram import hot_lookup
 from metrics import evaluate, flip
@@ -58,6 +58,7 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
         saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
     check_signature(saved, current, f"checkpoint {ckpt_path}")
     model = GPT(mcfg, index=index)
+    attach_gate_data(model, data_dir)
     load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
     model.eval()
     return model, ckpt, data_dir, meta
@@ -109,6 +110,88 @@ def evaluate_checkpoint(ckpt_path, data_dir=None, val_tokens=None, hot_size=None
     if model.memory is not None:
         report['collisions'] = collision_stats(model.memory, model.index, data_dir, meta)
     return report
+
+# -----------------------------------------------------------------------------
+# key stability across snapshots (§6.3: does the gate favour stable keys rather than low loss?)
+
+def pearson(a, b):
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    d = (a.norm() * b.norm()).item()
+    return (a @ b).item() / d if d > 0 else float('nan')
+
+@torch.no_grad()
+def key_stability(run_dir, data_dir=None, val_tokens=None):
+    """Cosine similarity of k_t = W_K e_t between adjacent weight snapshots (train with
+    save_snapshots=True), hot vs cold positions, per Engram layer; and, at the later snapshot, the
+    correlation across positions of alpha with key stability and of alpha with loss."""
+    snaps = sorted(glob.glob(os.path.join(run_dir, 'snapshots', 'iter_*.pt')))
+    if len(snaps) < 2:
+        raise DataError(f"{run_dir}/snapshots has {len(snaps)} snapshot(s); key stability needs two or more. "
+                        f"Train with --save_snapshots=True.")
+    with open(os.path.join(run_dir, 'config.json')) as f:
+        cfg = json.load(f)
+    data_dir = data_dir or cfg['data_dir']
+    meta = load_meta(data_dir)
+    prev, pairs = None, []
+    for path in tqdm(snaps, desc='snapshots'):
+        snap = torch.load(path, map_location='cpu', weights_only=True)
+        mcfg = GPTConfig(**snap['model_args'])
+        if mcfg.memory == 'none':
+            raise DataError(f"{run_dir} has no Engram memory: no keys to compare.")
+        index, _ = build_index(data_dir, meta, tuple(mcfg.ngram_orders), mcfg.hot_size)
+        model = GPT(mcfg, index=index)
+        attach_gate_data(model, data_dir)
+        load_weights(model, snap['model'], f'snapshot {path}')
+        model.eval()
+        data = TokenData(data_dir, index.max_order - 1)
+        T = mcfg.block_size
+        starts = data.val_starts(T, (val_tokens or cfg['eval_iters'] * cfg['batch_size'] * T) // T)
+        x, y, c = (torch.from_numpy(a) for a in data.windows('val', starts, T))
+        _, _, info = model(x, y, ctx=c, diag=True)
+        keys, slots = index(torch.cat([c, x], 1), index.max_order - 1)
+        e = model.memory(model.memory.rows(keys, slots))
+        hot = info['is_hot'].any(0)
+        ks = []
+        for i in model.engram_layers:
+            g = model.transformer.h[i].engram
+            k = g.w_k(e) if g.w_k_cold is None else torch.where(hot.unsqueeze(-1), g.w_k(e), g.w_k_cold(e))
+            ks.append(torch.nn.functional.normalize(k.float(), dim=-1))
+        cur = {'iter': snap['iter_num'], 'k': ks, 'alpha': info['alpha'], 'loss': info['loss'], 'hot': hot}
+        if prev is not None:
+            row = {'iter_from': prev['iter'], 'iter_to': cur['iter'], 'layers': {}}
+            for li, l in enumerate(model.engram_layers):
+                cos = (prev['k'][li] * cur['k'][li]).sum(-1)
+                a = cur['alpha'][li]
+                row['layers'][f'L{l}'] = {'cos_hot': float(cos[hot].mean()) if hot.any() else None,
+                                          'cos_cold': float(cos[~hot].mean()) if (~hot).any() else None,
+                                          'corr_alpha_stability': pearson(a.flatten(), cos.flatten()),
+                                          'corr_alpha_loss': pearson(a.flatten(), cur['loss'].flatten())}
+            pairs.append(row)
+        prev = cur
+    return {'run': os.path.basename(run_dir.rstrip('/')), 'pairs': pairs}
+
+def md_key_stability(ks):
+    rows = [[f"{p['iter_from']}→{p['iter_to']}", l, fmt(v['cos_hot']), fmt(v['cos_cold']),
+             fmt(v['corr_alpha_stability'], '+.3f'), fmt(v['corr_alpha_loss'], '+.3f')]
+            for p in ks['pairs'] for l, v in p['layers'].items()]
+    return (f"# Key stability: {ks['run']}\n\ncos(k_t before, k_t after) of W_K e_t for the same validation positions "
+            f"between adjacent snapshots; correlations across positions at the later snapshot.\n\n" +
+            md_table(['snapshots', 'layer', 'cos hot', 'cos cold', 'corr(α, stability)', 'corr(α, loss)'], rows))
+
+def figure_key_stability(ks, out_dir):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    layers = list(ks['pairs'][0]['layers'])
+    for li, l in enumerate(layers):
+        it = [p['iter_to'] for p in ks['pairs']]
+        col = plt.cm.tab10(li)
+        ax.plot(it, [p['layers'][l]['cos_hot'] for p in ks['pairs']], color=col, marker='o', label=f'{l} hot')
+        ax.plot(it, [p['layers'][l]['cos_cold'] for p in ks['pairs']], color=col, ls='--', marker='x', label=f'{l} cold')
+    ax.set(xlabel='iter (later snapshot)', ylabel='cos(k before, k after)', title='Key stability between snapshots')
+    ax.legend(fontsize=7)
+    return [save_fig(fig, out_dir, 'key_stability.png')]
 
 # -----------------------------------------------------------------------------
 # runs and the study
@@ -377,6 +460,7 @@ def log_wandb(report, images, project, name):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--ckpt', help='one checkpoint: deep report')
+    p.add_argument('--key_stability', metavar='RUN_DIR', help='key stability across the weight snapshots of one run')
     p.add_argument('--runs', help="glob of run dirs (out_dir of train.py), e.g. 'out/*'")
     p.add_argument('--report', help='output dir (default: <ckpt dir>/eval or reports/study)')
     p.add_argument('--data_dir', help="override the checkpoint's data_dir")
@@ -386,10 +470,16 @@ def main(argv=None):
     p.add_argument('--wandb', action='store_true', help='also log tables, figures and summary to wandb')
     p.add_argument('--wandb_project', default='engram-nine')
     a = p.parse_args(argv)
-    if bool(a.ckpt) == bool(a.runs):
-        p.error('give exactly one of --ckpt or --runs')
+    if sum(map(bool, (a.ckpt, a.runs, a.key_stability))) != 1:
+        p.error('give exactly one of --ckpt, --runs or --key_stability')
     try:
-        if a.ckpt:
+        if a.key_stability:
+            out = a.report or os.path.join(a.key_stability, 'eval')
+            rep = key_stability(a.key_stability, a.data_dir, a.val_tokens)
+            md = md_key_stability(rep)
+            write_report(rep, md, out)
+            images = figure_key_stability(rep, out)
+        elif a.ckpt:
             out = a.report or os.path.join(os.path.dirname(os.path.abspath(a.ckpt)), 'eval')
             rep = evaluate_checkpoint(a.ckpt, a.data_dir, a.val_tokens, a.hot_size, a.device)
             md = md_checkpoint(rep)

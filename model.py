@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engram import EngramGate, EngramMemory
+from engram import GATE_INPUTS, EngramGate, EngramMemory, gate_features, hot_row_dropout, n_gate_features
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
@@ -46,6 +46,13 @@ class GPTConfig:
     engram_gate: str = 'sigmoid'  # 'sigmoid' (paper Eq. 4) | 'signed_sqrt' (DeepSeek demo)
     engram_short_conv: bool = False
     label_smoothing: float = 0.0
+    # the paper's open questions (§6.3, §7.2); defaults = the paper's model
+    hot_index: str = 'mphf'       # 'mphf' (collision-free) | 'hashed' (tiered, hot rows hashed: membership-only Nine)
+    hot_collision: int = 1        # N_hot hot keys share ceil(N_hot / c) hot rows (controlled collisions)
+    gate_keys: str = 'shared'     # 'shared' W_K | 'decoupled' W_K^hot and W_K^cold
+    gate_inputs: tuple = ()       # any of 'is_hot', 'log_freq', 'collision'
+    hot_layers: tuple = ()        # Engram layers that use the hot tier (Nine); () = all of them
+    hot_dropout: float = 0.0      # dropout of whole hot rows (Nine)
 
     def validate(self):
         """Clear messages for shapes that cannot work."""
@@ -58,6 +65,14 @@ class GPTConfig:
             assert self.memory != 'nine' or self.hot_size > 0, f"hot_size must be > 0 for Nine, got {self.hot_size}"
             assert self.engram_hash in ('mulxor', 'mdmix'), f"engram_hash must be 'mulxor' or 'mdmix', got {self.engram_hash!r}"
             assert self.engram_gate in ('sigmoid', 'signed_sqrt'), f"engram_gate must be 'sigmoid' or 'signed_sqrt'"
+            assert self.hot_index in ('mphf', 'hashed'), f"hot_index must be 'mphf' or 'hashed', got {self.hot_index!r}"
+            assert self.hot_collision >= 1, f"hot_collision must be >= 1, got {self.hot_collision}"
+            assert self.gate_keys in ('shared', 'decoupled'), f"gate_keys must be 'shared' or 'decoupled'"
+            bad = [g for g in self.gate_inputs if g not in GATE_INPUTS]
+            assert not bad, f"gate_inputs {bad} unknown; choose from {GATE_INPUTS}"
+            bad = [l for l in self.hot_layers if l not in self.engram_layers]
+            assert not bad, f"hot_layers {bad} are not Engram layers {list(self.engram_layers)}"
+            assert 0 <= self.hot_dropout < 1, f"hot_dropout must be in [0, 1), got {self.hot_dropout}"
 
 
 class CausalSelfAttention(nn.Module):
@@ -99,16 +114,17 @@ class Block(nn.Module):
 
     def __init__(self, config, layer_idx, d_mem=0):
         super().__init__()
-        self.engram = EngramGate(config, d_mem) if d_mem else None
+        n_feat = n_gate_features(config.gate_inputs, len(config.ngram_orders), config.engram_heads)
+        self.engram = EngramGate(config, d_mem, n_feat) if d_mem else None
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, e=None, noise=None):
+    def forward(self, x, e=None, noise=None, is_hot=None, features=None):
         alpha = None
         if self.engram is not None:    # memory enters the residual stream before attention
-            out, alpha = self.engram(x, e)
+            out, alpha = self.engram(x, e, is_hot, features)
             x = x + out
         x = x + self.attn(self.ln_1(x), noise)
         x = x + self.mlp(self.ln_2(x))
@@ -142,6 +158,8 @@ class GPT(nn.Module):
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
             if pn.endswith('c_proj.weight'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+            if pn.endswith('w_feat.weight'):     # extra gate inputs start switched off
+                torch.nn.init.zeros_(p)
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -169,26 +187,34 @@ class GPT(nn.Module):
             x = noise('emb', x)
         x = self.transformer.drop(x)
 
-        e = slots = None
+        c = self.config
+        slots = is_hot = feats = None
         if self.index is not None and (self.memory is not None or diag):
-            c = self.index.max_order - 1
+            n_ctx = self.index.max_order - 1
             if ctx is None:
-                ctx = torch.full((B, c), self.index.pad_token, dtype=idx.dtype, device=idx.device)
-            keys, slots = self.index(torch.cat([ctx[:, ctx.shape[1] - c:], idx], 1), c,
-                                     hot=self.config.memory == 'nine' or diag or (noise is not None and self.noise.needs_hot))
+                ctx = torch.full((B, n_ctx), self.index.pad_token, dtype=idx.dtype, device=idx.device)
+            need_hot = (c.memory == 'nine' or diag or c.gate_keys == 'decoupled' or 'is_hot' in c.gate_inputs
+                        or (noise is not None and self.noise.needs_hot))
+            keys, slots = self.index(torch.cat([ctx[:, ctx.shape[1] - n_ctx:], idx], 1), n_ctx, hot=need_hot)
+            if slots is not None:
+                is_hot = torch.stack([slots[k] >= 0 for k in self.index.orders]).any(0)
             if self.memory is not None:
                 rows = self.memory.rows(keys, slots)     # once per forward, shared by all Engram layers
-                if self.memory.n_sets == 1:
-                    e = self.memory(rows)
-                    if noise is not None:
-                        e = noise.memory(e, slots)
+                rows_cold = (self.memory.rows(keys, slots, use_hot=False)   # layers without the hot tier
+                             if self.memory.nine and set(c.hot_layers or self.engram_layers) != set(self.engram_layers) else None)
+                if c.gate_inputs:
+                    feats = gate_features(c.gate_inputs, is_hot, keys, rows, self.index, self.memory)
+        memory = {}   # (cold route?, table set) -> e: shared tables are read once per forward
         alphas = []
         for i, block in enumerate(self.transformer.h):
-            if block.engram is not None and self.memory.n_sets > 1:
-                e = self.memory(rows, self.engram_layers.index(i))
-                if noise is not None:
-                    e = noise.memory(e, slots)
-            x, alpha = block(x, e if block.engram is not None else None, noise)
+            e = None
+            if block.engram is not None:
+                cold = rows_cold is not None and i not in c.hot_layers
+                key = (cold, 0 if self.memory.n_sets == 1 else self.engram_layers.index(i))
+                if key not in memory:
+                    memory[key] = self.read_memory(rows_cold if cold else rows, slots, noise, key[1])
+                e = memory[key]
+            x, alpha = block(x, e, noise, is_hot, feats)
             if alpha is not None:
                 alphas.append(alpha)
         x = self.transformer.ln_f(x)
@@ -207,6 +233,33 @@ class GPT(nn.Module):
                 'alpha': torch.stack(alphas).detach() if alphas else None,          # (L_engram, B, T)
                 'is_hot': torch.stack([slots[o] >= 0 for o in self.index.orders]) if slots is not None else None}
         return logits, loss, info
+
+    def read_memory(self, rows, slots, noise, layer_set=0):
+        """e_t from the tables (Eq. 2), with the training-time regularizers of hot/cold rows."""
+        e = self.memory(rows, layer_set)
+        if noise is not None:
+            e = noise.memory(e, slots)
+        if self.training and self.config.hot_dropout > 0 and self.memory.nine:
+            e = hot_row_dropout(e, slots, self.config.hot_dropout)
+        return e
+
+    @torch.no_grad()
+    def gate_maintenance(self, it, lr, wk_decay=0.0, wk_reset_interval=0, hot_weight_decay=0.0):
+        """After each optimizer step (§6.3 / §7.2): let W_K forget early preferences (multiplicative decay
+        or periodic re-initialization), and decay the hot tier's rows harder than the rest."""
+        for block in self.transformer.h:
+            if block.engram is None:
+                continue
+            for w in (block.engram.w_k, block.engram.w_k_cold):
+                if w is None:
+                    continue
+                if wk_decay:
+                    w.weight.mul_(1 - wk_decay)
+                if wk_reset_interval and it > 0 and it % wk_reset_interval == 0:
+                    torch.nn.init.normal_(w.weight, mean=0.0, std=0.02)
+        if hot_weight_decay and self.memory is not None and self.memory.nine:
+            mask = self.memory.hot_row_mask()
+            self.memory.table.weight[mask] *= 1 - lr * hot_weight_decay
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         """nanoGPT's groups: every 2-D tensor (matmuls, embeddings, memory tables) decays; biases and

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import CKPT_VERSION, build_index, check_signature, data_signature, load_checkpoint, load_weights
+from checkpoint import CKPT_VERSION, attach_gate_data, build_index, check_signature, data_signature, load_checkpoint, load_weights
 from configurator import ConfigError, apply_config
 from data import DataError, TokenData, atomic_write, save_json, save_torch, to_device
 from metrics import evaluate
@@ -66,6 +66,16 @@ engram_hash_seed = 0
 engram_gate = 'sigmoid'
 engram_short_conv = False
 label_smoothing = 0.0
+# the paper's open questions (§6.3, §7.2; configs/study/): all off by default = the paper's model
+hot_index = 'mphf'            # 'hashed': membership-only Nine (hot rows indexed by hashing, with collisions)
+hot_collision = 1             # controlled collisions: N_hot hot keys into ceil(N_hot / c) rows
+gate_keys = 'shared'          # 'decoupled': W_K^hot and W_K^cold
+gate_inputs = ()              # any of 'is_hot', 'log_freq', 'collision'
+hot_layers = ()               # Engram layers that read the hot tier; () = all
+hot_dropout = 0.0             # dropout of whole hot rows
+hot_weight_decay = 0.0        # extra decoupled weight decay on hot rows (per step: w -= lr * this * w)
+wk_decay = 0.0                # W_K forgetting: w_k *= 1 - wk_decay after every step
+wk_reset_interval = 0         # re-initialize W_K every this many iters (0 = never)
 # MD-mix deterministic noise (mdmix.py); every sigma 0 = off, bit-identical to no noise
 noise_emb = 0.0
 noise_qk = 0.0
@@ -176,6 +186,7 @@ def main(argv):
         model = GPT(mcfg, index=index, noise=noise)
     except AssertionError as e:
         raise DataError(f"bad model config: {e}") from None
+    attach_gate_data(model, cfg['data_dir'])
     if ckpt is not None:
         load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
     model.to(dev)
@@ -279,6 +290,8 @@ def main(argv):
         bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(loss_acc), iter_num, bad_iter)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if cfg['wk_decay'] or cfg['wk_reset_interval'] or cfg['hot_weight_decay']:
+            raw_model.gate_maintenance(iter_num, lr, cfg['wk_decay'], cfg['wk_reset_interval'], cfg['hot_weight_decay'])
 
         if iter_num % cfg['log_interval'] == 0:
             lossf = float(all_reduce(loss_acc.clone())) / world   # the sync happens only here

@@ -178,11 +178,11 @@ def main(argv):
         raise DataError(f"init_from must be 'scratch' or 'resume', got {cfg['init_from']!r}")
 
     mcfg = model_config(cfg, -(-vocab // 64) * 64)
-    noise = None
-    if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')):
-        import mdmix
-        noise = mdmix.Noise.from_config(cfg)
     try:
+        noise = None
+        if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')):
+            import mdmix
+            noise = mdmix.Noise.from_config(cfg)
         model = GPT(mcfg, index=index, noise=noise)
     except AssertionError as e:
         raise DataError(f"bad model config: {e}") from None

@@ -23,12 +23,18 @@ from model import GPT, GPTConfig, device_peak_flops
 
 PRESETS = {
     # the tiny CPU config (configs/tiny.py) with small tables
-    'tiny': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64, table_size=4096, hot_size=20_000,
-                            engram_head_dim=16), batch_size=8, vocab=50257),
-    # the paper's GPT-2 small (Table 1/2) on GPT-2's vocabulary
-    'paper': dict(model=dict(), batch_size=4, vocab=50257),
+    'tiny': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64, engram_head_dim=16), batch_size=8,
+                 hash=dict(table_size=4096), nine=dict(hot_size=20_000, table_size=4096)),
+    # the tiny backbone with the paper's 128M-parameter tables: where the table optimizer dominates
+    'tiny_paper_tables': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64), batch_size=8,
+                              hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
+    # the paper's GPT-2 small (Table 1/2) on GPT-2's vocabulary: Hash-500K vs Nine-100/400K
+    'paper': dict(model=dict(), batch_size=4, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
 }
-MEMORIES = {'baseline': dict(memory='none'), 'hash': dict(memory='hash'), 'nine': dict(memory='nine')}
+VOCAB = 50257
+# name -> (memory, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
+MEMORIES = {'baseline': ('none', 'adamw'), 'hash': ('hash', 'adamw'), 'nine': ('nine', 'adamw'),
+            'hash_rowwise': ('hash', 'rowwise'), 'nine_rowwise': ('nine', 'rowwise')}
 
 def synth_tokens(n, vocab, seed=0):
     """Zipf-like token ids (rank ~ u^3): a few ids very frequent, a long tail, like real text."""
@@ -47,8 +53,8 @@ def synth_index(tokens, vocab, n_hot, orders=(2, 3)):
 
 def time_training(preset, device, steps, rounds, compile_model, dtype):
     p = PRESETS[preset]
-    tokens = synth_tokens(2_000_000, p['vocab'])
-    index = synth_index(tokens, p['vocab'], p['model'].get('hot_size', 100_000))
+    tokens = synth_tokens(2_000_000, VOCAB)
+    index = synth_index(tokens, VOCAB, p['nine']['hot_size'])
     B, T = p['batch_size'], p['model'].get('block_size', 1024)
     device_type = 'cuda' if device.startswith('cuda') else 'cpu'
     autocast = torch.autocast(device_type, dtype=dtype) if device_type == 'cuda' else nullcontext()
@@ -56,11 +62,11 @@ def time_training(preset, device, steps, rounds, compile_model, dtype):
     starts = rng.integers(2, len(tokens) - T - 1, size=(steps * rounds + 3, B))
     batches = [torch.from_numpy(np.stack([tokens[s - 2:s + T + 1] for s in st]).astype(np.int64)).to(device) for st in starts]
     runs = {}
-    for name, mem in MEMORIES.items():
+    for name, (memory, table_opt) in MEMORIES.items():
         torch.manual_seed(0)
-        cfg = GPTConfig(vocab_size=-(-p['vocab'] // 64) * 64, **{**p['model'], **mem})
+        cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, memory=memory, **p['model'], **p.get(memory, {}))
         model = GPT(cfg, index=index).to(device)
-        opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type)
+        opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
         fwd = torch.compile(model) if compile_model else model
         runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg)
 
@@ -105,6 +111,7 @@ def time_training(preset, device, steps, rounds, compile_model, dtype):
             out[name]['peak_mem_gb'] = torch.cuda.max_memory_allocated() / 1e9
     out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
     out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
+    out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step'] for m in ('hash', 'nine')}
     return out
 
 def time_counting(n_tokens, vocab=50257, hot_sizes=(20_000, 50_000, 100_000)):
@@ -177,6 +184,7 @@ def main():
         print(f"{name:>9} {r['ms_per_step']:>9.1f} {r['tok_per_s']:>10,.0f} {('%.1f%%' % (100*r['mfu'])) if r['mfu'] else '–':>6} "
               f"{100*r['optimizer_share']:>11.1f}% {r['params']['total']:>12,}")
     print(f"Nine/Hash tok/s = {tr['ratio_nine_over_hash_tok_per_s']:.3f}; Hash/baseline step time = {tr['ratio_hash_over_baseline_step_time']:.3f}")
+    print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
     print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()))
     if 'counting' in res:
         c = res['counting']

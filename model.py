@@ -131,6 +131,45 @@ class Block(nn.Module):
         return x, alpha
 
 
+class RowwiseAdamW(torch.optim.AdamW):
+    """AdamW, except that param groups marked 'rowwise' update only rows whose gradient is nonzero
+    (lazy Adam: an untouched row keeps its weights and moments; bias correction counts each row's own
+    updates). For memory tables, where a step reads a few thousand of 10^5-10^6 rows."""
+
+    def step(self, closure=None):
+        groups = self.param_groups
+        self.param_groups = [g for g in groups if not g.get('rowwise')]
+        try:
+            super().step(closure)
+        finally:
+            self.param_groups = groups
+        for g in groups:
+            if g.get('rowwise'):
+                self._rowwise_step(g)
+
+    @torch.no_grad()
+    def _rowwise_step(self, g):
+        beta1, beta2 = g['betas']
+        for p in g['params']:
+            if p.grad is None:
+                continue
+            st = self.state[p]
+            if not st:
+                st['exp_avg'], st['exp_avg_sq'] = torch.zeros_like(p), torch.zeros_like(p)
+                st['row_step'] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+                st['step'] = torch.tensor(0.0)   # AdamW's own bookkeeping expects it
+            st['step'] += 1
+            rows = p.grad.ne(0).any(1).nonzero().squeeze(1)
+            grad, m, v = p.grad[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows]
+            t = st['row_step'][rows] + 1
+            m.lerp_(grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (v / (1 - beta2 ** t).unsqueeze(1)).sqrt_().add_(g['eps'])
+            w = p[rows] * (1 - g['lr'] * g['weight_decay'])          # decoupled weight decay, touched rows
+            w -= g['lr'] * (m / (1 - beta1 ** t).unsqueeze(1)) / denom
+            p[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows], st['row_step'][rows] = w, m, v, t
+
+
 class GPT(nn.Module):
 
     def __init__(self, config, index=None, noise=None):
@@ -261,15 +300,19 @@ class GPT(nn.Module):
             mask = self.memory.hot_row_mask()
             self.memory.table.weight[mask] *= 1 - lr * hot_weight_decay
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, table_optimizer='adamw'):
         """nanoGPT's groups: every 2-D tensor (matmuls, embeddings, memory tables) decays; biases and
-        norm gains do not. Fused AdamW on CUDA."""
-        params = [p for p in self.parameters() if p.requires_grad]
+        norm gains do not. Fused AdamW on CUDA. table_optimizer='rowwise' gives the memory tables a lazy,
+        row-wise AdamW that only touches the rows read this step (the paper's dense AdamW is the default)."""
+        table = self.memory.table.weight if (self.memory is not None and table_optimizer == 'rowwise') else None
+        params = [p for p in self.parameters() if p.requires_grad and p is not table]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+        if table is not None:
+            groups.append({'params': [table], 'weight_decay': weight_decay, 'rowwise': True})
         fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
+        return RowwiseAdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
 
     def estimate_mfu(self, tokens_per_iter, dt, peak_flops):
         """Model FLOPs utilization against `peak_flops` (the device's real peak; see train.device_peak_flops).

@@ -93,6 +93,7 @@ weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.95
 grad_clip = 1.0
+table_optimizer = 'adamw'     # 'adamw' (paper: dense, every row every step) | 'rowwise' (lazy, only rows read)
 decay_lr = True
 warmup_iters = 100
 lr_decay_iters = 5000
@@ -190,7 +191,8 @@ def main(argv):
     if ckpt is not None:
         load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
     model.to(dev)
-    optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type)
+    optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type,
+                                           cfg['table_optimizer'])
     if ckpt is not None:
         optimizer.load_state_dict(ckpt['optimizer'])
         torch.set_rng_state(ckpt['rng']['torch'])

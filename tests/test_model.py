@@ -141,3 +141,43 @@ def test_model_config_errors_are_clear():
         GPT(GPTConfig(n_layer=4, memory='hash'), index=empty_index())
     with pytest.raises(AssertionError, match='table_size must be > 0'):
         GPT(GPTConfig(memory='hash', table_size=0), index=empty_index())
+
+
+def test_rowwise_adamw_equals_adamw_on_touched_rows_and_skips_the_rest():
+    torch.manual_seed(0)
+    from model import RowwiseAdamW
+    w0 = torch.randn(6, 4)
+    dense, lazy = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
+    o1 = torch.optim.AdamW([dense], lr=0.1, betas=(0.9, 0.95), weight_decay=0.1)
+    o2 = RowwiseAdamW([{'params': [lazy], 'rowwise': True, 'weight_decay': 0.1}], lr=0.1, betas=(0.9, 0.95))
+    for _ in range(3):                      # every row touched: identical to AdamW
+        g = torch.randn(6, 4)
+        dense.grad, lazy.grad = g.clone(), g.clone()
+        o1.step(), o2.step()
+    assert torch.allclose(dense, lazy, atol=1e-6)
+    before = lazy.detach().clone()
+    g = torch.zeros(6, 4)
+    g[[1, 4]] = torch.randn(2, 4)           # rows 1 and 4 read this step
+    lazy.grad = g
+    o2.step()
+    changed = (lazy.detach() != before).any(1)
+    assert changed.tolist() == [False, True, False, False, True, False]
+    assert o2.state[lazy]['row_step'].tolist() == [3, 4, 3, 3, 4, 3]
+
+def test_rowwise_table_optimizer_checkpoints_and_trains(gen_data):
+    model = tiny_model(gen_data, 'nine')
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', table_optimizer='rowwise')
+    assert [len(g['params']) for g in opt.param_groups][-1] == 1 and opt.param_groups[-1]['rowwise']
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 40]), 32))
+    w = model.memory.table.weight.detach().clone()
+    model(x, y, ctx=c)[1].backward()
+    opt.step()
+    read = torch.zeros(w.shape[0], dtype=torch.bool)
+    keys, slots = model.index(torch.cat([c, x], 1), 2)
+    read[model.memory.rows(keys, slots).flatten()] = True
+    assert torch.equal((model.memory.table.weight.detach() != w).any(1), read)
+    state = opt.state_dict()
+    opt2 = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', table_optimizer='rowwise')
+    opt2.load_state_dict(state)
+    assert torch.equal(opt2.state[model.memory.table.weight]['row_step'], opt.state[model.memory.table.weight]['row_step'])

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import mdmix
+
 ID_BITS = 21                 # canonical ids per n-gram key slot: 3 x 21 = 63 bits, vocabularies < 2M
 ID_MASK = (1 << ID_BITS) - 1
 MASK63 = (1 << 63) - 1
@@ -191,7 +193,6 @@ class EngramMemory(nn.Module):
         """phi_{n,k}(g) for all heads k of one order: (B,T) keys -> (B,T,K) indices in [0, size or M)."""
         size = size or self.table_size
         if self.hash == 'mdmix':
-            import mdmix
             return mdmix.mdmix_hash(keys, self.mult[oi, :, 0], size)
         return multiply_xor_hash(keys, order, self.mult[oi], size)
 

@@ -179,9 +179,7 @@ def md_key_stability(ks):
             md_table(['snapshots', 'layer', 'cos hot', 'cos cold', 'corr(α, stability)', 'corr(α, loss)'], rows))
 
 def figure_key_stability(ks, out_dir):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     layers = list(ks['pairs'][0]['layers'])
     for li, l in enumerate(layers):
@@ -361,9 +359,7 @@ def md_study(s):
 # figures (matplotlib, Agg)
 
 def figures(runs, s, out_dir):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     names = sorted({r['config'] for r in runs} | set(s['table7']))
     color = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
     paths = []
@@ -426,8 +422,15 @@ def figures(runs, s, out_dir):
         paths.append(save_fig(fig, out_dir, 'alpha_evolution.png'))
     return paths
 
-def save_fig(fig, out_dir, name):
+def pyplot():
+    """matplotlib without a display (Agg), imported only when a figure is drawn."""
+    import matplotlib
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    return plt
+
+def save_fig(fig, out_dir, name):
+    plt = pyplot()
     path = os.path.join(out_dir, name)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=110, metadata={'Software': None}))

@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from data import to_device
+
 BUCKET_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # [0,.2) ... [.8,1.0]: the last bucket includes 1.0
 NB = len(BUCKET_EDGES) - 1
 
@@ -82,7 +84,6 @@ def finalize(sums, orders, layers):
 def evaluate(model, data, starts, batch_size, device, autocast, orders, rank=0, world=1, all_reduce=None):
     """Stratified metrics of `model` over the validation windows `starts` (this rank takes every
     world-th batch; `all_reduce` sums the accumulators across ranks)."""
-    from data import to_device
     T = model.config.block_size
     layers = list(model.engram_layers)
     sums = new_sums(len(orders), len(layers), device)

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import CKPT_VERSION, attach_gate_data, build_index, check_signature, data_signature, load_checkpoint, load_weights
 from configurator import ConfigError, apply_config
 from data import DataError, TokenData, atomic_write, save_json, save_torch, to_device
+from mdmix import Noise
 from metrics import evaluate
 from model import GPT, GPTConfig, device_peak_flops
 
@@ -182,8 +183,7 @@ def main(argv):
     try:
         noise = None
         if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')):
-            import mdmix
-            noise = mdmix.Noise.from_config(cfg)
+            noise = Noise.from_config(cfg)
         model = GPT(mcfg, index=index, noise=noise)
     except AssertionError as e:
         raise DataError(f"bad model config: {e}") from None

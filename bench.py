@@ -24,7 +24,7 @@ from model import GPT, GPTConfig, device_peak_flops
 PRESETS = {
     # the tiny CPU config (configs/tiny.py) with small tables
     'tiny': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64, engram_head_dim=16), batch_size=8,
-                 hash=dict(table_size=4096), nine=dict(hot_size=20_000, table_size=4096)),
+                 hash=dict(table_size=24_096), nine=dict(hot_size=20_000, table_size=4096)),   # iso-parameter, as configs/tiny_hash.py
     # the tiny backbone with the paper's 128M-parameter tables: where the table optimizer dominates
     'tiny_paper_tables': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64), batch_size=8,
                               hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
@@ -160,7 +160,7 @@ def main():
     p.add_argument('--preset', default=None, choices=sorted(PRESETS), help='default: paper on CUDA, tiny on CPU')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
-    p.add_argument('--rounds', type=int, default=4)
+    p.add_argument('--rounds', type=int, default=6)
     p.add_argument('--count_tokens', type=lambda s: int(s.replace('_', '')), default=95_000_000)
     p.add_argument('--no_compile', action='store_true')
     p.add_argument('--out', default='bench.json')

@@ -124,12 +124,16 @@ def model_config(cfg, vocab_size):
     args['vocab_size'] = vocab_size
     return GPTConfig(**args)
 
-def truncate_metrics(path, last_iter):
-    """On resume: drop eval rows written after the checkpoint (a crash between log and save)."""
+def keep_on_resume(row, ckpt_iter):
+    """The checkpoint of iter k is saved after eval k and before train step k: rows logged later
+    (a crash between a log and the next save) are redone by the resumed run."""
+    return row['iter'] <= ckpt_iter if row['kind'] == 'eval' else row['iter'] < ckpt_iter
+
+def truncate_metrics(path, ckpt_iter):
     if not os.path.exists(path):
         return
     with open(path) as f:
-        rows = [l for l in f if l.strip() and json.loads(l)['iter'] <= last_iter]
+        rows = [l for l in f if l.strip() and keep_on_resume(json.loads(l), ckpt_iter)]
     atomic_write(path, lambda f: f.writelines(rows), mode='w')
 
 def main(argv):

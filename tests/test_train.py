@@ -131,3 +131,9 @@ def test_wandb_offline_history_has_grouped_metrics(tmp_path, gen_data):
     assert [h['val/val_loss'] for h in evals] == pytest.approx([r['val_loss'] for r in rows(cfg['out_dir'])])
     assert 'strat/hot_cold_delta' in evals[-1] and 'strat/alpha_hot_L1' in evals[-1]
     assert any('train/loss' in h and 'perf/tok_per_s' in h for h in hist)
+
+
+def test_resume_keeps_exactly_the_rows_written_before_the_checkpoint():
+    # ckpt of iter 8 = after eval 8, before train step 8
+    assert train.keep_on_resume({'kind': 'eval', 'iter': 8}, 8) and not train.keep_on_resume({'kind': 'eval', 'iter': 10}, 8)
+    assert train.keep_on_resume({'kind': 'train', 'iter': 7}, 8) and not train.keep_on_resume({'kind': 'train', 'iter': 8}, 8)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from data import DataError, HotTier, load_canonical, tokenizer_signature
-from engram import NgramIndex, hot_lookup
+from engram import NgramIndex
 
 CKPT_VERSION = 1
 
@@ -31,7 +31,7 @@ def attach_gate_data(model, data_dir):
         index.set_counts(counts)
     if 'collision' in names:
         keys = {o: torch.from_numpy(k).to(index.canonical.device) for o, (k, _) in counts.items()}
-        slots = {o: hot_lookup(k, getattr(index, f'hot_keys_o{o}'), getattr(index, f'hot_slots_o{o}')) for o, k in keys.items()}
+        slots = {o: index.hot_slots(k, o) for o, k in keys.items()}
         model.memory.set_occupancy(keys, slots)
 
 def data_signature(meta, hot_sha):

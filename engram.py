@@ -144,6 +144,10 @@ class NgramIndex(nn.Module):
             self.register_buffer(f'count_keys_o{o}', torch.as_tensor(k).long(), persistent=False)
             self.register_buffer(f'count_vals_o{o}', torch.as_tensor(c).long(), persistent=False)
 
+    def hot_slots(self, keys, order):
+        """MPHF slot of each key of one order in its hot tier, -1 for cold keys."""
+        return hot_lookup(keys, getattr(self, f'hot_keys_o{order}'), getattr(self, f'hot_slots_o{order}'))
+
     @property
     def pad_token(self):
         return self.canonical.numel() - 1     # the token id used before the stream's first token
@@ -152,8 +156,7 @@ class NgramIndex(nn.Module):
         """tokens (B, ctx+T). Returns {order: keys (B,T)}, {order: slots (B,T)} (slots only if hot)."""
         cids = self.canonical[tokens]
         keys = {o: ngram_keys(cids, o, ctx) for o in self.orders}
-        slots = {o: hot_lookup(keys[o], getattr(self, f'hot_keys_o{o}'), getattr(self, f'hot_slots_o{o}'))
-                 for o in self.orders} if hot else None
+        slots = {o: self.hot_slots(keys[o], o) for o in self.orders} if hot else None
         return keys, slots
 
 

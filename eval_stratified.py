@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from checkpoint import attach_gate_data, build_index, check_signature, data_signature, load_checkpoint, load_weights
 from data import DataError, TokenData, atomic_write, load_meta, save_json
-from engram import hot_lookup
 from metrics import evaluate, flip
 from model import GPT, GPTConfig
 
@@ -73,7 +72,7 @@ def collision_stats(memory, index, data_dir, meta):
         keys = torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_keys.npy')))
         counts = torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_counts.npy')))
         if memory.nine:
-            cold = hot_lookup(keys, getattr(index, f'hot_keys_o{o}'), getattr(index, f'hot_slots_o{o}')) < 0
+            cold = index.hot_slots(keys, o) < 0
             keys, counts = keys[cold], counts[cold]
         n = len(keys)
         idx = torch.cat([memory.heads(keys[i:i + (1 << 22)], oi, o) for i in range(0, n, 1 << 22)]) if n else torch.zeros(0, K, dtype=torch.long)

@@ -227,7 +227,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
 
         c = self.config
-        slots = is_hot = feats = None
+        slots = hot_orders = is_hot = feats = None
         if self.index is not None and (self.memory is not None or diag):
             n_ctx = self.index.max_order - 1
             if ctx is None:
@@ -236,7 +236,8 @@ class GPT(nn.Module):
                         or (noise is not None and self.noise.needs_hot))
             keys, slots = self.index(torch.cat([ctx[:, ctx.shape[1] - n_ctx:], idx], 1), n_ctx, hot=need_hot)
             if slots is not None:
-                is_hot = torch.stack([slots[k] >= 0 for k in self.index.orders]).any(0)
+                hot_orders = torch.stack([slots[k] >= 0 for k in self.index.orders])   # (O, B, T)
+                is_hot = hot_orders.any(0)
             if self.memory is not None:
                 rows = self.memory.rows(keys, slots)     # once per forward, shared by all Engram layers
                 rows_cold = (self.memory.rows(keys, slots, use_hot=False)   # layers without the hot tier
@@ -270,7 +271,7 @@ class GPT(nn.Module):
             return logits, loss
         info = {'loss': losses.view(B, T).detach(),
                 'alpha': torch.stack(alphas).detach() if alphas else None,          # (L_engram, B, T)
-                'is_hot': torch.stack([slots[o] >= 0 for o in self.index.orders]) if slots is not None else None}
+                'is_hot': hot_orders}
         return logits, loss, info
 
     def read_memory(self, rows, slots, noise, layer_set=0):

@@ -19,7 +19,9 @@ import torch
 
 import prepare_fineweb as pf
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
-from model import GPT, GPTConfig, device_peak_flops
+import optim
+from checkpoint import build_model
+from model import GPTConfig, device_peak_flops
 
 PRESETS = {
     # the tiny CPU config (configs/tiny.py) with small tables
@@ -65,8 +67,8 @@ def time_training(preset, device, steps, rounds, compile_model, dtype):
     for name, (memory, table_opt) in MEMORIES.items():
         torch.manual_seed(0)
         cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, memory=memory, **p['model'], **p.get(memory, {}))
-        model = GPT(cfg, index=index).to(device)
-        opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
+        model = build_model(cfg, index).to(device)
+        opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
         fwd = torch.compile(model) if compile_model else model
         runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg)
 
@@ -78,7 +80,7 @@ def time_training(preset, device, steps, rounds, compile_model, dtype):
         x, y, c = batch[:, 2:-1], batch[:, 3:], batch[:, :2]
         t0 = time.perf_counter()
         with autocast:
-            _, loss = r['fwd'](x, y, ctx=c)
+            _, loss, _ = r['fwd'](x, y, prev=c)
         loss.backward()
         sync()
         t1 = time.perf_counter()

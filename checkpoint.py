@@ -1,38 +1,40 @@
 """
-Checkpoints and what ties them to a data dir: the format version, the data signature (tokenizer,
-canonical map, hot tier checksums), and loading with messages that say what differs.
-Shared by train.py and eval_stratified.py.
+The model factory and checkpoints: what ties a model to a data dir (the format version, the data
+signature: tokenizer, canonical map, hot tier checksums), building the model with its data-derived
+parts, and loading with messages that say what differs. Shared by train.py, eval_stratified.py and bench.py.
 """
 import os
 
 import numpy as np
 import torch
 
+import variants
+from configurator import ConfigError
 from data import DataError, HotTier, load_canonical, tokenizer_signature
 from engram import NgramIndex
+from model import GPT
 
 CKPT_VERSION = 1
 
-def build_index(data_dir, meta, orders, hot_size):
-    """The n-gram index of a data dir for one hot size, and the hot tiers' checksums."""
-    tiers = {o: HotTier(data_dir, meta, hot_size, o) for o in orders}
-    index = NgramIndex(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders)
-    return index, {str(o): t.sha256 for o, t in tiers.items()}
+def load_index(data_dir, meta, mcfg):
+    """The n-gram index of a data dir for a model config: canonical map, the hot tier of hot_size
+    (Nine's routes, every model's is_hot labels), and the training counts of every distinct n-gram
+    when a variant needs them. Returns the index and the data signature a model trained on it carries."""
+    orders = tuple(mcfg.ngram_orders)
+    tiers = {o: HotTier(data_dir, meta, mcfg.hot_size, o) for o in orders}
+    counts = None
+    if variants.needs_counts(mcfg):
+        counts = {o: (np.load(os.path.join(data_dir, f'ngrams_o{o}_keys.npy')),
+                      np.load(os.path.join(data_dir, f'ngrams_o{o}_counts.npy'))) for o in orders}
+    index = NgramIndex(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders, counts)
+    return index, data_signature(meta, {str(o): t.sha256 for o, t in tiers.items()})
 
-def attach_gate_data(model, data_dir):
-    """Data-dependent gate inputs (§7.2): training count of every n-gram ('log_freq'), collision
-    degree of every table row ('collision'). Recomputed from the data dir, never saved."""
-    names, index = model.config.gate_inputs, model.index
-    if not names or model.memory is None:
-        return
-    counts = {o: (np.load(os.path.join(data_dir, f'ngrams_o{o}_keys.npy')),
-                  np.load(os.path.join(data_dir, f'ngrams_o{o}_counts.npy'))) for o in index.orders}
-    if 'log_freq' in names:
-        index.set_counts(counts)
-    if 'collision' in names:
-        keys = {o: torch.from_numpy(k).to(index.canonical.device) for o, (k, _) in counts.items()}
-        slots = {o: index.hot_slots(k, o) for o, k in keys.items()}
-        model.memory.set_occupancy(keys, slots)
+def build_model(mcfg, index, noise=None):
+    """The one place a GPT is built (train, eval, key stability, bench): config errors become ConfigError."""
+    try:
+        return GPT(mcfg, index=index, noise=noise)
+    except AssertionError as e:
+        raise ConfigError(f"bad model config: {e}") from None
 
 def data_signature(meta, hot_sha):
     return {**tokenizer_signature(meta), 'hot_size_keys_sha256': hot_sha}
@@ -59,7 +61,7 @@ def load_weights(model, state, what):
            if k in own and own[k].shape != v.shape]
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if bad or missing or unexpected:
-            raise DataError(f"{what} does not fit this model:\n  " + '\n  '.join(
+        raise DataError(f"{what} does not fit this model:\n  " + '\n  '.join(
             bad + [f"missing in {what}: {k}" for k in missing[:5]] + [f"not in model: {k}" for k in unexpected[:5]]) +
             "\n  Use the checkpoint's own config (its model args are saved in it).")
     model.load_state_dict(state)

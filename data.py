@@ -144,20 +144,20 @@ def tokenizer_signature(meta):
 # batches: pure functions of (seed, iter, global micro-step); each window carries its n-gram context
 
 class TokenData:
-    """Train/val token streams of a data dir. Every window comes with the `ctx` tokens before it:
+    """Train/val token streams of a data dir. Every window comes with the `n_prev` tokens before it:
     the real preceding tokens (for val position 0, the tail of train), the pad id only before the
     stream's first token. So prepare-time counts, training routes and eval labels agree exactly."""
 
-    def __init__(self, data_dir, ctx):
-        self.dir, self.meta, self.ctx = data_dir, load_meta(data_dir), ctx
+    def __init__(self, data_dir, n_prev):
+        self.dir, self.meta, self.n_prev = data_dir, load_meta(data_dir), n_prev
         self.pad = self.meta['tokens']['vocab_size']
         self.splits = {s: open_tokens(data_dir, self.meta, s) for s in ('train', 'val')}
-        tail = np.asarray(self.splits['train'][len(self.splits['train']) - ctx:], dtype=np.int64) if ctx else np.zeros(0, np.int64)
-        self.prefix = {'train': np.full(ctx, self.pad, np.int64), 'val': tail}
+        tail = np.asarray(self.splits['train'][len(self.splits['train']) - n_prev:], dtype=np.int64) if n_prev else np.zeros(0, np.int64)
+        self.prefix = {'train': np.full(n_prev, self.pad, np.int64), 'val': tail}
 
     def windows(self, split, starts, T):
-        """x (B,T), y (B,T), c (B,ctx) as int64 numpy arrays for windows starting at `starts`."""
-        data, prefix, c = self.splits[split], self.prefix[split], self.ctx
+        """x (B,T), y (B,T), prev (B,n_prev) as int64 numpy arrays for windows starting at `starts`."""
+        data, prefix, c = self.splits[split], self.prefix[split], self.n_prev
         idx = np.asarray(starts, np.int64)[:, None] + np.arange(-c, T + 1)
         tok = np.asarray(data[np.clip(idx, 0, len(data) - 1).ravel()], dtype=np.int64).reshape(idx.shape)
         if c:

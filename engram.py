@@ -11,6 +11,7 @@ then in each Engram layer: k = W_K e, v = W_V e (Eq. 3), alpha = gate (Eq. 4), o
 
 All tables live in one (rows, d) parameter so that a whole memory read is one `embedding` call:
 Hash and Nine differ only in which row each (order, head) reads.
+This file is the paper's model only; the §6.3/§7.2 variants subclass its parts in variants.py.
 """
 import math
 import unicodedata
@@ -50,13 +51,13 @@ def canonical_map(decoded):
 # -----------------------------------------------------------------------------
 # Exact n-gram keys: the n canonical ids ending at t, packed 21 bits each (most recent lowest)
 
-def ngram_keys(cids, order, ctx):
-    """cids (..., ctx+T) canonical ids whose first `ctx` columns precede the window.
+def ngram_keys(cids, order, n_prev):
+    """cids (..., n_prev+T) canonical ids whose first `n_prev` columns precede the window.
     Returns (..., T) int64 keys of the `order`-grams ending at each window position."""
-    T = cids.shape[-1] - ctx
-    key = torch.zeros_like(cids[..., ctx:])
+    T = cids.shape[-1] - n_prev
+    key = torch.zeros_like(cids[..., n_prev:])
     for i in range(order):   # i = how far back
-        key = key | (cids[..., ctx - i: ctx - i + T].long() << (ID_BITS * i))
+        key = key | (cids[..., n_prev - i: n_prev - i + T].long() << (ID_BITS * i))
     return key
 
 def unpack_ids(keys, order):
@@ -122,14 +123,26 @@ def multiply_xor_hash(keys, order, mult, size):
     return (fmix64(x) & MASK63) % size
 
 # -----------------------------------------------------------------------------
-# Modules
+# Routing: once per forward, shared by every Engram layer
+
+class Route:
+    """The n-gram route of a batch of windows: exact keys per order and, when computed, each key's
+    MPHF slot in its order's hot tier (-1 = cold). is_hot = hot in *any* order (SPEC §4)."""
+
+    def __init__(self, keys, slots=None):
+        self.keys, self.slots = keys, slots
+        self.is_hot_order = torch.stack([s >= 0 for s in slots.values()]) if slots is not None else None  # (O, B, T)
+        self.is_hot = self.is_hot_order.any(0) if slots is not None else None                           # (B, T)
+
 
 class NgramIndex(nn.Module):
-    """token ids (with their preceding context) -> per order: exact keys and hot slots (-1 = cold).
-    Holds the canonical map and the hot tiers as device buffers; they are data, not weights, so
-    they are not saved in checkpoints (checkpoints record their checksums instead)."""
+    """token ids (with the tokens before the window) -> Route. Holds the canonical map, the hot tiers
+    and, when a variant needs them, the training counts, as device buffers; they are data, not weights,
+    so they are not saved in checkpoints (checkpoints record their checksums instead)."""
 
-    def __init__(self, canonical, hot_index, orders):
+    def __init__(self, canonical, hot_index, orders, counts=None):
+        """hot_index {order: (sorted hot keys, their MPHF slots)}; counts {order: (sorted distinct
+        training keys, counts)} or None."""
         super().__init__()
         self.orders, self.max_order = tuple(orders), max(orders)
         self.register_buffer('canonical', torch.as_tensor(canonical, dtype=torch.long), persistent=False)
@@ -137,10 +150,8 @@ class NgramIndex(nn.Module):
             keys, slots = hot_index[o]
             self.register_buffer(f'hot_keys_o{o}', keys.long(), persistent=False)
             self.register_buffer(f'hot_slots_o{o}', slots.long(), persistent=False)
-
-    def set_counts(self, counts):
-        """{order: (sorted distinct training keys, counts)}: for the log-frequency gate input."""
-        for o, (k, c) in counts.items():
+        self.has_counts = counts is not None
+        for o, (k, c) in (counts or {}).items():
             self.register_buffer(f'count_keys_o{o}', torch.as_tensor(k).long(), persistent=False)
             self.register_buffer(f'count_vals_o{o}', torch.as_tensor(c).long(), persistent=False)
 
@@ -148,35 +159,42 @@ class NgramIndex(nn.Module):
         """MPHF slot of each key of one order in its hot tier, -1 for cold keys."""
         return hot_lookup(keys, getattr(self, f'hot_keys_o{order}'), getattr(self, f'hot_slots_o{order}'))
 
+    def train_counts(self, keys, order):
+        """Training count of each key of one order (0 for n-grams never seen in training)."""
+        c = hot_lookup(keys, getattr(self, f'count_keys_o{order}'), getattr(self, f'count_vals_o{order}'))
+        return c.clamp(min=0)
+
     @property
     def pad_token(self):
         return self.canonical.numel() - 1     # the token id used before the stream's first token
 
-    def forward(self, tokens, ctx, hot=True):
-        """tokens (B, ctx+T). Returns {order: keys (B,T)}, {order: slots (B,T)} (slots only if hot)."""
+    def forward(self, tokens, n_prev, hot=True):
+        """tokens (B, n_prev+T): the window with the n_prev tokens before it."""
         cids = self.canonical[tokens]
-        keys = {o: ngram_keys(cids, o, ctx) for o in self.orders}
-        slots = {o: self.hot_slots(keys[o], o) for o in self.orders} if hot else None
-        return keys, slots
+        keys = {o: ngram_keys(cids, o, n_prev) for o in self.orders}
+        return Route(keys, {o: self.hot_slots(keys[o], o) for o in self.orders} if hot else None)
 
+# -----------------------------------------------------------------------------
+# Memory tables: Eq. 1, Algorithm 1, Eq. 2
 
 class EngramMemory(nn.Module):
     """All memory tables of all orders and heads as one (rows, d) embedding.
     Per order n the rows are laid out as [hot: R*K rows][cold head 0: M rows]...[cold head K-1: M rows]
     (R = N_hot hot rows; 0 for Hash). A hot row of E_hot[n] (K*d wide) is K consecutive d-rows, so Hash
     and Nine reads are both a single gather of (orders*K) d-rows per position.
-    Future-work variants (paper §7.2): hot_index='hashed' indexes the hot rows with K hashes instead of
-    the MPHF slot (tiering kept, collision-free indexing removed); hot_collision=c puts the N_hot hot keys
-    into ceil(N_hot/c) rows (a chosen collision rate)."""
+    `reads[layer]` = (use the hot tier?, table set) of each Engram layer: the paper's model reads the one
+    shared set with its hot tier in every layer (variants.py changes this layout, not the read)."""
 
     def __init__(self, config):
         super().__init__()
         c = config
         self.orders, self.K, self.d = tuple(c.ngram_orders), c.engram_heads, c.engram_head_dim
         self.nine = c.memory == 'nine'
-        self.table_size, self.hot_index = c.table_size, c.hot_index
-        self.hot_rows = -(-c.hot_size // c.hot_collision) if self.nine else 0
+        self.table_size, self.hash = c.table_size, c.engram_hash
+        self.hot_rows = self.n_hot_rows(c) if self.nine else 0
         self.n_sets = 1 if c.engram_shared_tables else len(c.engram_layers)
+        hot_layers = set(c.hot_layers or c.engram_layers)
+        self.reads = {l: (l in hot_layers, 0 if self.n_sets == 1 else i) for i, l in enumerate(c.engram_layers)}
         per_order = self.hot_rows * self.K + self.K * self.table_size
         self.rows_per_set = per_order * len(self.orders)
         self.table = nn.Embedding(self.n_sets * self.rows_per_set, self.d)
@@ -186,133 +204,67 @@ class EngramMemory(nn.Module):
                              + torch.arange(self.K) * self.table_size, persistent=False)     # (O, K)
         self.register_buffer('mult', hash_multipliers(c.engram_hash_seed, len(self.orders), self.K,
                                                       max(self.orders)), persistent=False)
-        self.hash = c.engram_hash
+
+    @staticmethod
+    def n_hot_rows(config):
+        return config.hot_size
 
     @property
     def dim(self):
         return len(self.orders) * self.K * self.d
 
     def heads(self, keys, oi, order, size=None):
-        """phi_{n,k}(g) for all heads k of one order: (B,T) keys -> (B,T,K) indices in [0, size or M)."""
+        """phi_{n,k}(g) for all heads k of one order (Eq. 1): (...,) keys -> (..., K) indices in [0, size or M)."""
         size = size or self.table_size
         if self.hash == 'mdmix':
             return mdmix.mdmix_hash(keys, self.mult[oi, :, 0], size)
         return multiply_xor_hash(keys, order, self.mult[oi], size)
 
+    def hot_row(self, keys, slots, oi, order):
+        """Row of E_hot[n] of each hot key: its MPHF slot (collision-free). (..., 1)"""
+        return slots.clamp(min=0).unsqueeze(-1)
+
     def order_rows(self, keys, slots, oi, order, use_hot=True):
-        """Rows read by one order's K heads: (..., K). Routing of Algorithm 1."""
-        cold = self.cold_base[oi] + self.heads(keys, oi, order)                    # Eq. 1, cold tier
+        """Algorithm 1 for one order: the d-rows its K heads read, (..., K)."""
+        cold = self.cold_base[oi] + self.heads(keys, oi, order)                    # cold tier: Eq. 1
         if not (self.nine and use_hot):
             return cold
-        s = slots.unsqueeze(-1)
-        if self.hot_index == 'hashed':
-            r = self.heads(keys, oi, order, self.hot_rows)
-        else:
-            r = s % self.hot_rows                                                  # c = 1: the MPHF slot itself
-        hot = self.hot_base[oi] + r * self.K + torch.arange(self.K, device=s.device)
-        return torch.where(s >= 0, hot, cold)                                      # Alg. 1 lines 3-10
+        hot = self.hot_base[oi] + self.hot_row(keys, slots, oi, order) * self.K + torch.arange(self.K, device=keys.device)
+        return torch.where(slots.unsqueeze(-1) >= 0, hot, cold)                    # Alg. 1: hot if g is in the tier
 
-    def rows(self, keys, slots, use_hot=True):
-        """Row of every (order, head) read at each position: (B, T, O*K).
-        use_hot=False sends every position down the cold path (per-layer strategies)."""
-        return torch.cat([self.order_rows(keys[o], slots[o] if slots is not None else None, oi, o, use_hot)
+    def rows(self, route, use_hot=True):
+        """Row of every (order, head) read at each position: (B, T, O*K)."""
+        return torch.cat([self.order_rows(route.keys[o], route.slots[o] if route.slots is not None else None, oi, o, use_hot)
                           for oi, o in enumerate(self.orders)], dim=-1)
 
-    @torch.no_grad()
-    def set_occupancy(self, keys, slots):
-        """Collision degree of every table row: how many distinct training n-grams read it.
-        keys/slots: {order: all distinct training keys, their hot slots}."""
-        occ = torch.zeros(self.rows_per_set, device=self.hot_base.device)
-        for oi, o in enumerate(self.orders):
-            r = self.order_rows(keys[o], slots[o], oi, o)
-            occ += torch.bincount(r.flatten(), minlength=self.rows_per_set).float()
-        self.register_buffer('occupancy', occ, persistent=False)
-
-    def hot_row_mask(self):
-        """(rows,) bool: which table rows belong to a hot tier (for extra weight decay on hot rows)."""
-        mask = torch.zeros(self.rows_per_set, dtype=torch.bool, device=self.hot_base.device)
-        for b in self.hot_base.tolist():
-            mask[b:b + self.hot_rows * self.K] = True
-        return mask.repeat(self.n_sets)
-
-    def forward(self, rows, layer_set=0):
+    def forward(self, rows, table_set=0):
         """e_t = concat over orders and heads (Eq. 2): (B, T, O*K*d)."""
-        e = self.table(rows + layer_set * self.rows_per_set)
-        return e.flatten(-2)
+        return self.table(rows + table_set * self.rows_per_set).flatten(-2)
 
-
-GATE_INPUTS = ('is_hot', 'log_freq', 'collision')
-
-def gate_features(names, is_hot, keys, rows, index, memory):
-    """Extra gate inputs per position (§7.2): is_hot flag, log(1 + training count) of each order's
-    n-gram, log(collision degree) of each row read. (B, T, F), computed once per forward."""
-    f = []
-    if 'is_hot' in names:
-        f.append(is_hot.float().unsqueeze(-1))
-    if 'log_freq' in names:
-        for o in index.orders:
-            c = hot_lookup(keys[o], getattr(index, f'count_keys_o{o}'), getattr(index, f'count_vals_o{o}'))
-            f.append(torch.log1p(c.clamp(min=0).float()).unsqueeze(-1))
-    if 'collision' in names:
-        f.append(torch.log(memory.occupancy[rows].clamp(min=1)))
-    return torch.cat(f, -1)
-
-def n_gate_features(names, n_orders, heads):
-    return ('is_hot' in names) + ('log_freq' in names) * n_orders + ('collision' in names) * n_orders * heads
-
-def hot_row_dropout(e, slots, p):
-    """Dropout of whole hot memory rows (per order), inverted scaling: explicit regularization of the
-    collision-free hot tier (§7.2)."""
-    hot = torch.stack([s >= 0 for s in slots.values()], -1)                         # (B, T, O)
-    drop = hot & (torch.rand(hot.shape, device=e.device) < p)
-    scale = torch.where(drop, 0.0, torch.where(hot, 1 / (1 - p), 1.0)).to(e.dtype)
-    return (e.view(*hot.shape, -1) * scale.unsqueeze(-1)).view_as(e)
-
+# -----------------------------------------------------------------------------
+# The gate: Eq. 3-5
 
 class EngramGate(nn.Module):
-    """One Engram layer's read-out: own W_K, W_V and norms over the shared memory vector."""
+    """One Engram layer's read-out: own W_K, W_V and norms over the shared memory vector e."""
 
-    def __init__(self, config, d_mem, n_features=0):
+    def __init__(self, config, d_mem):
         super().__init__()
         self.w_k = nn.Linear(d_mem, config.n_embd, bias=False)
-        # §6.3 "W_K intervention": a separate key projection for cold positions (w_k then serves hot ones)
-        self.w_k_cold = nn.Linear(d_mem, config.n_embd, bias=False) if config.gate_keys == 'decoupled' else None
-        # §7.2 "enhancing gating input": extra per-position features enter the gate logit linearly;
-        # zero-initialized, so training starts from the paper's gate
-        self.w_feat = nn.Linear(n_features, 1, bias=False) if n_features else None
         self.w_v = nn.Linear(d_mem, config.n_embd, bias=False)
         self.norm_h = nn.RMSNorm(config.n_embd, eps=1e-6)
         self.norm_k = nn.RMSNorm(config.n_embd, eps=1e-6)
-        self.signed_sqrt = config.engram_gate == 'signed_sqrt'
-        self.short_conv = ShortConv(config.n_embd, max(config.ngram_orders)) if config.engram_short_conv else None
         self.scale = 1 / math.sqrt(config.n_embd)
 
-    def forward(self, h, e, is_hot=None, features=None):
-        k, v = self.w_k(e), self.w_v(e)                                             # Eq. 3
-        if self.w_k_cold is not None:
-            k = torch.where(is_hot.unsqueeze(-1), k, self.w_k_cold(e))
-        s = (self.norm_h(h) * self.norm_k(k)).sum(-1) * self.scale
-        if self.w_feat is not None:
-            s = s + self.w_feat(features).squeeze(-1)
-        if self.signed_sqrt:   # DeepSeek demo variant: compresses large logits before the sigmoid
-            s = s.sign() * s.abs().clamp_min(1e-6).sqrt()
-        alpha = torch.sigmoid(s)                                                    # Eq. 4
-        out = alpha.unsqueeze(-1) * v                                               # Eq. 5
-        if self.short_conv is not None:
-            out = out + self.short_conv(out)
-        return out, alpha
+    def forward(self, h, e, fwd):
+        k, v = self.key(e, fwd), self.w_v(e)                                     # Eq. 3
+        alpha = self.activation(self.logit(h, k, fwd))                           # Eq. 4
+        return alpha.unsqueeze(-1) * v, alpha                                    # Eq. 5
 
+    def key(self, e, fwd):
+        return self.w_k(e)
 
-class ShortConv(nn.Module):
-    """DeepSeek demo option: causal depthwise conv (kernel 4, dilation = max order) after the gate."""
+    def logit(self, h, k, fwd):
+        return (self.norm_h(h) * self.norm_k(k)).sum(-1) * self.scale
 
-    def __init__(self, dim, dilation, kernel=4):
-        super().__init__()
-        self.pad = (kernel - 1) * dilation
-        self.norm = nn.RMSNorm(dim, eps=1e-6)
-        self.conv = nn.Conv1d(dim, dim, kernel, groups=dim, dilation=dilation, bias=False)
-        nn.init.zeros_(self.conv.weight)   # starts as the identity of the residual branch
-
-    def forward(self, x):
-        y = F.pad(self.norm(x).transpose(1, 2), (self.pad, 0))
-        return F.silu(self.conv(y)).transpose(1, 2)
+    def activation(self, s):
+        return torch.sigmoid(s)

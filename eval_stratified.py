@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import attach_gate_data, build_index, check_signature, data_signature, load_checkpoint, load_weights
+from checkpoint import build_model, check_signature, load_checkpoint, load_index, load_weights
 from data import DataError, TokenData, atomic_write, load_meta, save_json
 from metrics import evaluate, flip
-from model import GPT, GPTConfig
+from model import GPTConfig
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference', 'paper_tables.json')
 
@@ -51,13 +51,12 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
                             f"are its routes, so --hot_size {hot_size} does not apply.")
         args['hot_size'] = hot_size
     mcfg = GPTConfig(**args)
-    index, hot_sha = build_index(data_dir, meta, tuple(mcfg.ngram_orders), mcfg.hot_size)
-    saved, current = dict(ckpt['data_signature']), data_signature(meta, hot_sha)
+    index, current = load_index(data_dir, meta, mcfg)
+    saved = dict(ckpt['data_signature'])
     if mcfg.hot_size != ckpt['model_args']['hot_size']:
         saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
     check_signature(saved, current, f"checkpoint {ckpt_path}")
-    model = GPT(mcfg, index=index)
-    attach_gate_data(model, data_dir)
+    model = build_model(mcfg, index)
     load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
     model.eval()
     return model, ckpt, data_dir, meta
@@ -122,7 +121,8 @@ def pearson(a, b):
 def key_stability(run_dir, data_dir=None, val_tokens=None):
     """Cosine similarity of k_t = W_K e_t between adjacent weight snapshots (train with
     save_snapshots=True), hot vs cold positions, per Engram layer; and, at the later snapshot, the
-    correlation across positions of alpha with key stability and of alpha with loss."""
+    correlation across positions of alpha with key stability and of alpha with loss. The keys are
+    the gates' own (EngramGate.key on the memory vector each layer reads in the model's forward)."""
     snaps = sorted(glob.glob(os.path.join(run_dir, 'snapshots', 'iter_*.pt')))
     if len(snaps) < 2:
         raise DataError(f"{run_dir}/snapshots has {len(snaps)} snapshot(s); key stability needs two or more. "
@@ -131,33 +131,25 @@ def key_stability(run_dir, data_dir=None, val_tokens=None):
         cfg = json.load(f)
     data_dir = data_dir or cfg['data_dir']
     meta = load_meta(data_dir)
-    prev, pairs = None, []
+    prev, pairs, index = None, [], None
     for path in tqdm(snaps, desc='snapshots'):
         snap = torch.load(path, map_location='cpu', weights_only=True)
         mcfg = GPTConfig(**snap['model_args'])
         if mcfg.memory == 'none':
             raise DataError(f"{run_dir} has no Engram memory: no keys to compare.")
-        index, _ = build_index(data_dir, meta, tuple(mcfg.ngram_orders), mcfg.hot_size)
-        model = GPT(mcfg, index=index)
-        attach_gate_data(model, data_dir)
+        if index is None:
+            index, _ = load_index(data_dir, meta, mcfg)
+            data = TokenData(data_dir, index.max_order - 1)
+            T = mcfg.block_size
+            starts = data.val_starts(T, (val_tokens or cfg['eval_iters'] * cfg['batch_size'] * T) // T)
+            x, y, p = (torch.from_numpy(a) for a in data.windows('val', starts, T))
+        model = build_model(mcfg, index)
         load_weights(model, snap['model'], f'snapshot {path}')
         model.eval()
-        data = TokenData(data_dir, index.max_order - 1)
-        T = mcfg.block_size
-        starts = data.val_starts(T, (val_tokens or cfg['eval_iters'] * cfg['batch_size'] * T) // T)
-        x, y, c = (torch.from_numpy(a) for a in data.windows('val', starts, T))
-        _, _, info = model(x, y, ctx=c, diag=True)
-        keys, slots = index(torch.cat([c, x], 1), index.max_order - 1)
-        e = model.memory(model.memory.rows(keys, slots))
-        hot = info['is_hot'].any(0)
-        ks = []
-        for i in model.engram_layers:
-            g = model.transformer.h[i].engram
-            k = g.w_k(e) if g.w_k_cold is None else torch.where(hot.unsqueeze(-1), g.w_k(e), g.w_k_cold(e))
-            ks.append(torch.nn.functional.normalize(k.float(), dim=-1))
-        cur = {'iter': snap['iter_num'], 'k': ks, 'alpha': info['alpha'], 'loss': info['loss'], 'hot': hot}
+        cur = {'iter': snap['iter_num'], **gate_keys(model, x, y, p)}
         if prev is not None:
             row = {'iter_from': prev['iter'], 'iter_to': cur['iter'], 'layers': {}}
+            hot = cur['hot']
             for li, l in enumerate(model.engram_layers):
                 cos = (prev['k'][li] * cur['k'][li]).sum(-1)
                 a = cur['alpha'][li]
@@ -168,6 +160,20 @@ def key_stability(run_dir, data_dir=None, val_tokens=None):
             pairs.append(row)
         prev = cur
     return {'run': os.path.basename(run_dir.rstrip('/')), 'pairs': pairs}
+
+def gate_keys(model, x, y, prev):
+    """One diagnostic forward: the unit-norm key k_t of every Engram layer (captured from the gate as
+    the model runs it), alpha, loss and is_hot per position."""
+    ks = []
+    hooks = [model.transformer.h[l].engram.register_forward_hook(
+        lambda gate, args, out: ks.append(torch.nn.functional.normalize(gate.key(args[1], args[2]).float(), dim=-1)))
+        for l in model.engram_layers]
+    try:
+        _, _, info = model(x, y, prev=prev, diag=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {'k': ks, 'alpha': info['alpha'], 'loss': info['loss'], 'hot': info['is_hot'].any(0)}
 
 def md_key_stability(ks):
     rows = [[f"{p['iter_from']}→{p['iter_to']}", l, fmt(v['cos_hot']), fmt(v['cos_cold']),

@@ -177,14 +177,27 @@ class BoundNoise:
             return x
         return x + sigma * self.noise.xi(self.idx, self.step, stream, x.shape[-1], layer).to(x.dtype)
 
-    def memory(self, e, slots, layer=0):
-        """Noise on the memory vector read from the tables: all rows, or only hot/cold ones (per order)."""
+    def memory(self, e, is_hot_order, layer=0):
+        """Noise on the memory vector read from the tables: all rows, or only hot/cold ones (per order).
+        is_hot_order (O, B, T), or None for mem_scope 'all'."""
         sigma = self.noise.sigmas.get('mem', 0) * self.scale
         if sigma == 0:
             return e
         xi = self.noise.xi(self.idx, self.step, 'mem', e.shape[-1], layer).to(e.dtype)
         if self.noise.mem_scope != 'all':
-            hot = torch.stack([s >= 0 for s in slots.values()], -1)                     # (B, T, O)
+            hot = is_hot_order.permute(1, 2, 0)                                         # (B, T, O)
             mask = hot if self.noise.mem_scope == 'hot' else ~hot
             xi = (xi.view(*mask.shape, -1) * mask.unsqueeze(-1)).view_as(e)
         return e + sigma * xi
+
+
+class NoNoise:
+    """No MD-mix noise (the paper's model, and every eval): each injection point is the identity."""
+
+    def __call__(self, stream, x, layer=0):
+        return x
+
+    def memory(self, e, is_hot_order, layer=0):
+        return e
+
+NO_NOISE = NoNoise()

@@ -90,9 +90,9 @@ def evaluate(model, data, starts, batch_size, device, autocast, orders, rank=0, 
     was_training = model.training
     model.eval()
     for bi in range(rank, -(-len(starts) // batch_size), world):
-        x, y, c = to_device(data.windows('val', starts[bi * batch_size:(bi + 1) * batch_size], T), device)
+        x, y, prev = to_device(data.windows('val', starts[bi * batch_size:(bi + 1) * batch_size], T), device)
         with autocast:
-            _, _, info = model(x, y, ctx=c, diag=True)
+            _, _, info = model(x, y, prev=prev, diag=True)
         accumulate(sums, info['loss'].float(), info['is_hot'],
                    info['alpha'].float() if info['alpha'] is not None else None)
     model.train(was_training)

@@ -2,16 +2,20 @@
 GPT-2 (nanoGPT) with optional Engram memory at `engram_layers` (paper §3, SPEC §3-4).
 memory = 'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier).
 Block indices in engram_layers are 0-based, like the DeepSeek Engram demo's layer_ids.
+
+The parts of a block are chosen from the config at construction, through the registries at the end of
+this file: a new attention, FFN, block or token-embedding kind is one module plus one entry there.
+The paper's variants (variants.py) and MD-mix noise (mdmix.py) are also chosen once, at construction.
 """
-import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engram import GATE_INPUTS, EngramGate, EngramMemory, gate_features, hot_row_dropout, n_gate_features
+import variants
+from mdmix import NO_NOISE
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
@@ -32,6 +36,11 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
+    # the parts of the network (registries at the end of this file)
+    embedding: str = 'tied'
+    attention: str = 'causal'
+    ffn: str = 'mlp'
+    block: str = 'prenorm'
     # Engram (paper Table 1/2)
     memory: str = 'none'
     engram_layers: tuple = (2, 4, 6)
@@ -40,13 +49,13 @@ class GPTConfig:
     engram_head_dim: int = 64     # d per head; memory vector = orders * K * d
     table_size: int = 500_000     # slots per hashed head (Hash) / per cold head (Nine)
     hot_size: int = 100_000       # Nine's hot rows per order; also the is_hot label for every model
-    engram_shared_tables: bool = True
     engram_hash: str = 'mulxor'   # 'mulxor' | 'mdmix'
     engram_hash_seed: int = 0
+    label_smoothing: float = 0.0
+    # variants (variants.py; §6.3, §7.2, the DeepSeek demo); defaults = the paper's model
+    engram_shared_tables: bool = True
     engram_gate: str = 'sigmoid'  # 'sigmoid' (paper Eq. 4) | 'signed_sqrt' (DeepSeek demo)
     engram_short_conv: bool = False
-    label_smoothing: float = 0.0
-    # the paper's open questions (§6.3, §7.2); defaults = the paper's model
     hot_index: str = 'mphf'       # 'mphf' (collision-free) | 'hashed' (tiered, hot rows hashed: membership-only Nine)
     hot_collision: int = 1        # N_hot hot keys share ceil(N_hot / c) hot rows (controlled collisions)
     gate_keys: str = 'shared'     # 'shared' W_K | 'decoupled' W_K^hot and W_K^cold
@@ -56,6 +65,8 @@ class GPTConfig:
 
     def validate(self):
         """Clear messages for shapes that cannot work."""
+        for name, registry in (('embedding', EMBEDDINGS), ('attention', ATTENTION), ('ffn', FFN), ('block', BLOCKS)):
+            assert getattr(self, name) in registry, f"{name} must be one of {sorted(registry)}, got {getattr(self, name)!r}"
         assert self.memory in ('none', 'hash', 'nine'), f"memory must be 'none', 'hash' or 'nine', got {self.memory!r}"
         assert self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
         if self.memory != 'none':
@@ -68,11 +79,30 @@ class GPTConfig:
             assert self.hot_index in ('mphf', 'hashed'), f"hot_index must be 'mphf' or 'hashed', got {self.hot_index!r}"
             assert self.hot_collision >= 1, f"hot_collision must be >= 1, got {self.hot_collision}"
             assert self.gate_keys in ('shared', 'decoupled'), f"gate_keys must be 'shared' or 'decoupled'"
-            bad = [g for g in self.gate_inputs if g not in GATE_INPUTS]
-            assert not bad, f"gate_inputs {bad} unknown; choose from {GATE_INPUTS}"
+            bad = [g for g in self.gate_inputs if g not in variants.GATE_INPUTS]
+            assert not bad, f"gate_inputs {bad} unknown; choose from {variants.GATE_INPUTS}"
             bad = [l for l in self.hot_layers if l not in self.engram_layers]
             assert not bad, f"hot_layers {bad} are not Engram layers {list(self.engram_layers)}"
             assert 0 <= self.hot_dropout < 1, f"hot_dropout must be in [0, 1), got {self.hot_dropout}"
+
+
+class ForwardPass:
+    """What the parts of one forward pass share: the token ids, the n-gram route (engram.Route), the
+    bound MD-mix noise (the identity when off), the alphas of the Engram layers, and values computed
+    once on first use and reused by every layer (memory rows, gate features)."""
+
+    def __init__(self, model, idx, route, noise):
+        self.model, self.idx, self.route, self.noise = model, idx, route, noise
+        self.alphas, self.cache = [], {}
+
+    def once(self, key, fn):
+        if key not in self.cache:
+            self.cache[key] = fn()
+        return self.cache[key]
+
+    def rows(self, use_hot):
+        """The table row of every (order, head) at each position (Algorithm 1), once per forward."""
+        return self.once(('rows', use_hot), lambda: self.model.memory.rows(self.route, use_hot))
 
 
 class CausalSelfAttention(nn.Module):
@@ -85,11 +115,10 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
 
-    def forward(self, x, noise=None):
+    def forward(self, x, fwd):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        if noise is not None:          # MD-mix regularization on queries and keys
-            q, k = noise('q', q, self.layer_idx), noise('k', k, self.layer_idx)
+        q, k = fwd.noise('q', q, self.layer_idx), fwd.noise('k', k, self.layer_idx)   # MD-mix (identity when off)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         # flash attention on CUDA
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0)
@@ -99,106 +128,82 @@ class CausalSelfAttention(nn.Module):
 
 class MLP(nn.Module):
 
-    def __init__(self, config):
+    def __init__(self, config, layer_idx=0):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = nn.GELU()
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
+    def forward(self, x, fwd):
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
+    """Pre-norm GPT-2 block; in Engram layers the gated memory enters the residual stream before
+    attention (paper §3)."""
 
-    def __init__(self, config, layer_idx, d_mem=0):
+    def __init__(self, config, layer_idx, engram=None):
         super().__init__()
-        n_feat = n_gate_features(config.gate_inputs, len(config.ngram_orders), config.engram_heads)
-        self.engram = EngramGate(config, d_mem, n_feat) if d_mem else None
+        self.layer_idx, self.engram = layer_idx, engram
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer_idx)
+        self.attn = ATTENTION[config.attention](config, layer_idx)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.mlp = FFN[config.ffn](config, layer_idx)
 
-    def forward(self, x, e=None, noise=None, is_hot=None, features=None):
-        alpha = None
-        if self.engram is not None:    # memory enters the residual stream before attention
-            out, alpha = self.engram(x, e, is_hot, features)
+    def forward(self, x, fwd):
+        if self.engram is not None:
+            out, alpha = self.engram(x, fwd.memory[self.layer_idx], fwd)
+            fwd.alphas.append(alpha)
             x = x + out
-        x = x + self.attn(self.ln_1(x), noise)
-        x = x + self.mlp(self.ln_2(x))
-        return x, alpha
+        x = x + self.attn(self.ln_1(x), fwd)
+        x = x + self.mlp(self.ln_2(x), fwd)
+        return x
 
 
-class RowwiseAdamW(torch.optim.AdamW):
-    """AdamW, except that param groups marked 'rowwise' update only rows whose gradient is nonzero
-    (lazy Adam: an untouched row keeps its weights and moments; bias correction counts each row's own
-    updates). For memory tables, where a step reads a few thousand of 10^5-10^6 rows."""
-
-    def step(self, closure=None):
-        groups = self.param_groups
-        self.param_groups = [g for g in groups if not g.get('rowwise')]
-        try:
-            super().step(closure)
-        finally:
-            self.param_groups = groups
-        for g in groups:
-            if g.get('rowwise'):
-                self._rowwise_step(g)
-
-    @torch.no_grad()
-    def _rowwise_step(self, g):
-        beta1, beta2 = g['betas']
-        for p in g['params']:
-            if p.grad is None:
-                continue
-            st = self.state[p]
-            if not st:
-                st['exp_avg'], st['exp_avg_sq'] = torch.zeros_like(p), torch.zeros_like(p)
-                st['row_step'] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
-                st['step'] = torch.tensor(0.0)   # AdamW's own bookkeeping expects it
-            st['step'] += 1
-            rows = p.grad.ne(0).any(1).nonzero().squeeze(1)
-            grad, m, v = p.grad[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows]
-            t = st['row_step'][rows] + 1
-            m.lerp_(grad, 1 - beta1)
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (v / (1 - beta2 ** t).unsqueeze(1)).sqrt_().add_(g['eps'])
-            w = p[rows] * (1 - g['lr'] * g['weight_decay'])          # decoupled weight decay, touched rows
-            w -= g['lr'] * (m / (1 - beta1 ** t).unsqueeze(1)) / denom
-            p[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows], st['row_step'][rows] = w, m, v, t
+def tied_embedding(config, lm_head):
+    """GPT-2's token embedding: the output head's weight, tied."""
+    wte = nn.Embedding(config.vocab_size, config.n_embd)
+    wte.weight = lm_head.weight
+    return wte
 
 
 class GPT(nn.Module):
 
     def __init__(self, config, index=None, noise=None):
-        """index: engram.NgramIndex built from the data dir; needed for memory and for is_hot labels.
-        noise: an mdmix.Noise, or None (no MD-mix regularization)."""
+        """index: engram.NgramIndex built from the data dir (checkpoint.load_index); needed for memory
+        and for is_hot labels. noise: an mdmix.Noise, or None (no MD-mix regularization)."""
         super().__init__()
         config.validate()
         self.config = config
         if config.memory != 'none' and index is None:
             raise ValueError(f"memory={config.memory!r} needs the data dir's n-gram index")
+        if variants.needs_counts(config) and not index.has_counts:
+            raise ValueError(f"gate_inputs {config.gate_inputs} need the training counts in the index")
         self.index, self.noise = index, noise
-        self.memory = EngramMemory(config) if config.memory != 'none' else None
-        d_mem = self.memory.dim if self.memory is not None else 0
+        self.memory = variants.memory_class(config)(config) if config.memory != 'none' else None
         self.engram_layers = tuple(config.engram_layers) if self.memory is not None else ()
+        self.needs_hot = variants.needs_hot(config, noise)
+        self.regularizers = variants.memory_regularizers(config, noise)     # training only
+        gate = variants.gate_class(config)
+        lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wte=EMBEDDINGS[config.embedding](config, lm_head),
             wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config, i, d_mem if i in self.engram_layers else 0) for i in range(config.n_layer)]),
+            h=nn.ModuleList([BLOCKS[config.block](config, i, gate(config, self.memory.dim) if i in self.engram_layers else None)
+                             for i in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight   # weight tying (GPT-2)
+        self.lm_head = lm_head
         self.apply(self._init_weights)
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
             if pn.endswith('c_proj.weight'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-            if pn.endswith('w_feat.weight'):     # extra gate inputs start switched off
-                torch.nn.init.zeros_(p)
+        for m in self.modules():                # parts that start from their own init (e.g. switched off)
+            if hasattr(m, 'post_init'):
+                m.post_init()
+        variants.finish(self)
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -215,108 +220,52 @@ class GPT(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         return {'backbone': total - tables - gate, 'tables': tables, 'gate': gate, 'total': total}
 
-    def forward(self, idx, targets=None, ctx=None, diag=False, step=0):
-        """idx (B,T) token ids; ctx (B, max_order-1) the tokens before them (None: stream start).
-        diag=True also returns per-position loss, alpha per Engram layer and is_hot per order."""
+    def forward(self, idx, targets=None, prev=None, step=0, diag=False):
+        """idx (B,T) token ids; prev (B, max_order-1) the tokens before them (None: the stream's start).
+        Returns logits, loss (None without targets) and info: with diag=True the per-position loss,
+        alpha per Engram layer (L, B, T) and is_hot per order (O, B, T), else {}."""
         B, T = idx.shape
         assert T <= self.config.block_size, f"sequence of {T} tokens > block_size {self.config.block_size}"
-        noise = self.noise.bind(idx, step) if self.noise is not None and self.training else None
+        noise = self.noise.bind(idx, step) if self.noise is not None and self.training else NO_NOISE
+        fwd = ForwardPass(self, idx, self.route(idx, prev, diag), noise)
         x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
-        if noise is not None:
-            x = noise('emb', x)
-        x = self.transformer.drop(x)
-
-        c = self.config
-        slots = hot_orders = is_hot = feats = None
-        if self.index is not None and (self.memory is not None or diag):
-            n_ctx = self.index.max_order - 1
-            if ctx is None:
-                ctx = torch.full((B, n_ctx), self.index.pad_token, dtype=idx.dtype, device=idx.device)
-            need_hot = (c.memory == 'nine' or diag or c.gate_keys == 'decoupled' or 'is_hot' in c.gate_inputs
-                        or (noise is not None and self.noise.needs_hot))
-            keys, slots = self.index(torch.cat([ctx[:, ctx.shape[1] - n_ctx:], idx], 1), n_ctx, hot=need_hot)
-            if slots is not None:
-                hot_orders = torch.stack([slots[k] >= 0 for k in self.index.orders])   # (O, B, T)
-                is_hot = hot_orders.any(0)
-            if self.memory is not None:
-                rows = self.memory.rows(keys, slots)     # once per forward, shared by all Engram layers
-                rows_cold = (self.memory.rows(keys, slots, use_hot=False)   # layers without the hot tier
-                             if self.memory.nine and set(c.hot_layers or self.engram_layers) != set(self.engram_layers) else None)
-                if c.gate_inputs:
-                    feats = gate_features(c.gate_inputs, is_hot, keys, rows, self.index, self.memory)
-        memory = {}   # (cold route?, table set) -> e: shared tables are read once per forward
-        alphas = []
-        for i, block in enumerate(self.transformer.h):
-            e = None
-            if block.engram is not None:
-                cold = rows_cold is not None and i not in c.hot_layers
-                key = (cold, 0 if self.memory.n_sets == 1 else self.engram_layers.index(i))
-                if key not in memory:
-                    memory[key] = self.read_memory(rows_cold if cold else rows, slots, noise, key[1])
-                e = memory[key]
-            x, alpha = block(x, e, noise, is_hot, feats)
-            if alpha is not None:
-                alphas.append(alpha)
+        x = self.transformer.drop(fwd.noise('emb', x))
+        fwd.memory = {l: self.memory_vector(fwd, l) for l in self.engram_layers}
+        for block in self.transformer.h:
+            x = block(x, fwd)
         x = self.transformer.ln_f(x)
 
         if targets is None:   # inference: only the last position's logits
-            return self.lm_head(x[:, [-1], :]), None
-        logits = self.lm_head(x)
-        if noise is not None:
-            logits = noise('logits', logits)
+            return self.lm_head(x[:, [-1], :]), None, {}
+        logits = fwd.noise('logits', self.lm_head(x))
         losses = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction='none',
                                  label_smoothing=self.config.label_smoothing if self.training else 0.0)
-        loss = losses.mean()
-        if not diag:
-            return logits, loss
-        info = {'loss': losses.view(B, T).detach(),
-                'alpha': torch.stack(alphas).detach() if alphas else None,          # (L_engram, B, T)
-                'is_hot': hot_orders}
-        return logits, loss, info
+        info = {} if not diag else {'loss': losses.view(B, T).detach(), 'is_hot': fwd.route.is_hot_order,
+                                    'alpha': torch.stack(fwd.alphas).detach() if fwd.alphas else None}
+        return logits, losses.mean(), info
 
-    def read_memory(self, rows, slots, noise, layer_set=0):
-        """e_t from the tables (Eq. 2), with the training-time regularizers of hot/cold rows."""
-        e = self.memory(rows, layer_set)
-        if noise is not None:
-            e = noise.memory(e, slots)
-        if self.training and self.config.hot_dropout > 0 and self.memory.nine:
-            e = hot_row_dropout(e, slots, self.config.hot_dropout)
-        return e
+    def route(self, idx, prev, diag):
+        """The n-gram route of the batch (keys; hot slots where the model or the diagnostics need them),
+        once per forward. None for the baseline outside diagnostics."""
+        if self.index is None or (self.memory is None and not diag):
+            return None
+        n_prev = self.index.max_order - 1
+        if prev is None:
+            prev = torch.full((idx.shape[0], n_prev), self.index.pad_token, dtype=idx.dtype, device=idx.device)
+        return self.index(torch.cat([prev[:, prev.shape[1] - n_prev:], idx], 1), n_prev, hot=self.needs_hot or diag)
 
-    @torch.no_grad()
-    def gate_maintenance(self, it, lr, wk_decay=0.0, wk_reset_interval=0, hot_weight_decay=0.0):
-        """After each optimizer step (§6.3 / §7.2): let W_K forget early preferences (multiplicative decay
-        or periodic re-initialization), and decay the hot tier's rows harder than the rest."""
-        for block in self.transformer.h:
-            if block.engram is None:
-                continue
-            for w in (block.engram.w_k, block.engram.w_k_cold):
-                if w is None:
-                    continue
-                if wk_decay:
-                    w.weight.mul_(1 - wk_decay)
-                if wk_reset_interval and it > 0 and it % wk_reset_interval == 0:
-                    torch.nn.init.normal_(w.weight, mean=0.0, std=0.02)
-        if hot_weight_decay and self.memory is not None and self.memory.nine:
-            mask = self.memory.hot_row_mask()
-            self.memory.table.weight[mask] *= 1 - lr * hot_weight_decay
-
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, table_optimizer='adamw'):
-        """nanoGPT's groups: every 2-D tensor (matmuls, embeddings, memory tables) decays; biases and
-        norm gains do not. Fused AdamW on CUDA. table_optimizer='rowwise' gives the memory tables a lazy,
-        row-wise AdamW that only touches the rows read this step (the paper's dense AdamW is the default)."""
-        table = self.memory.table.weight if (self.memory is not None and table_optimizer == 'rowwise') else None
-        params = [p for p in self.parameters() if p.requires_grad and p is not table]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
-        if table is not None:
-            groups.append({'params': [table], 'weight_decay': weight_decay, 'rowwise': True})
-        fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
-        return RowwiseAdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
+    def memory_vector(self, fwd, layer):
+        """e_t of one Engram layer (Eq. 2): layers that read the same tables the same way share one read."""
+        use_hot, table_set = self.memory.reads[layer]
+        def read():
+            e = self.memory(fwd.rows(use_hot), table_set)
+            for regularize in (self.regularizers if self.training else ()):
+                e = regularize(e, fwd)
+            return e
+        return fwd.once(('e', use_hot, table_set), read)
 
     def estimate_mfu(self, tokens_per_iter, dt, peak_flops):
-        """Model FLOPs utilization against `peak_flops` (the device's real peak; see train.device_peak_flops).
+        """Model FLOPs utilization against `peak_flops` (the device's real peak; see device_peak_flops).
         Counts 6N per token for the dense weights (memory tables are gathered, not multiplied) plus attention."""
         N = sum(p.numel() for p in self.parameters()) - (self.memory.table.weight.numel() if self.memory is not None else 0)
         cfg = self.config
@@ -326,19 +275,32 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Sample continuations; the n-gram context of the first kept token is the real preceding text."""
-        c = self.index.max_order - 1 if self.index is not None else 0
+        """Sample continuations of idx (B, t). The window is the last block_size tokens; the n-gram context
+        before it is the real preceding text (the pad id only before the prompt's first token)."""
+        n_prev = self.index.max_order - 1 if self.index is not None else 0
         for _ in range(max_new_tokens):
-            T = self.config.block_size
-            cond = idx[:, -T:]
-            ctx = idx[:, max(0, idx.size(1) - T - c): idx.size(1) - cond.size(1)] if c else None
-            if ctx is not None and ctx.size(1) < c:
-                pad = torch.full((idx.size(0), c - ctx.size(1)), self.index.pad_token, dtype=idx.dtype, device=idx.device)
-                ctx = torch.cat([pad, ctx], 1)
-            logits, _ = self(cond, ctx=ctx)
-            logits = logits[:, -1, :] / temperature
-            if top_k is not None:
-                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                logits[logits < v[:, [-1]]] = -float('Inf')
-            idx = torch.cat((idx, torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)), dim=1)
+            cond = idx[:, -self.config.block_size:]
+            prev = idx[:, :idx.size(1) - cond.size(1)][:, -n_prev:] if n_prev else None
+            if n_prev and prev.size(1) < n_prev:
+                pad = torch.full((idx.size(0), n_prev - prev.size(1)), self.index.pad_token, dtype=idx.dtype, device=idx.device)
+                prev = torch.cat([pad, prev], 1)
+            logits = self(cond, prev=prev)[0][:, -1, :]
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float('Inf')
+                nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx = torch.cat((idx, nxt), dim=1)
         return idx
+
+
+# -----------------------------------------------------------------------------
+# The parts a config can choose (GPTConfig.embedding / attention / ffn / block): name -> constructor.
+# Attention and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd).
+EMBEDDINGS = {'tied': tied_embedding}
+ATTENTION = {'causal': CausalSelfAttention}
+FFN = {'mlp': MLP}
+BLOCKS = {'prenorm': Block}

@@ -19,12 +19,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import CKPT_VERSION, attach_gate_data, build_index, check_signature, data_signature, load_checkpoint, load_weights
+import optim
+from checkpoint import CKPT_VERSION, build_model, check_signature, load_checkpoint, load_index, load_weights
 from configurator import ConfigError, apply_config
 from data import DataError, TokenData, atomic_write, save_json, save_torch, to_device
 from mdmix import Noise
 from metrics import evaluate
-from model import GPT, GPTConfig, device_peak_flops
+from model import GPTConfig, device_peak_flops
 
 # -----------------------------------------------------------------------------
 # config: paper defaults (Table 1/2); override with a config file and --key=value
@@ -136,203 +137,250 @@ def truncate_metrics(path, ckpt_iter):
         rows = [l for l in f if l.strip() and keep_on_resume(json.loads(l), ckpt_iter)]
     atomic_write(path, lambda f: f.writelines(rows), mode='w')
 
-def main(argv):
-    cfg = {k: globals()[k] for k in config_keys}
-    apply_config(cfg, argv, config_keys)
+# -----------------------------------------------------------------------------
 
-    ddp = int(os.environ.get('RANK', -1)) != -1
+def init_distributed(cfg):
+    """(ddp, rank, world, device) from torchrun's environment; gloo on CPU."""
     dev = cfg['device']
-    if ddp:
-        dist.init_process_group(backend=cfg['backend'] if dev.startswith('cuda') else 'gloo')
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if dev.startswith('cuda'):
-            dev = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-            torch.cuda.set_device(dev)
-    else:
-        rank, world = 0, 1
-    master = rank == 0
-    G = cfg['gradient_accumulation_steps']
-    if G % world:
-        raise DataError(f"gradient_accumulation_steps {G} must be divisible by the {world} DDP processes")
-    local_G = G // world
-    device_type = 'cuda' if dev.startswith('cuda') else 'cpu'
-    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[cfg['dtype']]
-    autocast = nullcontext() if device_type == 'cpu' else torch.autocast(device_type, dtype=ptdtype)
-    if device_type == 'cuda':
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(cfg['seed'])
+    if int(os.environ.get('RANK', -1)) == -1:
+        return False, 0, 1, dev
+    dist.init_process_group(backend=cfg['backend'] if dev.startswith('cuda') else 'gloo')
+    if dev.startswith('cuda'):
+        dev = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        torch.cuda.set_device(dev)
+    return True, dist.get_rank(), dist.get_world_size(), dev
 
-    # data and the n-gram index (hot tier of hot_size: Nine's routes, every model's is_hot labels)
-    orders = tuple(cfg['ngram_orders'])
-    data = TokenData(cfg['data_dir'], max(orders) - 1)
-    data.check_block_size(cfg['block_size'])
-    meta = data.meta
-    vocab = meta['tokens']['vocab_size']
-    index, hot_sha = build_index(cfg['data_dir'], meta, orders, cfg['hot_size'])
-    signature = data_signature(meta, hot_sha)
-    val_starts = data.val_starts(cfg['block_size'], cfg['eval_iters'] * cfg['batch_size'])
 
-    ckpt_path = os.path.join(cfg['out_dir'], 'ckpt.pt')
-    metrics_path = os.path.join(cfg['out_dir'], 'metrics.jsonl')
-    iter_num, best_val_loss, wandb_id, ckpt = 0, 1e9, None, None
-    if cfg['init_from'] == 'resume':
-        ckpt = load_checkpoint(ckpt_path)
-        check_signature(ckpt['data_signature'], signature, f"checkpoint {ckpt_path}")
-        iter_num, best_val_loss, wandb_id = ckpt['iter_num'], ckpt['best_val_loss'], ckpt.get('wandb_id')
-    elif cfg['init_from'] != 'scratch':
-        raise DataError(f"init_from must be 'scratch' or 'resume', got {cfg['init_from']!r}")
+class Trainer:
+    """One training run: setup (data, model, optimizer, resume), the step, and eval / log / save."""
 
-    mcfg = model_config(cfg, -(-vocab // 64) * 64)
-    try:
-        noise = None
-        if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')):
-            noise = Noise.from_config(cfg)
-        model = GPT(mcfg, index=index, noise=noise)
-    except AssertionError as e:
-        raise DataError(f"bad model config: {e}") from None
-    attach_gate_data(model, cfg['data_dir'])
-    if ckpt is not None:
-        load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
-    model.to(dev)
-    optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type,
-                                           cfg['table_optimizer'])
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt['optimizer'])
-        torch.set_rng_state(ckpt['rng']['torch'])
-        if device_type == 'cuda' and ckpt['rng'].get('cuda') is not None:
-            torch.cuda.set_rng_state(ckpt['rng']['cuda'])
-    raw_model = model
-    if cfg['compile'] and device_type == 'cuda':
-        model = torch.compile(model)
-    if ddp:
-        model = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None)
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.ddp, self.rank, self.world, self.dev = init_distributed(cfg)
+        self.master = self.rank == 0
+        G = cfg['gradient_accumulation_steps']
+        if G % self.world:
+            raise ConfigError(f"gradient_accumulation_steps {G} must be divisible by the {self.world} DDP processes")
+        self.local_G = G // self.world
+        self.device_type = 'cuda' if self.dev.startswith('cuda') else 'cpu'
+        ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[cfg['dtype']]
+        self.autocast = nullcontext() if self.device_type == 'cpu' else torch.autocast(self.device_type, dtype=ptdtype)
+        if self.device_type == 'cuda':
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(cfg['seed'])
+        self.out_dir = cfg['out_dir']
+        self.ckpt_path = os.path.join(self.out_dir, 'ckpt.pt')
+        self.metrics_path = os.path.join(self.out_dir, 'metrics.jsonl')
+        self.setup_data()
+        self.setup_model()
+        self.setup_logs()
 
-    if master:
-        os.makedirs(cfg['out_dir'], exist_ok=True)
+    def setup_data(self):
+        cfg = self.cfg
+        self.orders = tuple(cfg['ngram_orders'])
+        self.data = TokenData(cfg['data_dir'], max(self.orders) - 1)
+        self.data.check_block_size(cfg['block_size'])
+        self.val_starts = self.data.val_starts(cfg['block_size'], cfg['eval_iters'] * cfg['batch_size'])
+
+    def setup_model(self):
+        """The model (from scratch or the checkpoint), its optimizer, and the run's counters."""
+        cfg = self.cfg
+        vocab = self.data.meta['tokens']['vocab_size']
+        self.mcfg = model_config(cfg, -(-vocab // 64) * 64)
+        index, self.signature = load_index(cfg['data_dir'], self.data.meta, self.mcfg)
+        self.iter_num, self.best_val_loss, self.wandb_id, ckpt = 0, 1e9, None, None
+        if cfg['init_from'] == 'resume':
+            ckpt = load_checkpoint(self.ckpt_path)
+            check_signature(ckpt['data_signature'], self.signature, f"checkpoint {self.ckpt_path}")
+            self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt['best_val_loss'], ckpt.get('wandb_id')
+        elif cfg['init_from'] != 'scratch':
+            raise ConfigError(f"init_from must be 'scratch' or 'resume', got {cfg['init_from']!r}")
+        noise = Noise.from_config(cfg) if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')) else None
+        self.raw_model = build_model(self.mcfg, index, noise)
         if ckpt is not None:
-            truncate_metrics(metrics_path, iter_num)
-        elif os.path.exists(metrics_path):
-            os.remove(metrics_path)   # a fresh run starts a fresh log
-        save_json(os.path.join(cfg['out_dir'], 'config.json'), cfg)   # what eval_stratified groups runs by
-        pc = raw_model.param_counts()
-        print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}")
-    run = None
-    if cfg['wandb_log'] and master:
-        import wandb
-        run = wandb.init(project=cfg['wandb_project'], group=cfg['wandb_group'] or None,
-                         name=cfg['wandb_run_name'] or os.path.basename(cfg['out_dir'].rstrip('/')),
-                         config={**cfg, 'params': raw_model.param_counts()}, id=wandb_id, resume='allow')
-        wandb_id = run.id
+            load_weights(self.raw_model, ckpt['model'], f"checkpoint {self.ckpt_path}")
+        self.raw_model.to(self.dev)
+        self.optimizer = optim.configure_optimizers(self.raw_model, cfg['weight_decay'], cfg['learning_rate'],
+                                                    (cfg['beta1'], cfg['beta2']), self.device_type, cfg['table_optimizer'])
+        if ckpt is not None:
+            self.optimizer.load_state_dict(ckpt['optimizer'])
+            torch.set_rng_state(ckpt['rng']['torch'])
+            if self.device_type == 'cuda' and ckpt['rng'].get('cuda') is not None:
+                torch.cuda.set_rng_state(ckpt['rng']['cuda'])
+        self.resumed_at = self.iter_num if ckpt is not None else None
+        self.model = self.raw_model
+        if cfg['compile'] and self.device_type == 'cuda':
+            self.model = torch.compile(self.model)
+        if self.ddp:
+            self.model = DDP(self.model, device_ids=[int(os.environ['LOCAL_RANK'])] if self.device_type == 'cuda' else None)
 
-    def all_reduce(v):
-        if ddp:
+    def setup_logs(self):
+        """The run dir (config.json, metrics.jsonl cut back to the checkpoint on resume) and wandb."""
+        cfg, self.run = self.cfg, None
+        if not self.master:
+            return
+        os.makedirs(self.out_dir, exist_ok=True)
+        if self.resumed_at is not None:
+            truncate_metrics(self.metrics_path, self.iter_num)
+        elif os.path.exists(self.metrics_path):
+            os.remove(self.metrics_path)   # a fresh run starts a fresh log
+        save_json(os.path.join(self.out_dir, 'config.json'), cfg)   # what eval_stratified groups runs by
+        pc = self.raw_model.param_counts()
+        print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}")
+        if cfg['wandb_log']:
+            import wandb
+            self.run = wandb.init(project=cfg['wandb_project'], group=cfg['wandb_group'] or None,
+                                  name=cfg['wandb_run_name'] or os.path.basename(self.out_dir.rstrip('/')),
+                                  config={**cfg, 'params': pc}, id=self.wandb_id, resume='allow')
+            self.wandb_id = self.run.id
+
+    # -- helpers -------------------------------------------------------------------
+
+    def all_reduce(self, v):
+        if self.ddp:
             dist.all_reduce(v)
         return v
 
-    def log_row(row):
-        with open(metrics_path, 'a') as f:
+    def log_row(self, row):
+        with open(self.metrics_path, 'a') as f:
             f.write(json.dumps(row, sort_keys=True) + '\n')
             f.flush()
             os.fsync(f.fileno())
 
-    def save(iter_num):
-        state = {'format_version': CKPT_VERSION, 'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
-                 'iter_num': iter_num, 'best_val_loss': best_val_loss, 'config': cfg, 'model_args': vars(mcfg),
-                 'data_signature': signature, 'wandb_id': wandb_id,
-                 'rng': {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}}
-        save_torch(ckpt_path, state)
+    def stop_non_finite(self, it):
+        raise FloatingPointError(f"non-finite loss at iter {it}; stopped. The last good checkpoint {self.ckpt_path} is untouched.")
 
-    tokens_per_iter = G * cfg['batch_size'] * cfg['block_size']
-    peak = device_peak_flops(dev)
-    resumed_at = iter_num if ckpt is not None else None
-    bad_iter = torch.full((), -1, dtype=torch.long, device=dev)   # first non-finite loss, kept on device
-    loss_acc = torch.zeros((), device=dev)
-    x, y, c = to_device_batch(data, cfg, iter_num, rank * local_G, dev)   # first micro-batch
-    t0, running_mfu, speeds = time.time(), -1.0, []
-    while True:
-        lr = get_lr(iter_num, cfg)
-        for group in optimizer.param_groups:
-            group['lr'] = lr
+    def batch(self, it, micro):
+        cfg = self.cfg
+        starts = self.data.train_starts(cfg['seed'], it, micro, cfg['batch_size'], cfg['block_size'])
+        return to_device(self.data.windows('train', starts, cfg['block_size']), self.dev)
 
-        if (iter_num % cfg['eval_interval'] == 0 or iter_num == cfg['max_iters']) and iter_num != resumed_at:
-            m = evaluate(raw_model, data, val_starts, cfg['batch_size'], dev, autocast, orders, rank, world, all_reduce)
-            if int(bad_iter) >= 0 or not math.isfinite(m['val_loss']):
-                raise FloatingPointError(f"non-finite loss at iter {int(bad_iter) if int(bad_iter) >= 0 else iter_num}; "
-                                         f"stopped. The last good checkpoint {ckpt_path} is untouched.")
-            if master:
-                print(f"eval {iter_num}: val {m['val_loss']:.4f} | hot {m['val_loss_hot']:.4f} cold {m['val_loss_cold']:.4f} "
-                      f"delta {m['hot_cold_delta']:+.4f} | alpha hot {m.get('alpha_hot', float('nan')):.3f} "
-                      f"cold {m.get('alpha_cold', float('nan')):.3f} | hot share {m['hot_share']:.3f}")
-                log_row({'kind': 'eval', 'iter': iter_num, **m})
-                if run is not None:
-                    run.log({**{f'val/{k}': m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold')},
-                             **{f'strat/{k}': v for k, v in m.items() if isinstance(v, float) and not k.startswith('val_loss')}},
-                            step=iter_num)
-                if m['val_loss'] < best_val_loss or cfg['always_save_checkpoint']:
-                    best_val_loss = min(best_val_loss, m['val_loss'])
-                    if iter_num > 0:
-                        save(iter_num)
-                if cfg['save_snapshots']:
-                    save_torch(os.path.join(cfg['out_dir'], 'snapshots', f'iter_{iter_num:06d}.pt'),
-                               {'iter_num': iter_num, 'model': raw_model.state_dict(), 'model_args': vars(mcfg)})
-        if iter_num >= cfg['max_iters'] or (iter_num == 0 and cfg['eval_only']):
-            break
+    # -- eval / log / save ---------------------------------------------------------
 
-        # forward/backward over this rank's share of the global micro-steps
-        for j in range(local_G):
-            if ddp:   # all-reduce gradients only on the last micro-step (nanoGPT)
-                model.require_backward_grad_sync = j == local_G - 1
-            with autocast:
-                _, loss = model(x, y, ctx=c, step=iter_num)
-                loss = loss / local_G
+    def evaluate(self):
+        """Stratified metrics on the fixed validation windows: printed, logged, and a checkpoint saved."""
+        cfg, it = self.cfg, self.iter_num
+        m = evaluate(self.raw_model, self.data, self.val_starts, cfg['batch_size'], self.dev, self.autocast, self.orders,
+                     self.rank, self.world, self.all_reduce)
+        if int(self.bad_iter) >= 0 or not math.isfinite(m['val_loss']):
+            self.stop_non_finite(int(self.bad_iter) if int(self.bad_iter) >= 0 else it)
+        if not self.master:
+            return
+        print(f"eval {it}: val {m['val_loss']:.4f} | hot {m['val_loss_hot']:.4f} cold {m['val_loss_cold']:.4f} "
+              f"delta {m['hot_cold_delta']:+.4f} | alpha hot {m.get('alpha_hot', float('nan')):.3f} "
+              f"cold {m.get('alpha_cold', float('nan')):.3f} | hot share {m['hot_share']:.3f}")
+        self.log_row({'kind': 'eval', 'iter': it, **m})
+        if self.run is not None:
+            self.run.log({**{f'val/{k}': m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold')},
+                          **{f'strat/{k}': v for k, v in m.items() if isinstance(v, float) and not k.startswith('val_loss')}},
+                         step=it)
+        if m['val_loss'] < self.best_val_loss or cfg['always_save_checkpoint']:
+            self.best_val_loss = min(self.best_val_loss, m['val_loss'])
+            if it > 0:
+                self.save()
+        if cfg['save_snapshots']:
+            save_torch(os.path.join(self.out_dir, 'snapshots', f'iter_{it:06d}.pt'),
+                       {'iter_num': it, 'model': self.raw_model.state_dict(), 'model_args': vars(self.mcfg)})
+
+    def save(self):
+        cuda = self.device_type == 'cuda'
+        save_torch(self.ckpt_path, {
+            'format_version': CKPT_VERSION, 'model': self.raw_model.state_dict(), 'optimizer': self.optimizer.state_dict(),
+            'iter_num': self.iter_num, 'best_val_loss': self.best_val_loss, 'config': self.cfg, 'model_args': vars(self.mcfg),
+            'data_signature': self.signature, 'wandb_id': self.wandb_id,
+            'rng': {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state() if cuda else None}})
+
+    def log_train(self, lr):
+        """Every log_interval: the loss (the only host sync of the step), speed and MFU."""
+        cfg, it = self.cfg, self.iter_num
+        lossf = float(self.all_reduce(self.loss_acc.clone())) / self.world
+        if int(self.bad_iter) >= 0:
+            self.stop_non_finite(int(self.bad_iter))
+        t1 = time.time()
+        dt, self.t0 = (t1 - self.t0) / (cfg['log_interval'] if it > 0 else 1), t1
+        if it > 0:
+            self.speeds.append(self.tokens_per_iter / dt)
+        if not self.master:
+            return
+        mfu = self.raw_model.estimate_mfu(self.tokens_per_iter, dt, self.peak)
+        if it >= 5 and math.isfinite(mfu):
+            self.running_mfu = mfu if self.running_mfu < 0 else 0.9 * self.running_mfu + 0.1 * mfu
+        print(f"iter {it}: loss {lossf:.4f}, lr {lr:.2e}, {dt*1000:.1f}ms, {self.tokens_per_iter/dt:,.0f} tok/s"
+              + (f", mfu {self.running_mfu*100:.1f}%" if self.running_mfu >= 0 else ''))
+        self.log_row({'kind': 'train', 'iter': it, 'train_loss': lossf, 'lr': lr})
+        if self.run is not None:
+            self.run.log({'train/loss': lossf, 'train/lr': lr, 'perf/tok_per_s': self.tokens_per_iter / dt,
+                          'perf/ms_per_iter': dt * 1000, 'perf/mfu': self.running_mfu}, step=it)
+
+    def finish(self):
+        """summary.json: throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible)."""
+        if self.master and not self.cfg['eval_only']:
+            cuda = self.device_type == 'cuda'
+            save_json(os.path.join(self.out_dir, 'summary.json'), {
+                'params': self.raw_model.param_counts(),
+                'tok_per_s_median': float(np.median(self.speeds)) if self.speeds else None,
+                'device': torch.cuda.get_device_name(self.dev) if cuda else 'cpu', 'world_size': self.world,
+                'iter_num': self.iter_num})
+        if self.run is not None:
+            self.run.finish()
+        if self.ddp:
+            dist.destroy_process_group()
+
+    # -- the step --------------------------------------------------------------------
+
+    def step(self, lr):
+        """One iteration: forward/backward over this rank's share of the global micro-steps, clip, AdamW."""
+        cfg, it = self.cfg, self.iter_num
+        for j in range(self.local_G):
+            if self.ddp:   # all-reduce gradients only on the last micro-step (nanoGPT)
+                self.model.require_backward_grad_sync = j == self.local_G - 1
+            x, y, prev = self.next_batch
+            with self.autocast:
+                _, loss, _ = self.model(x, y, prev=prev, step=it)
+                loss = loss / self.local_G
             # prefetch the next micro-batch while the GPU runs this forward (CUDA kernels are async)
-            nxt_it, nxt_j = (iter_num, j + 1) if j + 1 < local_G else (iter_num + 1, 0)
-            x, y, c = to_device_batch(data, cfg, nxt_it, rank * local_G + nxt_j, dev)
+            nxt_it, nxt_j = (it, j + 1) if j + 1 < self.local_G else (it + 1, 0)
+            self.next_batch = self.batch(nxt_it, self.rank * self.local_G + nxt_j)
             loss.backward()
-            loss_acc += loss.detach()
+            self.loss_acc += loss.detach()
         if cfg['grad_clip'] != 0.0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['grad_clip'])
-        bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(loss_acc), iter_num, bad_iter)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg['grad_clip'])
+        self.bad_iter = torch.where((self.bad_iter < 0) & ~torch.isfinite(self.loss_acc), it, self.bad_iter)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         if cfg['wk_decay'] or cfg['wk_reset_interval'] or cfg['hot_weight_decay']:
-            raw_model.gate_maintenance(iter_num, lr, cfg['wk_decay'], cfg['wk_reset_interval'], cfg['hot_weight_decay'])
+            optim.gate_maintenance(self.raw_model, it, lr, cfg['wk_decay'], cfg['wk_reset_interval'], cfg['hot_weight_decay'])
 
-        if iter_num % cfg['log_interval'] == 0:
-            lossf = float(all_reduce(loss_acc.clone())) / world   # the sync happens only here
-            if int(bad_iter) >= 0:
-                raise FloatingPointError(f"non-finite loss at iter {int(bad_iter)}; stopped. The last good "
-                                         f"checkpoint {ckpt_path} is untouched.")
-            t1 = time.time()
-            dt, t0 = (t1 - t0) / (cfg['log_interval'] if iter_num > 0 else 1), t1
-            if iter_num > 0:
-                speeds.append(tokens_per_iter / dt)
-            if master:
-                mfu = raw_model.estimate_mfu(tokens_per_iter, dt, peak)
-                if iter_num >= 5 and math.isfinite(mfu):
-                    running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
-                print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {dt*1000:.1f}ms, {tokens_per_iter/dt:,.0f} tok/s"
-                      + (f", mfu {running_mfu*100:.1f}%" if running_mfu >= 0 else ''))
-                log_row({'kind': 'train', 'iter': iter_num, 'train_loss': lossf, 'lr': lr})
-                if run is not None:
-                    run.log({'train/loss': lossf, 'train/lr': lr, 'perf/tok_per_s': tokens_per_iter / dt,
-                             'perf/ms_per_iter': dt * 1000, 'perf/mfu': running_mfu}, step=iter_num)
-        loss_acc.zero_()
-        iter_num += 1
-    if master and not cfg['eval_only']:   # throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible)
-        save_json(os.path.join(cfg['out_dir'], 'summary.json'), {
-            'params': raw_model.param_counts(), 'tok_per_s_median': float(np.median(speeds)) if speeds else None,
-            'device': torch.cuda.get_device_name(dev) if device_type == 'cuda' else 'cpu', 'world_size': world,
-            'iter_num': iter_num})
-    if run is not None:
-        run.finish()
-    if ddp:
-        dist.destroy_process_group()
+    def train(self):
+        cfg = self.cfg
+        self.tokens_per_iter = cfg['gradient_accumulation_steps'] * cfg['batch_size'] * cfg['block_size']
+        self.peak = device_peak_flops(self.dev)
+        self.bad_iter = torch.full((), -1, dtype=torch.long, device=self.dev)   # first non-finite loss, kept on device
+        self.loss_acc = torch.zeros((), device=self.dev)
+        self.next_batch = self.batch(self.iter_num, self.rank * self.local_G)
+        self.t0, self.running_mfu, self.speeds = time.time(), -1.0, []
+        while True:
+            lr = get_lr(self.iter_num, cfg)
+            for group in self.optimizer.param_groups:
+                group['lr'] = lr
+            it = self.iter_num
+            if (it % cfg['eval_interval'] == 0 or it == cfg['max_iters']) and it != self.resumed_at:
+                self.evaluate()
+            if it >= cfg['max_iters'] or (it == 0 and cfg['eval_only']):
+                break
+            self.step(lr)
+            if it % cfg['log_interval'] == 0:
+                self.log_train(lr)
+            self.loss_acc.zero_()
+            self.iter_num += 1
+        self.finish()
 
-def to_device_batch(data, cfg, it, micro, dev):
-    starts = data.train_starts(cfg['seed'], it, micro, cfg['batch_size'], cfg['block_size'])
-    return to_device(data.windows('train', starts, cfg['block_size']), dev)
+
+def main(argv):
+    cfg = {k: globals()[k] for k in config_keys}
+    apply_config(cfg, argv, config_keys)
+    Trainer(cfg).train()
 
 if __name__ == '__main__':
     try:

@@ -8,6 +8,7 @@ from data import HotTier, TokenData, load_meta
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys, unpack_ids, ID_BITS
 from model import GPT, GPTConfig
 import checkpoint
+import optim
 
 PAPER = {'hash_500k': ('hash', 500_000, 100_000), 'nine_100_400k': ('nine', 400_000, 100_000),
          'nine_50_450k': ('nine', 450_000, 50_000), 'nine_20_480k': ('nine', 480_000, 20_000)}
@@ -79,20 +80,20 @@ def test_window_keys_use_the_real_preceding_tokens(gen_data):
                 assert torch.equal(k[b], full[o][offset + s: offset + s + 16])
 
 
-def tiny_model(gen_data, memory, **kw):
-    meta = load_meta(gen_data)
-    index, _ = checkpoint.build_index(gen_data, meta, (2, 3), 200)
+def tiny_model(gen_data, memory, noise=None, **kw):
     cfg = GPTConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
                     engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8, **kw)
+    index, _ = checkpoint.load_index(gen_data, load_meta(gen_data), cfg)
     torch.manual_seed(0)
-    return GPT(cfg, index=index)
+    return checkpoint.build_model(cfg, index, noise)
 
 def test_nine_reads_the_hot_row_at_the_mphf_slot(gen_data):
     model = tiny_model(gen_data, 'nine')
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 50]), 32))
-    keys, slots = model.index(torch.cat([c, x], 1), 2)
-    rows = model.memory.rows(keys, slots)                    # (B, T, O*K)
+    route = model.index(torch.cat([c, x], 1), 2)
+    keys, slots = route.keys, route.slots
+    rows = model.memory.rows(route)                          # (B, T, O*K)
     K, per_order = 2, 200 * 2 + 2 * 257
     meta = load_meta(gen_data)
     for oi, o in enumerate((2, 3)):
@@ -110,31 +111,45 @@ def test_nine_reads_the_hot_row_at_the_mphf_slot(gen_data):
 def test_hash_and_nine_label_the_same_positions_hot(gen_data):
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0, 32]), 32))
-    labels = [tiny_model(gen_data, m)(x, y, ctx=c, diag=True)[2]['is_hot'] for m in ('hash', 'nine', 'none')]
+    labels = [tiny_model(gen_data, m)(x, y, prev=c, diag=True)[2]['is_hot'] for m in ('hash', 'nine', 'none')]
     assert torch.equal(labels[0], labels[1]) and torch.equal(labels[0], labels[2])
 
 def test_diagnostics_do_not_change_the_loss(gen_data):
     model = tiny_model(gen_data, 'nine')
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0, 32]), 32))
-    _, loss = model(x, y, ctx=c)
-    _, loss_d, info = model(x, y, ctx=c, diag=True)
+    _, loss, nothing = model(x, y, prev=c)
+    _, loss_d, info = model(x, y, prev=c, diag=True)
+    assert nothing == {}
     assert torch.equal(loss, loss_d) and torch.allclose(info['loss'].mean(), loss)
     assert info['alpha'].shape == (2, 2, 32) and ((info['alpha'] > 0) & (info['alpha'] < 1)).all()
 
-@pytest.mark.parametrize('opts', [dict(engram_gate='signed_sqrt'), dict(engram_short_conv=True),
-                                  dict(engram_shared_tables=False)])
-def test_gate_options_train(gen_data, opts):
-    """Each option changes the function (differs from the default) and receives gradients."""
+def test_signed_sqrt_gate_changes_alpha_and_trains(gen_data):
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0, 32]), 32))
-    base = tiny_model(gen_data, 'nine')(x, y, ctx=c)[1]
-    model = tiny_model(gen_data, 'nine', **opts)
-    loss = model(x, y, ctx=c)[1]
+    base = tiny_model(gen_data, 'nine')(x, y, prev=c, diag=True)
+    model = tiny_model(gen_data, 'nine', engram_gate='signed_sqrt')     # same weights: no new parameters
+    _, loss, info = model(x, y, prev=c, diag=True)
+    s = torch.logit(base[2]['alpha'][0].double())                       # first Engram layer: same h, same logit
+    expect = torch.sigmoid(s.sign() * s.abs().clamp_min(1e-6).sqrt())
+    assert torch.allclose(info['alpha'][0].double(), expect, atol=1e-5) and not torch.equal(loss, base[1])
     loss.backward()
     assert model.memory.table.weight.grad.abs().sum() > 0
-    if 'engram_short_conv' not in opts:   # the conv starts at zero, i.e. as the identity
-        assert not torch.equal(loss, base)
+
+def test_short_conv_starts_as_identity_then_learns(gen_data):
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0, 32]), 32))
+    base = tiny_model(gen_data, 'nine')
+    model = tiny_model(gen_data, 'nine', engram_short_conv=True)
+    model.load_state_dict({**model.state_dict(), **base.state_dict()})
+    loss = model(x, y, prev=c)[1]
+    assert torch.equal(loss, base(x, y, prev=c)[1])                    # zero conv: the paper's output
+    loss.backward()
+    conv = model.transformer.h[1].engram.short_conv.conv.weight
+    assert conv.grad.abs().sum() > 0
+    with torch.no_grad():
+        conv.add_(0.1)
+    assert not torch.equal(model(x, y, prev=c)[1], loss)
 
 def test_model_config_errors_are_clear():
     with pytest.raises(AssertionError, match=r'engram_layers \[2, 4, 6\] has \[4, 6\] outside'):
@@ -145,7 +160,7 @@ def test_model_config_errors_are_clear():
 
 def test_rowwise_adamw_equals_adamw_on_touched_rows_and_skips_the_rest():
     torch.manual_seed(0)
-    from model import RowwiseAdamW
+    from optim import RowwiseAdamW
     w0 = torch.randn(6, 4)
     dense, lazy = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
     o1 = torch.optim.AdamW([dense], lr=0.1, betas=(0.9, 0.95), weight_decay=0.1)
@@ -166,18 +181,35 @@ def test_rowwise_adamw_equals_adamw_on_touched_rows_and_skips_the_rest():
 
 def test_rowwise_table_optimizer_checkpoints_and_trains(gen_data):
     model = tiny_model(gen_data, 'nine')
-    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', table_optimizer='rowwise')
+    opt = optim.configure_optimizers(model, 0.1, 1e-3, (0.9, 0.95), 'cpu', table_optimizer='rowwise')
     assert [len(g['params']) for g in opt.param_groups][-1] == 1 and opt.param_groups[-1]['rowwise']
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 40]), 32))
     w = model.memory.table.weight.detach().clone()
-    model(x, y, ctx=c)[1].backward()
+    model(x, y, prev=c)[1].backward()
     opt.step()
     read = torch.zeros(w.shape[0], dtype=torch.bool)
-    keys, slots = model.index(torch.cat([c, x], 1), 2)
-    read[model.memory.rows(keys, slots).flatten()] = True
+    read[model.memory.rows(model.index(torch.cat([c, x], 1), 2)).flatten()] = True
     assert torch.equal((model.memory.table.weight.detach() != w).any(1), read)
     state = opt.state_dict()
-    opt2 = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', table_optimizer='rowwise')
+    opt2 = optim.configure_optimizers(model, 0.1, 1e-3, (0.9, 0.95), 'cpu', table_optimizer='rowwise')
     opt2.load_state_dict(state)
     assert torch.equal(opt2.state[model.memory.table.weight]['row_step'], opt.state[model.memory.table.weight]['row_step'])
+
+
+def test_generate_greedy_continues_with_the_real_ngram_context(gen_data):
+    """Greedy sampling past block_size: each token is the argmax of a forward over the last block_size
+    tokens whose n-gram context is the real text before the window (pad only before the prompt)."""
+    model = tiny_model(gen_data, 'nine').eval()
+    data = TokenData(gen_data, 2)
+    prompt = torch.from_numpy(data.windows('val', np.array([0]), 32)[0])[:, :28]
+    out = model.generate(prompt, 8, temperature=0)
+    assert out.shape == (1, 36) and torch.equal(out[:, :28], prompt)
+    pad = model.index.pad_token
+    stream = torch.cat([torch.full((1, 2), pad), out], 1)
+    for t in range(28, 36):
+        lo = max(0, t - 32)
+        window, prev = stream[:, 2 + lo: 2 + t], stream[:, lo: 2 + lo]
+        with torch.no_grad():
+            logits = model(window, prev=prev)[0]
+        assert logits.argmax(-1).item() == out[0, t].item()

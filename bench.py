@@ -11,6 +11,7 @@ synthetic hot tier built by prepare_fineweb's own counting code, so no data dir 
 """
 import argparse
 import json
+import os
 import time
 from contextlib import nullcontext
 
@@ -31,7 +32,8 @@ PRESETS = {
     'tiny_paper_tables': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64), batch_size=8,
                               hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
     # the paper's GPT-2 small (Table 1/2) on GPT-2's vocabulary: Hash-500K vs Nine-100/400K
-    'paper': dict(model=dict(), batch_size=4, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
+    # (the paper's global batch of 16 x 1024 as one micro-batch: train.py's default split)
+    'paper': dict(model=dict(), batch_size=16, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
 }
 VOCAB = 50257
 # name -> (memory, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
@@ -53,16 +55,21 @@ def synth_index(tokens, vocab, n_hot, orders=(2, 3)):
         hot[o] = (torch.from_numpy(keys), torch.arange(len(keys)))
     return NgramIndex(canon, hot, orders)
 
-def time_training(preset, device, steps, rounds, compile_model, dtype):
+def setup(preset, device, dtype, n_batches):
+    """Synthetic stream, its index (hot tier of the preset's N_hot), autocast, and n_batches batches of
+    windows with their 2 tokens of n-gram context: (B, 2 + T + 1) each."""
     p = PRESETS[preset]
     tokens = synth_tokens(2_000_000, VOCAB)
     index = synth_index(tokens, VOCAB, p['nine']['hot_size'])
     B, T = p['batch_size'], p['model'].get('block_size', 1024)
     device_type = 'cuda' if device.startswith('cuda') else 'cpu'
     autocast = torch.autocast(device_type, dtype=dtype) if device_type == 'cuda' else nullcontext()
-    rng = np.random.default_rng(0)
-    starts = rng.integers(2, len(tokens) - T - 1, size=(steps * rounds + 3, B))
+    starts = np.random.default_rng(0).integers(2, len(tokens) - T - 1, size=(n_batches, B))
     batches = [torch.from_numpy(np.stack([tokens[s - 2:s + T + 1] for s in st]).astype(np.int64)).to(device) for st in starts]
+    return p, tokens, index, B, T, device_type, autocast, batches
+
+def time_training(preset, device, steps, rounds, compile_model, dtype):
+    p, tokens, index, B, T, device_type, autocast, batches = setup(preset, device, dtype, steps * rounds + 3)
     runs = {}
     for name, (memory, table_opt) in MEMORIES.items():
         torch.manual_seed(0)
@@ -116,6 +123,60 @@ def time_training(preset, device, steps, rounds, compile_model, dtype):
     out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step'] for m in ('hash', 'nine')}
     return out
 
+class SyntheticVal:
+    """The synthetic stream as metrics.evaluate reads a data dir (windows with their n-gram context)."""
+
+    def __init__(self, tokens):
+        self.tokens = tokens.astype(np.int64)
+
+    def windows(self, split, starts, T):
+        w = np.stack([self.tokens[s:s + T + 3] for s in starts])
+        return w[:, 2:-1], w[:, 3:], w[:, :2]
+
+def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=400):
+    """What evals and checkpoints every `interval` iters cost against the loop alone (Nine): K steps
+    alone, then an eval, a checkpoint save (snapshot to CPU, background write) and the same K steps,
+    the write overlapping them; the difference is the cost of one eval+save. Also the old blocking save."""
+    import tempfile
+    from checkpoint import CheckpointWriter
+    from data import save_torch
+    from metrics import evaluate
+    p, tokens, index, B, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
+    cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, memory='nine', **p['model'], **p['nine'])
+    model = build_model(cfg, index).to(device)
+    opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
+    sync = torch.cuda.synchronize if device_type == 'cuda' else (lambda: None)
+    def run_steps(k):
+        for _ in range(k):
+            with autocast:
+                loss = model(batch[:, 2:-1], batch[:, 3:], prev=batch[:, :2])[1]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        sync()
+    run_steps(2)                                      # warm-up (and AdamW state)
+    state = lambda: {'model': model.state_dict(), 'optimizer': opt.state_dict()}
+    with tempfile.TemporaryDirectory(dir='.') as d:
+        path, writer = os.path.join(d, 'ckpt.pt'), CheckpointWriter()
+        writer.save(path, state())                    # steady state: the writer's CPU buffers exist
+        writer.wait()
+        t0 = time.perf_counter(); run_steps(steps); loop = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        evaluate(model, SyntheticVal(tokens), np.arange(val_windows) * T, B, device, autocast, (2, 3))
+        t_eval = time.perf_counter() - t0
+        writer.save(path, state())
+        t_snapshot = time.perf_counter() - t0 - t_eval
+        run_steps(steps)
+        writer.wait()
+        with_save = time.perf_counter() - t0
+        t0 = time.perf_counter(); save_torch(path, state()); blocking = time.perf_counter() - t0
+    step = loop / steps
+    overhead = with_save - loop
+    return {'step_s': step, 'eval_s': t_eval, 'snapshot_s': t_snapshot, 'eval_save_overhead_s': overhead,
+            'blocking_save_s': blocking, 'ckpt_gb': sum(v.numel() * v.element_size() for v in model.state_dict().values()) * 3 / 1e9,
+            f'ratio_at_interval_{interval}': interval * step / (interval * step + overhead),
+            f'ratio_at_interval_{interval}_blocking_save': interval * step / (interval * step + t_eval + blocking)}
+
 def time_counting(n_tokens, vocab=50257, hot_sizes=(20_000, 50_000, 100_000)):
     """n-gram counting + hot tiers (bbhash) on synthetic tokens, as prepare_fineweb does it."""
     import bbhash
@@ -165,6 +226,7 @@ def main():
     p.add_argument('--rounds', type=int, default=6)
     p.add_argument('--count_tokens', type=lambda s: int(s.replace('_', '')), default=95_000_000)
     p.add_argument('--no_compile', action='store_true')
+    p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
     p.add_argument('--out', default='bench.json')
     a = p.parse_args()
     cuda = a.device.startswith('cuda')
@@ -176,6 +238,8 @@ def main():
            'torch': torch.__version__, 'preset': preset}
     res['training'] = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype)
     res['index'] = time_index(a.device)
+    if a.ckpt_steps:
+        res['checkpointing'] = time_checkpointing('paper' if cuda else 'tiny_paper_tables', a.device, dtype, a.ckpt_steps)
     if a.count_tokens:
         res['counting'] = time_counting(a.count_tokens)
     tr = res['training']
@@ -188,6 +252,12 @@ def main():
     print(f"Nine/Hash tok/s = {tr['ratio_nine_over_hash_tok_per_s']:.3f}; Hash/baseline step time = {tr['ratio_hash_over_baseline_step_time']:.3f}")
     print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
     print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()))
+    if 'checkpointing' in res:
+        c = res['checkpointing']
+        print(f"eval + checkpoint ({c['ckpt_gb']:.2f} GB incl. AdamW moments): eval {c['eval_s']:.2f}s, snapshot {c['snapshot_s']:.2f}s, "
+              f"cost beside {a.ckpt_steps} steps of {c['step_s']*1000:.0f} ms: {c['eval_save_overhead_s']:.2f}s "
+              f"(blocking save: {c['blocking_save_s']:.2f}s); throughput with both every 250 iters: "
+              f"{100*c['ratio_at_interval_250']:.1f}% of loop-only (blocking save: {100*c['ratio_at_interval_250_blocking_save']:.1f}%)")
     if 'counting' in res:
         c = res['counting']
         print(f"counting {c['tokens']:,} tokens: {c['count_s']:.1f}s count + {c['hot_tiers_s']:.1f}s hot tiers = {c['total_s']:.1f}s")

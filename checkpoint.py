@@ -4,13 +4,15 @@ signature: tokenizer, canonical map, hot tier checksums), building the model wit
 parts, and loading with messages that say what differs. Shared by train.py, eval_stratified.py and bench.py.
 """
 import os
+import threading
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import variants
 from configurator import ConfigError
-from data import DataError, HotTier, load_canonical, tokenizer_signature
+from data import DataError, HotTier, load_canonical, save_torch, tokenizer_signature
 from engram import NgramIndex
 from model import GPT
 
@@ -65,3 +67,51 @@ def load_weights(model, state, what):
             bad + [f"missing in {what}: {k}" for k in missing[:5]] + [f"not in model: {k}" for k in unexpected[:5]]) +
             "\n  Use the checkpoint's own config (its model args are saved in it).")
     model.load_state_dict(state)
+
+
+class CheckpointWriter:
+    """Saves off the training loop's critical path: save() copies the state into CPU buffers (kept and
+    reused from one save to the next, pinned on CUDA, filled by non-blocking copies that the stream
+    orders before the next optimizer step) and returns; a background thread waits for the copies and
+    writes the file with data.save_torch (temp file, fsync, rename: a crash mid-write leaves the
+    previous file). One write at a time: a save first waits for the previous one; wait() makes the
+    last one durable and re-raises a failed write in the training process."""
+
+    def __init__(self):
+        self.thread, self.error, self.buffers = None, None, {}
+
+    def save(self, path, state):
+        self.wait()
+        leaves, spec = tree_flatten(state)
+        bufs = self.buffers.setdefault(str(spec), {})
+        copied = []
+        for i, v in enumerate(leaves):
+            if isinstance(v, torch.Tensor):
+                b = bufs.get(i)
+                if b is None or b.shape != v.shape or b.dtype != v.dtype:
+                    b = bufs[i] = torch.empty(v.shape, dtype=v.dtype, pin_memory=v.is_cuda)
+                copied.append(b.copy_(v.detach(), non_blocking=v.is_cuda))
+            else:
+                copied.append(v)
+        done = torch.cuda.Event() if any(isinstance(v, torch.Tensor) and v.is_cuda for v in leaves) else None
+        if done is not None:
+            done.record()
+        snapshot = tree_unflatten(copied, spec)
+        self.thread = threading.Thread(target=self._write, args=(path, snapshot, done), name='checkpoint-writer')
+        self.thread.start()
+
+    def _write(self, path, snapshot, done):
+        try:
+            if done is not None:
+                done.synchronize()
+            save_torch(path, snapshot)
+        except BaseException as e:      # handed to the training thread by wait()
+            self.error = e
+
+    def wait(self):
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error

@@ -65,3 +65,23 @@ def apply_config(cfg, argv, keys):
                 value = val
             cfg[key] = changes[key] = _coerce(key, value, cfg[key])
     return changes
+
+def print_help(script):
+    """`--help` from the script's own config block (its assignments and their comments, grouped by the
+    section comments), read as text: nothing is imported, so help is instant."""
+    import ast
+    src = open(script).read()
+    start = src.index('# config:')
+    block = src[start:src.index('config_keys =', start)]
+    doc = ast.get_docstring(ast.parse(src)) or ''
+    print(doc.strip() + '\n\nusage: python ' + os.path.basename(script) + ' [config.py ...] [--key=value ...]\n'
+          '  A config file is Python that sets keys; later files and --key=value overrides win.\n')
+    last = ''
+    for line in block.splitlines()[1:]:
+        if line.startswith('#'):
+            print(('' if last.startswith('#') else '\n') + line.lstrip('# ').rstrip())
+        elif '=' in line:
+            assign, _, comment = line.partition('#')
+            key, _, default = assign.partition('=')
+            print(f"  {'--' + key.strip() + '=' + default.strip():<36} {comment.strip()}")
+        last = line

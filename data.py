@@ -170,14 +170,17 @@ class TokenData:
                 raise DataError(f"block_size {T} needs at least {T + 1} tokens but the {s} split of "
                                 f"{self.dir} has {len(d)}. Lower --block_size or prepare more data.")
 
-    def train_starts(self, seed, it, micro, B, T):
-        """Window starts of one micro-batch: a pure function of (seed, iter, global micro-step)."""
-        rng = np.random.default_rng([seed, it, micro])
-        return rng.integers(0, len(self.splits['train']) - T, size=B)
+    def train_starts(self, seed, it, samples, T):
+        """Window starts of the given global sample indices of iteration `it`: each a pure function of
+        (seed, it, sample index), so any micro-batch size, accumulation and process count that make the
+        same global batch draw the same windows."""
+        return np.array([np.random.default_rng([seed, it, i]).integers(0, len(self.splits['train']) - T)
+                         for i in samples], dtype=np.int64)
 
     def val_starts(self, T, n):
         """The fixed validation set: the first n non-overlapping windows of val (fewer if val is short).
-        It depends on nothing but T, so every config and seed is scored on the same positions."""
+        It depends on nothing but T and n (`val_windows`), so every config, seed, micro-batch size and
+        process count is scored on the same positions."""
         return np.arange(min(n, (len(self.splits['val']) - 1) // T)) * T
 
 def to_device(arrays, device):

@@ -264,7 +264,9 @@ class EngramGate(nn.Module):
         return self.w_k(e)
 
     def logit(self, h, k, fwd):
-        return (self.norm_h(h) * self.norm_k(k)).sum(-1) * self.scale
+        # k comes out of a Linear (bf16 under autocast), h is the fp32 residual stream: both norms run in
+        # fp32 with their fp32 gains, as autocast runs layer_norm (a bf16 input would miss the fused kernel)
+        return (self.norm_h(h.float()) * self.norm_k(k.float())).sum(-1) * self.scale
 
     def activation(self, s):
         return torch.sigmoid(s)

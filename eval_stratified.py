@@ -18,7 +18,6 @@ import math
 import os
 import re
 import sys
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from checkpoint import build_model, check_signature, load_checkpoint, load_index, load_weights
 from data import DataError, TokenData, atomic_write, load_meta, save_json
 from metrics import evaluate, flip
-from model import GPTConfig
+from model import GPTConfig, autocast_context
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference', 'paper_tables.json')
 
@@ -61,49 +60,56 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
     model.eval()
     return model, ckpt, data_dir, meta
 
+def collision_counts(memory, index, keys, counts, oi, order, chunk=1 << 22):
+    """The raw counts behind collision_stats, as tensors on the memory's device (no data-dependent
+    shapes, no host sync): keys/counts = every distinct training n-gram of one order; for Nine only
+    the cold ones use the hash tables. Returns n keys, slots used per head (K,), training positions
+    colliding in every head, training positions of the counted keys."""
+    use = index.hot_slots(keys, order) < 0 if memory.nine else torch.ones_like(keys, dtype=torch.bool)
+    idx = torch.cat([memory.heads(keys[i:i + chunk], oi, order) for i in range(0, len(keys), chunk)])   # (n, K)
+    collide_all, used = use.clone(), []
+    for k in range(memory.K):
+        occ = torch.zeros(memory.table_size, dtype=torch.long, device=keys.device).scatter_add_(0, idx[:, k], use.long())
+        used.append((occ > 0).sum())
+        collide_all &= occ[idx[:, k]] >= 2
+    return use.sum(), torch.stack(used), (counts * collide_all).sum(), (counts * use).sum()
+
 def collision_stats(memory, index, data_dir, meta):
     """Per (order, head) hash table, over the distinct training n-grams that use it (for Nine: the cold
     ones): slots used, keys per occupied slot, share of training positions whose n-gram shares its
     slot with another n-gram in every head, each beside its expectation under uniform hashing."""
     M, K, n_train = memory.table_size, memory.K, meta['tokens']['n_train']
+    device = memory.table.weight.device
     out = []
     for oi, o in enumerate(memory.orders):
-        keys = torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_keys.npy')))
-        counts = torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_counts.npy')))
-        if memory.nine:
-            cold = index.hot_slots(keys, o) < 0
-            keys, counts = keys[cold], counts[cold]
-        n = len(keys)
-        idx = torch.cat([memory.heads(keys[i:i + (1 << 22)], oi, o) for i in range(0, n, 1 << 22)]) if n else torch.zeros(0, K, dtype=torch.long)
-        collide_all = torch.ones(n, dtype=torch.bool)
+        keys, counts = (torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_{name}.npy'))).to(device)
+                        for name in ('keys', 'counts'))
+        n, used, colliding, total = (t.tolist() for t in collision_counts(memory, index, keys, counts, oi, o))
         p_one = 1 - (1 - 1 / M) ** max(n - 1, 0)          # P(another key lands in my slot)
         for k in range(K):
-            occ = torch.bincount(idx[:, k], minlength=M)
-            used = int((occ > 0).sum())
-            collide_all &= occ[idx[:, k]] >= 2
-            out.append({'order': o, 'head': k, 'table_size': M, 'keys': n, 'slots_used': used,
+            out.append({'order': o, 'head': k, 'table_size': M, 'keys': n, 'slots_used': used[k],
                         'slots_used_expected': M * (1 - (1 - 1 / M) ** n),
-                        'keys_per_used_slot': n / used if used else float('nan'),
-                        'keys_per_used_slot_expected': n / (M * (1 - (1 - 1 / M) ** n)) if n else float('nan')})
-        share = float(counts[collide_all].sum()) / n_train
-        share_exp = float(counts.sum()) / n_train * p_one ** K
-        for row in out[-K:]:
-            row.update({'positions_colliding_all_heads': share, 'positions_colliding_all_heads_expected': share_exp})
+                        'keys_per_used_slot': n / used[k] if used[k] else float('nan'),
+                        'keys_per_used_slot_expected': n / (M * (1 - (1 - 1 / M) ** n)) if n else float('nan'),
+                        'positions_colliding_all_heads': colliding / n_train,
+                        'positions_colliding_all_heads_expected': total / n_train * p_one ** K})
     return out
 
-def evaluate_checkpoint(ckpt_path, data_dir=None, val_tokens=None, hot_size=None, device='cpu'):
+def evaluate_checkpoint(ckpt_path, data_dir=None, val_windows=None, hot_size=None, device='cpu'):
+    """The checkpoint's stratified metrics on its validation windows, in the precision it was trained
+    in (so they equal the train-time eval of the same iter), plus collision statistics."""
     model, ckpt, data_dir, meta = load_model(ckpt_path, data_dir, hot_size)
     cfg, T = ckpt['config'], model.config.block_size
     orders = tuple(model.config.ngram_orders)
     data = TokenData(data_dir, max(orders) - 1)
     data.check_block_size(T)
-    n_windows = (val_tokens or cfg['eval_iters'] * cfg['batch_size'] * T) // T
-    starts = data.val_starts(T, n_windows)
+    starts = data.val_starts(T, val_windows or cfg['val_windows'])
     model.to(device)
-    m = evaluate(model, data, starts, cfg['batch_size'], device, nullcontext(), orders)
+    device_type = 'cuda' if device.startswith('cuda') else 'cpu'
+    m = evaluate(model, data, starts, cfg['eval_batch_size'], device, autocast_context(device_type, cfg['dtype']), orders)
     report = {'ckpt': os.path.abspath(ckpt_path), 'config': config_name(cfg), 'iter': ckpt['iter_num'],
               'memory': model.config.memory, 'hot_size': model.config.hot_size, 'data_dir': data_dir,
-              'val_windows': len(starts), 'metrics': m, 'params': model.param_counts(),
+              'dtype': cfg['dtype'], 'val_windows': len(starts), 'metrics': m, 'params': model.param_counts(),
               'coverage_prepare': meta['coverage']['val'].get(str(model.config.hot_size))}
     if model.memory is not None:
         report['collisions'] = collision_stats(model.memory, model.index, data_dir, meta)
@@ -118,7 +124,7 @@ def pearson(a, b):
     return (a @ b).item() / d if d > 0 else float('nan')
 
 @torch.no_grad()
-def key_stability(run_dir, data_dir=None, val_tokens=None):
+def key_stability(run_dir, data_dir=None, val_windows=None):
     """Cosine similarity of k_t = W_K e_t between adjacent weight snapshots (train with
     save_snapshots=True), hot vs cold positions, per Engram layer; and, at the later snapshot, the
     correlation across positions of alpha with key stability and of alpha with loss. The keys are
@@ -141,7 +147,7 @@ def key_stability(run_dir, data_dir=None, val_tokens=None):
             index, _ = load_index(data_dir, meta, mcfg)
             data = TokenData(data_dir, index.max_order - 1)
             T = mcfg.block_size
-            starts = data.val_starts(T, (val_tokens or cfg['eval_iters'] * cfg['batch_size'] * T) // T)
+            starts = data.val_starts(T, val_windows or cfg['val_windows'])
             x, y, p = (torch.from_numpy(a) for a in data.windows('val', starts, T))
         model = build_model(mcfg, index)
         load_weights(model, snap['model'], f'snapshot {path}')
@@ -472,7 +478,8 @@ def main(argv=None):
     p.add_argument('--runs', help="glob of run dirs (out_dir of train.py), e.g. 'out/*'")
     p.add_argument('--report', help='output dir (default: <ckpt dir>/eval or reports/study)')
     p.add_argument('--data_dir', help="override the checkpoint's data_dir")
-    p.add_argument('--val_tokens', type=int, help='validation tokens (default: eval_iters*batch_size*block_size of the run)')
+    p.add_argument('--val_windows', type=int, help="validation windows (default: the run's val_windows; "
+                   "the paper's Table 7 counts 819,200 positions = 800 windows of 1024)")
     p.add_argument('--hot_size', type=int, help='N_hot for is_hot labels of Hash/baseline checkpoints (default: the run\'s hot_size)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--wandb', action='store_true', help='also log tables, figures and summary to wandb')
@@ -483,13 +490,13 @@ def main(argv=None):
     try:
         if a.key_stability:
             out = a.report or os.path.join(a.key_stability, 'eval')
-            rep = key_stability(a.key_stability, a.data_dir, a.val_tokens)
+            rep = key_stability(a.key_stability, a.data_dir, a.val_windows)
             md = md_key_stability(rep)
             write_report(rep, md, out)
             images = figure_key_stability(rep, out)
         elif a.ckpt:
             out = a.report or os.path.join(os.path.dirname(os.path.abspath(a.ckpt)), 'eval')
-            rep = evaluate_checkpoint(a.ckpt, a.data_dir, a.val_tokens, a.hot_size, a.device)
+            rep = evaluate_checkpoint(a.ckpt, a.data_dir, a.val_windows, a.hot_size, a.device)
             md = md_checkpoint(rep)
             write_report(rep, md, out)
             m = rep['metrics']

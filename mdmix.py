@@ -104,7 +104,8 @@ def mdmix_hash(keys, salts, size, steps=8):
 STREAMS = {'emb': 1, 'q': 2, 'k': 3, 'logits': 4, 'mem': 5}
 
 def noise_words(token, position, layer, step, stream, n_features, seed=0):
-    """Two 32-bit words per (position, feature): (..., n_features) each. token/position: (...,) tensors."""
+    """Two 32-bit words per (position, feature): (..., n_features) each. token/position: (...,) tensors;
+    step: an int or a 0-d tensor (training passes a tensor, so a compiled model is not recompiled per step)."""
     tag = ((seed & 0x7FFF) << 48) | ((layer & 0xFFFF) << 32) | ((STREAMS[stream] & 0xFF) << 24) | (step & 0xFFFFFF)
     a, b, c, d = mdmix(token.long() & M32, position.long() & M32, tag, steps=8)
     # second MD-mix per feature, seeded by the position's state (fewer steps leave features correlated)
@@ -123,14 +124,12 @@ def rademacher(w1):
 
 def schedule(step, max_iters, kind, tail_frac):
     """Noise multiplier: 'constant', or 'cosine_tail' = 1 until the last tail_frac of training,
-    then cosine to zero at max_iters."""
+    then cosine to zero at max_iters. Tensor ops, no branch on the step (compiled code stays one graph)."""
     if kind == 'constant':
         return 1.0
     start = (1 - tail_frac) * max_iters
-    if step <= start:
-        return 1.0
-    p = min(1.0, (step - start) / max(1e-9, max_iters - start))
-    return 0.5 * (1 + math.cos(math.pi * p))
+    p = ((torch.as_tensor(step, dtype=torch.float64) - start) / max(1e-9, max_iters - start)).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(math.pi * p))
 
 
 class Noise:
@@ -171,16 +170,16 @@ class BoundNoise:
         self.noise, self.idx, self.step, self.scale = noise, idx, step, scale
 
     def __call__(self, stream, x, layer=0):
-        """x (B, T, C) + sigma * xi; unchanged (the same tensor) when sigma is 0."""
-        sigma = self.noise.sigmas.get(stream, 0) * self.scale
+        """x (B, T, C) + sigma * xi; unchanged (the same tensor) when the stream's sigma is 0."""
+        sigma = self.noise.sigmas.get(stream, 0)
         if sigma == 0:
             return x
-        return x + sigma * self.noise.xi(self.idx, self.step, stream, x.shape[-1], layer).to(x.dtype)
+        return x + sigma * self.scale * self.noise.xi(self.idx, self.step, stream, x.shape[-1], layer).to(x.dtype)
 
     def memory(self, e, is_hot_order, layer=0):
         """Noise on the memory vector read from the tables: all rows, or only hot/cold ones (per order).
         is_hot_order (O, B, T), or None for mem_scope 'all'."""
-        sigma = self.noise.sigmas.get('mem', 0) * self.scale
+        sigma = self.noise.sigmas.get('mem', 0)
         if sigma == 0:
             return e
         xi = self.noise.xi(self.idx, self.step, 'mem', e.shape[-1], layer).to(e.dtype)
@@ -188,7 +187,7 @@ class BoundNoise:
             hot = is_hot_order.permute(1, 2, 0)                                         # (B, T, O)
             mask = hot if self.noise.mem_scope == 'hot' else ~hot
             xi = (xi.view(*mask.shape, -1) * mask.unsqueeze(-1)).view_as(e)
-        return e + sigma * xi
+        return e + sigma * self.scale * xi
 
 
 class NoNoise:

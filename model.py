@@ -8,6 +8,7 @@ this file: a new attention, FFN, block or token-embedding kind is one module plu
 The paper's variants (variants.py) and MD-mix noise (mdmix.py) are also chosen once, at construction.
 """
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,13 @@ from mdmix import NO_NOISE
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
+
+def autocast_context(device_type, dtype):
+    """Mixed precision as training runs it: bf16/fp16 autocast (CPU too, so CPU tests see the dtype
+    mixes a GPU run sees), or nothing for float32."""
+    if dtype in ('float32', torch.float32):
+        return nullcontext()
+    return torch.autocast(device_type, dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
 
 def device_peak_flops(device):
     """The device's own peak, so MFU is not always quoted against an A100."""

@@ -3,16 +3,23 @@ Train GPT-2 with Engram memory (nanoGPT style).
 
   python train.py configs/nine_100_400k.py --seed=1
   torchrun --standalone --nproc_per_node=8 train.py configs/hash_500k.py
+  python train.py --help              # every config key with its default and meaning
 
 Defaults are the paper's (Table 1, Nine-100/400K). Every eval appends the route-stratified metrics to
 out_dir/metrics.jsonl (and wandb), so the flip analysis never depends on kept checkpoints.
 """
+import sys
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before importing torch: help in a blink
+    from configurator import print_help
+    print_help(__file__)
+    sys.exit(0)
+
+import inspect
 import json
 import math
 import os
-import sys
 import time
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -20,55 +27,58 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import optim
-from checkpoint import CKPT_VERSION, build_model, check_signature, load_checkpoint, load_index, load_weights
+from checkpoint import CKPT_VERSION, CheckpointWriter, build_model, check_signature, load_checkpoint, load_index, load_weights
 from configurator import ConfigError, apply_config
-from data import DataError, TokenData, atomic_write, save_json, save_torch, to_device
+from data import DataError, TokenData, atomic_write, save_json, to_device
 from mdmix import Noise
 from metrics import evaluate
-from model import GPTConfig, device_peak_flops
+from model import GPTConfig, autocast_context, device_peak_flops
 
 # -----------------------------------------------------------------------------
 # config: paper defaults (Table 1/2); override with a config file and --key=value
 # I/O
-out_dir = 'out/nine_100_400k'
-data_dir = 'data/fineweb_edu'
-eval_interval = 250
-log_interval = 10
-eval_iters = 100              # the fixed validation set = eval_iters * batch_size windows
-eval_only = False
-always_save_checkpoint = True
+out_dir = 'out/nine_100_400k'   # the run dir: config.json, metrics.jsonl, ckpt.pt, summary.json
+data_dir = 'data/fineweb_edu'   # a dir written by prepare_fineweb.py
+eval_interval = 250           # iters between stratified evals (and the last iter)
+log_interval = 10             # iters between train-loss lines (the only host sync of the step)
+val_windows = 400             # the fixed validation set: the first N windows of val (paper: 100 eval iters x 4)
+eval_batch_size = 16          # windows per eval forward (a speed knob: the validation set does not change)
+eval_only = False             # evaluate the initial (or resumed) model once and stop
+ckpt_interval = 250           # iters between saves of ckpt.pt ("last": resumes exactly), and at the end; 0 = end only
+save_best = False             # also keep best.pt: the weights of the eval with the lowest val_loss
 save_snapshots = False        # weights-only snapshot at every eval (for key-stability analyses)
-init_from = 'scratch'         # 'scratch' | 'resume'
+init_from = 'scratch'         # 'scratch' | 'resume' (from out_dir/ckpt.pt)
 # wandb
-wandb_log = False
-wandb_project = 'engram-nine'
-wandb_group = ''
-wandb_run_name = ''
-# data
-gradient_accumulation_steps = 4   # global micro-steps per iter, split across DDP ranks
-batch_size = 4
-block_size = 1024
-seed = 0
-# model
-n_layer = 12
-n_head = 12
-n_embd = 768
-dropout = 0.0
-bias = True
-memory = 'nine'               # 'none' | 'hash' | 'nine'
-engram_layers = (2, 4, 6)
-ngram_orders = (2, 3)
-engram_heads = 2
-engram_head_dim = 64
-table_size = 400_000
-hot_size = 100_000
-engram_shared_tables = True
-engram_hash = 'mulxor'
-engram_hash_seed = 0
-engram_gate = 'sigmoid'
-engram_short_conv = False
-label_smoothing = 0.0
-# the paper's open questions (§6.3, §7.2; configs/study/): all off by default = the paper's model
+wandb_log = False             # log to wandb (WANDB_MODE=offline works without a network)
+wandb_project = 'engram-nine'   # wandb project name
+wandb_group = ''              # runs of one config across seeds (default: none)
+wandb_run_name = ''           # default: the out_dir's name
+# data: the experiment is the global batch (batch_size x gradient_accumulation_steps windows of block_size);
+# how it is split into micro-batches and processes is a speed knob only (the same windows either way)
+batch_size = 16               # windows per micro-batch (lower it if memory runs out; raise accumulation to match)
+gradient_accumulation_steps = 1   # micro-batches per iter, across all DDP processes (paper: 16 x 1024 = 4 x 4 = 16 x 1)
+block_size = 1024             # tokens per window
+seed = 0                      # model init and training windows
+# model (GPT-2 small; paper Table 1)
+n_layer = 12                  # transformer blocks
+n_head = 12                   # attention heads
+n_embd = 768                  # model width
+dropout = 0.0                 # dropout in attention, MLP and embeddings
+bias = True                   # biases in Linear and LayerNorm (GPT-2)
+memory = 'nine'               # 'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier)
+engram_layers = (2, 4, 6)     # 0-based blocks with Engram memory (their tables are shared)
+ngram_orders = (2, 3)         # n-gram orders of the memory
+engram_heads = 2              # K hashed heads per order
+engram_head_dim = 64          # d per head: memory vector = orders x K x d
+table_size = 400_000          # slots per hashed head (Hash) / per cold head (Nine)
+hot_size = 100_000            # N_hot: Nine's hot n-grams per order; every model's is_hot label
+engram_hash = 'mulxor'        # hash family of the heads: 'mulxor' (multiply-xor + fmix64) | 'mdmix' (MD5 steps)
+engram_hash_seed = 0          # seed of the hash multipliers / salts
+label_smoothing = 0.0         # cross-entropy label smoothing in training (MD-mix ablation)
+# the paper's variants (variants.py; §6.3, §7.2, the DeepSeek demo): all off by default = the paper's model
+engram_shared_tables = True   # False: each Engram layer has its own tables (3x the table parameters)
+engram_gate = 'sigmoid'       # 'sigmoid' (paper Eq. 4) | 'signed_sqrt' (DeepSeek demo)
+engram_short_conv = False     # DeepSeek demo's causal depthwise conv after the gate
 hot_index = 'mphf'            # 'hashed': membership-only Nine (hot rows indexed by hashing, with collisions)
 hot_collision = 1             # controlled collisions: N_hot hot keys into ceil(N_hot / c) rows
 gate_keys = 'shared'          # 'decoupled': W_K^hot and W_K^cold
@@ -79,32 +89,32 @@ hot_weight_decay = 0.0        # extra decoupled weight decay on hot rows (per st
 wk_decay = 0.0                # W_K forgetting: w_k *= 1 - wk_decay after every step
 wk_reset_interval = 0         # re-initialize W_K every this many iters (0 = never)
 # MD-mix deterministic noise (mdmix.py); every sigma 0 = off, bit-identical to no noise
-noise_emb = 0.0
-noise_qk = 0.0
-noise_logits = 0.0
-noise_mem = 0.0
+noise_emb = 0.0               # sigma of the noise on token embeddings
+noise_qk = 0.0                # ... on attention queries and keys
+noise_logits = 0.0            # ... on the output logits
+noise_mem = 0.0               # ... on the Engram memory vector (rows in noise_mem_scope)
 noise_mem_scope = 'all'       # 'all' | 'hot' | 'cold' rows of Engram memory
 noise_kind = 'gaussian'       # 'gaussian' | 'rademacher'
 noise_schedule = 'constant'   # 'constant' | 'cosine_tail' (cosine to zero over the last noise_tail_frac)
-noise_tail_frac = 0.2
-noise_seed = 0
-# AdamW
-learning_rate = 6e-4
-max_iters = 5000
-weight_decay = 1e-1
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0
+noise_tail_frac = 0.2         # the final fraction of training for 'cosine_tail'
+noise_seed = 0                # seed of the noise hash
+# AdamW (paper Table 1)
+learning_rate = 6e-4          # peak learning rate
+max_iters = 5000              # training iterations
+weight_decay = 1e-1           # decoupled weight decay of 2-D weights (tables included)
+beta1 = 0.9                   # AdamW betas
+beta2 = 0.95                  # (paper)
+grad_clip = 1.0               # global gradient-norm clip (0 = off)
 table_optimizer = 'adamw'     # 'adamw' (paper: dense, every row every step) | 'rowwise' (lazy, only rows read)
-decay_lr = True
-warmup_iters = 100
-lr_decay_iters = 5000
-min_lr = 6e-5
+decay_lr = True               # linear warmup then cosine decay; False = constant learning_rate
+warmup_iters = 100            # linear warmup iters
+lr_decay_iters = 5000         # the cosine reaches min_lr here
+min_lr = 6e-5                 # the end of the cosine
 # system
 backend = 'nccl'              # DDP backend on CUDA; CPU always uses gloo
-device = 'cuda' if torch.cuda.is_available() else 'cpu'
-dtype = 'bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'float32'
-compile = True                # torch.compile on CUDA only
+device = 'auto'               # 'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...
+dtype = 'auto'                # 'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' | 'float16'
+compile = True                # torch.compile (CUDA only)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, tuple))]
 
@@ -139,6 +149,13 @@ def truncate_metrics(path, ckpt_iter):
 
 # -----------------------------------------------------------------------------
 
+def resolve_system(cfg):
+    """'auto' device and dtype: CUDA with bf16 where there is one, else CPU with float32."""
+    if cfg['device'] == 'auto':
+        cfg['device'] = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if cfg['dtype'] == 'auto':
+        cfg['dtype'] = 'bfloat16' if cfg['device'].startswith('cuda') and torch.cuda.is_bf16_supported() else 'float32'
+
 def init_distributed(cfg):
     """(ddp, rank, world, device) from torchrun's environment; gloo on CPU."""
     dev = cfg['device']
@@ -150,12 +167,20 @@ def init_distributed(cfg):
         torch.cuda.set_device(dev)
     return True, dist.get_rank(), dist.get_world_size(), dev
 
+def wrap_ddp(model, device_type):
+    """DDP without broadcast_buffers: the buffers are the n-gram index (data, identical on every rank,
+    several MB), not state to synchronize before every forward."""
+    no_sync = ({'forward_sync_buffers': False} if 'forward_sync_buffers' in inspect.signature(DDP).parameters
+               else {'broadcast_buffers': False})                                     # torch >= 2.13 renamed it
+    return DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None, **no_sync)
+
 
 class Trainer:
     """One training run: setup (data, model, optimizer, resume), the step, and eval / log / save."""
 
     def __init__(self, cfg):
         self.cfg = cfg
+        resolve_system(cfg)
         self.ddp, self.rank, self.world, self.dev = init_distributed(cfg)
         self.master = self.rank == 0
         G = cfg['gradient_accumulation_steps']
@@ -163,8 +188,7 @@ class Trainer:
             raise ConfigError(f"gradient_accumulation_steps {G} must be divisible by the {self.world} DDP processes")
         self.local_G = G // self.world
         self.device_type = 'cuda' if self.dev.startswith('cuda') else 'cpu'
-        ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[cfg['dtype']]
-        self.autocast = nullcontext() if self.device_type == 'cpu' else torch.autocast(self.device_type, dtype=ptdtype)
+        self.autocast = autocast_context(self.device_type, cfg['dtype'])
         if self.device_type == 'cuda':
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -181,7 +205,7 @@ class Trainer:
         self.orders = tuple(cfg['ngram_orders'])
         self.data = TokenData(cfg['data_dir'], max(self.orders) - 1)
         self.data.check_block_size(cfg['block_size'])
-        self.val_starts = self.data.val_starts(cfg['block_size'], cfg['eval_iters'] * cfg['batch_size'])
+        self.val_starts = self.data.val_starts(cfg['block_size'], cfg['val_windows'])
 
     def setup_model(self):
         """The model (from scratch or the checkpoint), its optimizer, and the run's counters."""
@@ -212,8 +236,10 @@ class Trainer:
         self.model = self.raw_model
         if cfg['compile'] and self.device_type == 'cuda':
             self.model = torch.compile(self.model)
+        self.eval_model = self.model       # compiled too (a second graph for eval mode), not DDP-wrapped
         if self.ddp:
-            self.model = DDP(self.model, device_ids=[int(os.environ['LOCAL_RANK'])] if self.device_type == 'cuda' else None)
+            self.model = wrap_ddp(self.model, self.device_type)
+        self.writer = CheckpointWriter()
 
     def setup_logs(self):
         """The run dir (config.json, metrics.jsonl cut back to the checkpoint on resume) and wandb."""
@@ -252,16 +278,17 @@ class Trainer:
         raise FloatingPointError(f"non-finite loss at iter {it}; stopped. The last good checkpoint {self.ckpt_path} is untouched.")
 
     def batch(self, it, micro):
-        cfg = self.cfg
-        starts = self.data.train_starts(cfg['seed'], it, micro, cfg['batch_size'], cfg['block_size'])
-        return to_device(self.data.windows('train', starts, cfg['block_size']), self.dev)
+        """Global micro-batch `micro` of iteration `it`: global samples [micro*B, (micro+1)*B)."""
+        B, T = self.cfg['batch_size'], self.cfg['block_size']
+        starts = self.data.train_starts(self.cfg['seed'], it, range(micro * B, (micro + 1) * B), T)
+        return to_device(self.data.windows('train', starts, T), self.dev)
 
     # -- eval / log / save ---------------------------------------------------------
 
     def evaluate(self):
         """Stratified metrics on the fixed validation windows: printed, logged, and a checkpoint saved."""
         cfg, it = self.cfg, self.iter_num
-        m = evaluate(self.raw_model, self.data, self.val_starts, cfg['batch_size'], self.dev, self.autocast, self.orders,
+        m = evaluate(self.eval_model, self.data, self.val_starts, cfg['eval_batch_size'], self.dev, self.autocast, self.orders,
                      self.rank, self.world, self.all_reduce)
         if int(self.bad_iter) >= 0 or not math.isfinite(m['val_loss']):
             self.stop_non_finite(int(self.bad_iter) if int(self.bad_iter) >= 0 else it)
@@ -275,20 +302,24 @@ class Trainer:
             self.run.log({**{f'val/{k}': m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold')},
                           **{f'strat/{k}': v for k, v in m.items() if isinstance(v, float) and not k.startswith('val_loss')}},
                          step=it)
-        if m['val_loss'] < self.best_val_loss or cfg['always_save_checkpoint']:
-            self.best_val_loss = min(self.best_val_loss, m['val_loss'])
-            if it > 0:
-                self.save()
+        if m['val_loss'] < self.best_val_loss:
+            self.best_val_loss = m['val_loss']
+            if cfg['save_best']:
+                self.writer.save(os.path.join(self.out_dir, 'best.pt'), self.weights(val_loss=m['val_loss']))
         if cfg['save_snapshots']:
-            save_torch(os.path.join(self.out_dir, 'snapshots', f'iter_{it:06d}.pt'),
-                       {'iter_num': it, 'model': self.raw_model.state_dict(), 'model_args': vars(self.mcfg)})
+            self.writer.save(os.path.join(self.out_dir, 'snapshots', f'iter_{it:06d}.pt'), self.weights())
+
+    def weights(self, **extra):
+        """Weights only, with what eval needs to rebuild the model (best.pt, snapshots)."""
+        return {'format_version': CKPT_VERSION, 'iter_num': self.iter_num, 'model': self.raw_model.state_dict(),
+                'model_args': vars(self.mcfg), 'config': self.cfg, 'data_signature': self.signature, **extra}
 
     def save(self):
+        """ckpt.pt: everything an exact resume needs, written in the background (CheckpointWriter)."""
         cuda = self.device_type == 'cuda'
-        save_torch(self.ckpt_path, {
-            'format_version': CKPT_VERSION, 'model': self.raw_model.state_dict(), 'optimizer': self.optimizer.state_dict(),
-            'iter_num': self.iter_num, 'best_val_loss': self.best_val_loss, 'config': self.cfg, 'model_args': vars(self.mcfg),
-            'data_signature': self.signature, 'wandb_id': self.wandb_id,
+        self.writer.save(self.ckpt_path, {
+            **self.weights(), 'optimizer': self.optimizer.state_dict(), 'best_val_loss': self.best_val_loss,
+            'wandb_id': self.wandb_id,
             'rng': {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state() if cuda else None}})
 
     def log_train(self, lr):
@@ -322,6 +353,7 @@ class Trainer:
                 'tok_per_s_median': float(np.median(self.speeds)) if self.speeds else None,
                 'device': torch.cuda.get_device_name(self.dev) if cuda else 'cpu', 'world_size': self.world,
                 'iter_num': self.iter_num})
+        self.writer.wait()
         if self.run is not None:
             self.run.finish()
         if self.ddp:
@@ -337,7 +369,7 @@ class Trainer:
                 self.model.require_backward_grad_sync = j == self.local_G - 1
             x, y, prev = self.next_batch
             with self.autocast:
-                _, loss, _ = self.model(x, y, prev=prev, step=it)
+                _, loss, _ = self.model(x, y, prev=prev, step=self.step_t)
                 loss = loss / self.local_G
             # prefetch the next micro-batch while the GPU runs this forward (CUDA kernels are async)
             nxt_it, nxt_j = (it, j + 1) if j + 1 < self.local_G else (it + 1, 0)
@@ -358,17 +390,21 @@ class Trainer:
         self.peak = device_peak_flops(self.dev)
         self.bad_iter = torch.full((), -1, dtype=torch.long, device=self.dev)   # first non-finite loss, kept on device
         self.loss_acc = torch.zeros((), device=self.dev)
+        self.step_t = torch.zeros((), dtype=torch.long, device=self.dev)   # the iter as a tensor: no recompile per step
         self.next_batch = self.batch(self.iter_num, self.rank * self.local_G)
         self.t0, self.running_mfu, self.speeds = time.time(), -1.0, []
         while True:
             lr = get_lr(self.iter_num, cfg)
             for group in self.optimizer.param_groups:
                 group['lr'] = lr
-            it = self.iter_num
-            if (it % cfg['eval_interval'] == 0 or it == cfg['max_iters']) and it != self.resumed_at:
+            it, last = self.iter_num, self.iter_num >= cfg['max_iters']
+            if (it % cfg['eval_interval'] == 0 or last) and it != self.resumed_at:
                 self.evaluate()
-            if it >= cfg['max_iters'] or (it == 0 and cfg['eval_only']):
+            if it > 0 and it != self.resumed_at and (last or (cfg['ckpt_interval'] and it % cfg['ckpt_interval'] == 0)):
+                self.save()
+            if last or (it == 0 and cfg['eval_only']):
                 break
+            self.step_t.fill_(it)
             self.step(lr)
             if it % cfg['log_interval'] == 0:
                 self.log_train(lr)

@@ -210,7 +210,7 @@ def test_key_stability_uses_each_layers_own_memory_read(tmp_path, gen_data):
         snaps.append(m)
         save_torch(str(tmp_path / 'snapshots' / f'iter_{seed:06d}.pt'),
                    {'iter_num': seed, 'model': m.state_dict(), 'model_args': vars(m.config)})
-    save_json(str(tmp_path / 'config.json'), {'data_dir': gen_data, 'eval_iters': 1, 'batch_size': 2})
+    save_json(str(tmp_path / 'config.json'), {'data_dir': gen_data, 'val_windows': 2})
     rep = es.key_stability(str(tmp_path))
     x, y, c = batch(gen_data, 'val', (0, 32))
     route = snaps[0].index(torch.cat([c, x], 1), 2)

@@ -29,12 +29,6 @@ def test_md5_from_primitives_equals_hashlib_on_random_messages():
     msgs = [rng.integers(0, 256, size=n, dtype=np.uint8).tobytes() for n in lengths]
     assert md5(msgs) == [hashlib.md5(m).digest() for m in msgs]
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
-def test_md5_on_cuda_equals_hashlib():
-    msgs = [bytes(range(n % 256)) * 3 for n in range(300)]
-    assert md5(msgs, device='cuda') == [hashlib.md5(m).digest() for m in msgs]
-
-
 def bits(x):
     return torch.stack([(x >> i) & 1 for i in range(63)], -1)
 
@@ -94,7 +88,7 @@ def test_noise_decorrelates_across_inputs(change):
     assert not torch.equal(base, other)
 
 def test_cosine_tail_schedule():
-    s = lambda t: mdmix.schedule(t, 1000, 'cosine_tail', 0.2)
+    s = lambda t: float(mdmix.schedule(torch.tensor(t), 1000, 'cosine_tail', 0.2))
     assert s(0) == s(800) == 1.0 and s(900) == pytest.approx(0.5) and s(1000) == pytest.approx(0.0)
     assert mdmix.schedule(999, 1000, 'constant', 0.2) == 1.0
 

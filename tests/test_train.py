@@ -15,7 +15,7 @@ def micro_config(tmp_path, gen_data, name='micro.py', **over):
     cfg = dict(data_dir=gen_data, out_dir=str(tmp_path / 'out'), memory='nine', n_layer=3, n_head=2, n_embd=32,
                engram_layers=(1, 2), block_size=32, batch_size=4, gradient_accumulation_steps=2, hot_size=200,
                table_size=257, engram_head_dim=8, max_iters=12, lr_decay_iters=12, warmup_iters=2,
-               learning_rate=3e-3, min_lr=3e-4, eval_interval=4, eval_iters=4, log_interval=2,
+               learning_rate=3e-3, min_lr=3e-4, eval_interval=4, val_windows=16, eval_batch_size=8, log_interval=2,
                device='cpu', dtype='float32', compile=False)
     cfg.update(over)
     path = tmp_path / name

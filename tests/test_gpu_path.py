@@ -1,0 +1,208 @@
+"""The GPU path, caught on CPU: split-invariant batches, background checkpoints, bf16 autocast dtype
+mixes, mixed devices (the meta device as the second device), recompiles and graph breaks (dynamo's
+eager backend), DDP buffers. tests/test_cuda.py runs the real thing where a GPU exists."""
+import glob
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+import train
+from checkpoint import CheckpointWriter
+from configurator import apply_config
+from conftest import ROOT, run
+from data import TokenData, load_meta
+from test_model import tiny_model
+from test_train import micro_config, rows, weights
+
+
+def test_every_split_of_the_global_batch_draws_the_same_windows(gen_data):
+    data = TokenData(gen_data, 2)
+    ref = data.train_starts(0, 7, range(16), 32)
+    assert len(set(ref.tolist())) == 16
+    for B, G in ((4, 4), (16, 1), (8, 2), (2, 8)):
+        starts = np.concatenate([data.train_starts(0, 7, range(g * B, (g + 1) * B), 32) for g in range(G)])
+        assert np.array_equal(starts, ref)
+    assert not np.array_equal(data.train_starts(0, 8, range(16), 32), ref)       # another iter, other windows
+    assert not np.array_equal(data.train_starts(1, 7, range(16), 32), ref)       # another seed
+
+def test_splits_and_processes_give_the_same_training(tmp_path, gen_data):
+    """4x4, 16x1, 8x2 and 2 gloo processes x (4x2): same losses, evals and weights after 3 steps."""
+    cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=3, lr_decay_iters=3, eval_interval=3, log_interval=1)
+    outs = {}
+    for B, G in ((4, 4), (16, 1), (8, 2)):
+        outs[f'{B}x{G}'] = str(tmp_path / f'{B}x{G}')
+        run(['train.py', cfg_path, f'--batch_size={B}', f'--gradient_accumulation_steps={G}', f"--out_dir='{outs[f'{B}x{G}']}'",
+             f'--eval_batch_size={B}'])
+    outs['ddp2x4x2'] = str(tmp_path / 'ddp')
+    run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', 'train.py', cfg_path, '--batch_size=4',
+         '--gradient_accumulation_steps=4', f"--out_dir='{outs['ddp2x4x2']}'"], env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    ref = outs.pop('4x4')
+    for name, out in outs.items():
+        assert [r['train_loss'] for r in rows(out, 'train')] == pytest.approx([r['train_loss'] for r in rows(ref, 'train')], abs=2e-5), name
+        assert [r['val_loss'] for r in rows(out)] == pytest.approx([r['val_loss'] for r in rows(ref)], abs=2e-5), name
+        a, b = weights(ref), weights(out)
+        assert all(torch.allclose(a[k], b[k], atol=2e-5) for k in a), name
+        assert rows(out)[-1]['n_positions'] == 16 * 32
+
+
+def test_checkpoint_writer_snapshots_then_writes_in_the_background(tmp_path):
+    w = torch.arange(1e6)
+    writer, path = CheckpointWriter(), str(tmp_path / 'ckpt.pt')
+    writer.save(path, {'w': w, 'iter': 1})
+    w.zero_()                                             # training goes on changing the weights
+    writer.save(path, {'w': w + 5, 'iter': 2})            # waits for the first write, then replaces it
+    assert writer.thread is not None and writer.thread.name == 'checkpoint-writer'
+    writer.wait()
+    got = torch.load(path, weights_only=True)
+    assert got['iter'] == 2 and torch.equal(got['w'], torch.full((1000000,), 5.0))
+    (tmp_path / 'file').write_text('')                    # a failed background write surfaces in wait()
+    writer.save(str(tmp_path / 'file' / 'ckpt.pt'), {'iter': 3})
+    with pytest.raises(OSError):
+        writer.wait()
+    writer.wait()                                         # reported once
+    assert torch.load(path, weights_only=True)['iter'] == 2 and sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'file']
+
+def test_the_first_snapshot_survives_changes_made_while_it_is_written(tmp_path, monkeypatch):
+    import checkpoint
+    started, release = threading.Event(), threading.Event()
+    real = checkpoint.save_torch
+    def slow(path, obj):
+        started.set()
+        release.wait()
+        real(path, obj)
+    monkeypatch.setattr(checkpoint, 'save_torch', slow)
+    w = torch.ones(10)
+    writer = CheckpointWriter()
+    writer.save(str(tmp_path / 'a.pt'), {'w': w})
+    started.wait()
+    w.mul_(7)                                             # mutated while the write is in flight
+    release.set()
+    writer.wait()
+    assert torch.equal(torch.load(tmp_path / 'a.pt', weights_only=True)['w'], torch.ones(10))
+
+def test_ckpt_interval_and_best(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=12, lr_decay_iters=12, eval_interval=4, ckpt_interval=8,
+                                 save_best=True)
+    run(['train.py', cfg_path])
+    ck = torch.load(os.path.join(cfg['out_dir'], 'ckpt.pt'), weights_only=True)
+    best = torch.load(os.path.join(cfg['out_dir'], 'best.pt'), weights_only=True)
+    assert ck['iter_num'] == 12                            # "last": the end of training (after 8)
+    evals = rows(cfg['out_dir'])
+    assert best['iter_num'] == min(evals, key=lambda r: r['val_loss'])['iter'] and 'optimizer' not in best
+    assert best['val_loss'] == min(r['val_loss'] for r in evals)
+
+
+class RMSNormDtypes(TorchFunctionMode):
+    """Records (input dtype, weight dtype) of every rms_norm call."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.rms_norm:
+            weight = args[2] if len(args) > 2 else kwargs.get('weight')
+            self.seen.append((args[0].dtype, weight.dtype if weight is not None else None))
+        return func(*args, **kwargs)
+
+@pytest.mark.parametrize('opts', [{}, {'engram_short_conv': True, 'gate_keys': 'decoupled'}])
+def test_rms_norm_gets_one_dtype_under_bf16_autocast(gen_data, opts):
+    """On CUDA a bf16 input with an fp32 weight falls off the fused rms_norm kernel ("Cannot dispatch
+    to fused implementation"): every call must see one dtype."""
+    model = tiny_model(gen_data, 'nine', **opts)
+    x, y, c = (torch.from_numpy(a) for a in TokenData(gen_data, 2).windows('train', np.array([0, 40]), 32))
+    with RMSNormDtypes() as mode, torch.autocast('cpu', dtype=torch.bfloat16):
+        model(x, y, prev=c)[1].backward()
+    assert len(mode.seen) >= 4 and all(i == w for i, w in mode.seen), mode.seen
+
+def test_ckpt_eval_equals_train_eval_in_bf16(tmp_path, gen_data):
+    import eval_stratified as es
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4, dtype='bfloat16')
+    run(['train.py', cfg_path])
+    rep = es.evaluate_checkpoint(os.path.join(cfg['out_dir'], 'ckpt.pt'))
+    last = rows(cfg['out_dir'])[-1]
+    assert rep['dtype'] == 'bfloat16' and rep['iter'] == last['iter'] == 4
+    for k in ('val_loss', 'val_loss_hot', 'val_loss_cold', 'alpha_hot', 'alpha_cold', 'alpha_buckets'):
+        assert rep['metrics'][k] == last[k], k
+
+
+META_OPTS = [dict(memory='nine'), dict(memory='hash'), dict(memory='nine', gate_keys='decoupled', engram_gate='signed_sqrt',
+             gate_inputs=('is_hot', 'log_freq', 'collision'), engram_short_conv=True, hot_dropout=0.1),
+             dict(memory='nine', hot_index='hashed', hot_collision=4, engram_shared_tables=False, hot_layers=(1,)),
+             dict(memory='hash', engram_hash='mdmix')]
+
+@pytest.mark.parametrize('opts', META_OPTS)
+def test_training_step_runs_on_one_device(gen_data, opts):
+    """The model and batch on the meta device: any tensor the forward or backward makes on the CPU
+    meets a meta tensor and fails, as a CPU tensor meeting CUDA tensors fails on a GPU."""
+    from mdmix import Noise
+    noise = Noise({'emb': 0.1, 'q': 0.1, 'k': 0.1, 'logits': 0.1, 'mem': 0.1}, mem_scope='hot', schedule='cosine_tail', max_iters=10)
+    model = tiny_model(gen_data, noise=noise, **opts).to('meta')
+    x, y, c = (torch.from_numpy(a).to('meta') for a in TokenData(gen_data, 2).windows('train', np.array([0, 40]), 32))
+    logits, loss, _ = model(x, y, prev=c, step=torch.tensor(9, device='meta'))
+    loss.backward()
+    assert loss.device.type == 'meta' and model.memory.table.weight.grad.device.type == 'meta'
+    model.eval()
+    info = model(x, y, prev=c, diag=True)[2]
+    assert info['alpha'].device.type == info['is_hot'].device.type == 'meta'
+
+def test_collision_statistics_compute_on_the_models_device(gen_data):
+    import eval_stratified as es
+    model = tiny_model(gen_data, 'nine').to('meta')
+    keys, counts = (torch.from_numpy(np.load(os.path.join(gen_data, f'ngrams_o3_{n}.npy'))).to('meta') for n in ('keys', 'counts'))
+    out = es.collision_counts(model.memory, model.index, keys, counts, 1, 3)
+    assert all(t.device.type == 'meta' for t in out) and out[1].shape == (2,)
+
+
+def distinct_configs():
+    """Every config in configs/ and configs/study/ at tiny size, one per distinct model + noise setting."""
+    seen = {}
+    for f in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) + glob.glob(os.path.join(ROOT, 'configs', 'study', '*.py'))):
+        cfg = {k: getattr(train, k) for k in train.config_keys}
+        cwd = os.getcwd()
+        os.chdir(ROOT)
+        try:
+            apply_config(cfg, [f], train.config_keys)
+        finally:
+            os.chdir(cwd)
+        key = tuple((k, cfg[k]) for k in train.config_keys if k not in ('out_dir', 'data_dir', 'wandb_group', 'max_iters', 'lr_decay_iters'))
+        seen.setdefault(key, (os.path.relpath(f, ROOT), cfg))
+    return list(seen.values())
+
+@pytest.mark.parametrize('name, cfg', distinct_configs(), ids=lambda v: v if isinstance(v, str) else '')
+def test_compiled_training_is_one_graph_without_recompiles(gen_data, name, cfg):
+    """dynamo (eager backend, fullgraph: a graph break raises) over 3 training steps with new batches
+    and step numbers: one compiled frame, no recompiles (a Python int that changes every step, such
+    as the noise step, would recompile each time and, past the limit, silently run eager)."""
+    from torch._dynamo.testing import CompileCounter
+    from mdmix import Noise
+    torch._dynamo.reset()
+    small = dict(n_layer=3, n_head=2, n_embd=32, block_size=32, engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8)
+    mcfg = train.model_config({**cfg, **small, 'hot_layers': tuple(l for l in (1,) if cfg['hot_layers'])}, 448)
+    noisy = any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem'))
+    noise = Noise.from_config(cfg) if noisy else None
+    model = tiny_model(gen_data, noise=noise, **{k: v for k, v in vars(mcfg).items() if k not in small and k != 'vocab_size'})
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter, fullgraph=True)
+    data = TokenData(gen_data, 2)
+    for it in range(3):
+        x, y, c = (torch.from_numpy(a) for a in data.windows('train', data.train_starts(0, it, range(2), 32), 32))
+        compiled(x, y, prev=c, step=torch.tensor(it * 1000))[1].backward()
+    assert counter.frame_count == 1, f"{name}: {counter.frame_count} compiled frames"
+
+
+def test_ddp_does_not_broadcast_the_index_buffers(gen_data, tmp_path):
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        ddp = train.wrap_ddp(tiny_model(gen_data, 'nine'), 'cpu')
+        assert getattr(ddp, 'forward_sync_buffers', ddp.broadcast_buffers) is False
+        assert any(n.startswith('index.') for n, _ in ddp.module.named_buffers())
+    finally:
+        dist.destroy_process_group()

@@ -12,17 +12,9 @@ synthetic hot tier built by prepare_fineweb's own counting code, so no data dir 
 import argparse
 import json
 import os
+import sys
 import time
 from contextlib import nullcontext
-
-import numpy as np
-import torch
-
-import prepare_fineweb as pf
-from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
-import optim
-from checkpoint import build_model
-from model import GPTConfig, device_peak_flops
 
 PRESETS = {
     # the tiny CPU config (configs/tiny.py) with small tables
@@ -35,6 +27,34 @@ PRESETS = {
     # (the paper's global batch of 16 x 1024 as one micro-batch: train.py's default split)
     'paper': dict(model=dict(), batch_size=16, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
 }
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS), help='default: paper on CUDA, tiny on CPU')
+    p.add_argument('--device', default='auto', help="'auto' (cuda if available) | cpu | cuda")
+    p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
+    p.add_argument('--rounds', type=int, default=6, help='interleaved rounds over the configs (0 = skip training)')
+    p.add_argument('--count_tokens', type=lambda s: int(s.replace('_', '')), default=95_000_000,
+                   help='synthetic tokens for the n-gram counting benchmark (0 = skip)')
+    p.add_argument('--no_compile', action='store_true', help='no torch.compile on CUDA')
+    p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
+    p.add_argument('--out', default='bench.json', help='all figures as JSON')
+    return p.parse_args(argv)
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the module docstring as written and every default."""
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
+    parse_args()
+
+import numpy as np
+import torch
+
+import optim
+import prepare_fineweb as pf
+from checkpoint import build_model
+from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
+from model import GPTConfig, device_peak_flops
+
 VOCAB = 50257
 # name -> (memory, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
 MEMORIES = {'baseline': ('none', 'adamw'), 'hash': ('hash', 'adamw'), 'nine': ('nine', 'adamw'),
@@ -219,16 +239,9 @@ def time_index(device, n_pos=1 << 18, reps=10):
     }}
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--preset', default=None, choices=sorted(PRESETS), help='default: paper on CUDA, tiny on CPU')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
-    p.add_argument('--rounds', type=int, default=6)
-    p.add_argument('--count_tokens', type=lambda s: int(s.replace('_', '')), default=95_000_000)
-    p.add_argument('--no_compile', action='store_true')
-    p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
-    p.add_argument('--out', default='bench.json')
-    a = p.parse_args()
+    a = parse_args()
+    if a.device == 'auto':
+        a.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     cuda = a.device.startswith('cuda')
     preset = a.preset or ('paper' if cuda else 'tiny')
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -236,30 +249,26 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
     res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',
            'torch': torch.__version__, 'preset': preset}
-    res['training'] = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype)
-    res['index'] = time_index(a.device)
+    print(f"device: {res['device']}, preset {preset}, torch {res['torch']}", flush=True)
+    if a.rounds:
+        res['training'] = tr = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype)
+        print(f"{'config':>12} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
+        for name in MEMORIES:
+            r = tr[name]
+            print(f"{name:>12} {r['ms_per_step']:>9.1f} {r['tok_per_s']:>10,.0f} {('%.1f%%' % (100*r['mfu'])) if r['mfu'] else '–':>6} "
+                  f"{100*r['optimizer_share']:>11.1f}% {r['params']['total']:>12,}")
+        print(f"Nine/Hash tok/s = {tr['ratio_nine_over_hash_tok_per_s']:.3f}; Hash/baseline step time = {tr['ratio_hash_over_baseline_step_time']:.3f}")
+        print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
+        res['index'] = time_index(a.device)
+        print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()), flush=True)
     if a.ckpt_steps:
-        res['checkpointing'] = time_checkpointing('paper' if cuda else 'tiny_paper_tables', a.device, dtype, a.ckpt_steps)
-    if a.count_tokens:
-        res['counting'] = time_counting(a.count_tokens)
-    tr = res['training']
-    print(f"device: {res['device']}, preset {preset}, torch {res['torch']}")
-    print(f"{'config':>9} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
-    for name in MEMORIES:
-        r = tr[name]
-        print(f"{name:>9} {r['ms_per_step']:>9.1f} {r['tok_per_s']:>10,.0f} {('%.1f%%' % (100*r['mfu'])) if r['mfu'] else '–':>6} "
-              f"{100*r['optimizer_share']:>11.1f}% {r['params']['total']:>12,}")
-    print(f"Nine/Hash tok/s = {tr['ratio_nine_over_hash_tok_per_s']:.3f}; Hash/baseline step time = {tr['ratio_hash_over_baseline_step_time']:.3f}")
-    print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
-    print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()))
-    if 'checkpointing' in res:
-        c = res['checkpointing']
+        res['checkpointing'] = c = time_checkpointing('paper' if cuda else 'tiny_paper_tables', a.device, dtype, a.ckpt_steps)
         print(f"eval + checkpoint ({c['ckpt_gb']:.2f} GB incl. AdamW moments): eval {c['eval_s']:.2f}s, snapshot {c['snapshot_s']:.2f}s, "
               f"cost beside {a.ckpt_steps} steps of {c['step_s']*1000:.0f} ms: {c['eval_save_overhead_s']:.2f}s "
               f"(blocking save: {c['blocking_save_s']:.2f}s); throughput with both every 250 iters: "
-              f"{100*c['ratio_at_interval_250']:.1f}% of loop-only (blocking save: {100*c['ratio_at_interval_250_blocking_save']:.1f}%)")
-    if 'counting' in res:
-        c = res['counting']
+              f"{100*c['ratio_at_interval_250']:.1f}% of loop-only (blocking save: {100*c['ratio_at_interval_250_blocking_save']:.1f}%)", flush=True)
+    if a.count_tokens:
+        res['counting'] = c = time_counting(a.count_tokens)
         print(f"counting {c['tokens']:,} tokens: {c['count_s']:.1f}s count + {c['hot_tiers_s']:.1f}s hot tiers = {c['total_s']:.1f}s")
     with open(a.out, 'w') as f:
         json.dump(res, f, indent=2)

@@ -48,9 +48,9 @@ def check_signature(saved, current, what):
         raise DataError(f"{what} does not match the data dir:\n{lines}\n"
                         f"  Use the data dir the {what} was trained on (--data_dir), or retrain.")
 
-def load_checkpoint(path):
+def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
     if not os.path.exists(path):
-        raise DataError(f"no checkpoint at {path}. Train first, or set init_from='scratch'.")
+        raise DataError(f"no checkpoint at {path}. {hint}")
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     if ckpt.get('format_version') != CKPT_VERSION:
         raise DataError(f"{path} has checkpoint format {ckpt.get('format_version')}, this code reads {CKPT_VERSION}.")

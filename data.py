@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
+UMASK = os.umask(0o022)
+os.umask(UMASK)                      # read the process umask (the call sets it; put it back)
 
 class DataError(Exception):
     """Bad or mismatched input; the message says what is wrong and how to fix it."""
@@ -34,6 +36,7 @@ def atomic_write(path, write_fn, mode='wb'):
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     try:
+        os.chmod(tmp, 0o666 & ~UMASK)        # mkstemp makes 0600; give the file what open() would
         with os.fdopen(fd, mode) as f:
             write_fn(f)
             f.flush()

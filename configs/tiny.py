@@ -1,6 +1,6 @@
-# A CPU run in about a minute on Tiny Shakespeare. Prepare the data once with:
-#   python prepare_fineweb.py --source shared/data/tinyshakespeare.txt --tokenizer shared/data/gpt2.tiktoken --out data/shakespeare
-# then: python train.py configs/tiny.py [--memory=hash]
+# Tiny Nine on Tiny Shakespeare, a CPU run of about 70 s (2 cores). Prepare the data once with:
+#   python prepare_fineweb.py --source assets/tinyshakespeare.txt --tokenizer gpt2 --out data/shakespeare
+# then: python train.py configs/tiny.py (Nine) or configs/tiny_hash.py (Hash, iso-parameter)
 data_dir = 'data/shakespeare'
 out_dir = 'out/tiny'
 memory = 'nine'

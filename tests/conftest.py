@@ -1,4 +1,5 @@
-"""Shared fixtures: real local data when ../shared is there, generated data always."""
+"""Shared fixtures: the repo's embedded data (assets/), generated data, and the FineWeb-Edu sample
+when ../shared is there (skipped otherwise)."""
 import os
 import subprocess
 import sys
@@ -9,8 +10,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SHARED = os.environ.get('SHARED_DATA', os.path.join(ROOT, '..', 'shared', 'data'))
-GPT2 = os.path.join(SHARED, 'gpt2.tiktoken')
-SHAKESPEARE = os.path.join(SHARED, 'tinyshakespeare.txt')
+GPT2 = os.path.join(ROOT, 'assets', 'gpt2.tiktoken')
+SHAKESPEARE = os.path.join(ROOT, 'assets', 'tinyshakespeare.txt')
 FINEWEB_CSV = os.path.join(SHARED, 'fineweb_edu_sample-10BT_150docs_llm_scored.csv')
 os.environ.setdefault('WANDB_MODE', 'offline')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -73,8 +74,8 @@ def gen_data(corpus, tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def shakespeare_data(tmp_path_factory):
-    return prepare(tmp_path_factory.mktemp('shk') / 'data', need_shared(SHAKESPEARE), need_shared(GPT2))
+    return prepare(tmp_path_factory.mktemp('shk') / 'data', SHAKESPEARE, 'gpt2')
 
 @pytest.fixture(scope='session')
 def fineweb_data(tmp_path_factory):
-    return prepare(tmp_path_factory.mktemp('fw') / 'data', need_shared(FINEWEB_CSV), need_shared(GPT2))
+    return prepare(tmp_path_factory.mktemp('fw') / 'data', need_shared(FINEWEB_CSV), 'gpt2')

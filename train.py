@@ -27,9 +27,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import optim
-from checkpoint import CKPT_VERSION, CheckpointWriter, build_model, check_signature, load_checkpoint, load_index, load_weights
+from checkpoint import (CKPT_VERSION, CheckpointWriter, RunLock, build_model, check_signature, load_checkpoint, load_index,
+                        load_weights, nonfinite)
 from configurator import ConfigError, apply_config
-from data import DataError, TokenData, atomic_write, save_json, to_device
+from data import DataError, TokenData, atomic_write, read_metrics, save_json, to_device
 from mdmix import Noise
 from metrics import evaluate
 from model import GPTConfig, autocast_context, device_peak_flops
@@ -116,6 +117,7 @@ backend = 'nccl'              # DDP backend on CUDA; CPU always uses gloo
 device = 'auto'               # 'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...
 dtype = 'auto'                # 'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' | 'float16'
 compile = True                # torch.compile (CUDA only)
+resume_changes = ()           # experiment keys a resume may change on purpose, e.g. ('learning_rate',); 'global_batch'
 # -----------------------------------------------------------------------------
 config_keys = [k for k in globals() if k not in _not_config and not k.startswith('_')]
 
@@ -127,7 +129,7 @@ def get_lr(it, cfg):
         return cfg['learning_rate'] * (it + 1) / (cfg['warmup_iters'] + 1)
     if it > cfg['lr_decay_iters']:
         return cfg['min_lr']
-    ratio = (it - cfg['warmup_iters']) / (cfg['lr_decay_iters'] - cfg['warmup_iters'])
+    ratio = (it - cfg['warmup_iters']) / max(1, cfg['lr_decay_iters'] - cfg['warmup_iters'])
     return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg['learning_rate'] - cfg['min_lr'])
 
 def model_config(cfg, vocab_size):
@@ -144,9 +146,77 @@ def keep_on_resume(row, ckpt_iter):
 def truncate_metrics(path, ckpt_iter):
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        rows = [l for l in f if l.strip() and keep_on_resume(json.loads(l), ckpt_iter)]
+    rows = [json.dumps(r, sort_keys=True) + '\n' for r in read_metrics(path) if keep_on_resume(r, ckpt_iter)]
     atomic_write(path, lambda f: f.writelines(rows), mode='w')
+
+# -----------------------------------------------------------------------------
+# what a config may ask for: checked before anything is written
+
+POSITIVE = ('eval_interval', 'log_interval', 'val_windows', 'eval_batch_size', 'batch_size', 'gradient_accumulation_steps',
+            'block_size', 'n_layer', 'n_head', 'n_embd', 'engram_heads', 'engram_head_dim', 'table_size', 'hot_size',
+            'learning_rate')
+NON_NEGATIVE = ('ckpt_interval', 'max_iters', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'weight_decay', 'grad_clip',
+                'label_smoothing', 'hot_weight_decay', 'wk_decay', 'wk_reset_interval', 'noise_emb', 'noise_qk',
+                'noise_logits', 'noise_mem', 'seed', 'engram_hash_seed', 'noise_seed')
+CHOICES = {'init_from': ('scratch', 'resume'), 'memory': ('none', 'hash', 'nine'), 'table_optimizer': ('adamw', 'rowwise'),
+           'device': None, 'dtype': ('auto', 'float32', 'bfloat16', 'float16')}
+
+def validate_config(cfg):
+    """Every value in range and every combination able to train something, or ConfigError naming the key."""
+    for k in POSITIVE:
+        if not cfg[k] > 0:
+            raise ConfigError(f"--{k} must be > 0, got {cfg[k]!r}")
+    for k in NON_NEGATIVE:
+        if not cfg[k] >= 0:
+            raise ConfigError(f"--{k} must be >= 0, got {cfg[k]!r}")
+    for k, choices in CHOICES.items():
+        if choices and cfg[k] not in choices:
+            raise ConfigError(f"--{k} must be one of {choices}, got {cfg[k]!r}")
+    if not (cfg['device'] in ('auto', 'cpu', 'cuda') or cfg['device'].startswith('cuda:')):
+        raise ConfigError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg['device']!r}")
+    for k in ('dropout', 'hot_dropout', 'label_smoothing', 'noise_tail_frac'):
+        if not 0 <= cfg[k] < 1:
+            raise ConfigError(f"--{k} must be in [0, 1), got {cfg[k]!r}")
+    if cfg['max_iters'] == 0 and not cfg['eval_only']:
+        raise ConfigError("--max_iters=0 trains nothing; pass --eval_only=True to only evaluate")
+    if not 0 < cfg['beta1'] < 1 or not 0 < cfg['beta2'] < 1:
+        raise ConfigError(f"--beta1 and --beta2 must be in (0, 1), got {cfg['beta1']}, {cfg['beta2']}")
+    if cfg['decay_lr'] and cfg['warmup_iters'] > cfg['lr_decay_iters']:
+        raise ConfigError(f"--warmup_iters {cfg['warmup_iters']} > --lr_decay_iters {cfg['lr_decay_iters']}: no decay would happen")
+    if cfg['min_lr'] > cfg['learning_rate']:
+        raise ConfigError(f"--min_lr {cfg['min_lr']} > --learning_rate {cfg['learning_rate']}")
+    if cfg['memory'] == 'none':
+        reads_memory = [k for k in ('hot_dropout', 'hot_weight_decay', 'wk_decay', 'noise_mem') if cfg[k]]
+        reads_memory += [k for k in ('gate_inputs', 'hot_layers') if cfg[k]]
+        reads_memory += [k for k, d in (('gate_keys', 'shared'), ('hot_index', 'mphf'), ('engram_gate', 'sigmoid')) if cfg[k] != d]
+        if reads_memory:
+            raise ConfigError(f"memory='none' has no Engram memory, but {', '.join('--' + k for k in reads_memory)} "
+                              f"act on it; set --memory='hash' or 'nine', or drop them")
+    elif not cfg['engram_layers']:
+        raise ConfigError(f"memory={cfg['memory']!r} with --engram_layers=() reads no memory; name the Engram blocks")
+    if cfg['memory'] != 'nine':
+        nine_only = [k for k in ('hot_dropout', 'hot_weight_decay', 'hot_layers') if cfg[k]]
+        nine_only += [k for k, d in (('hot_index', 'mphf'), ('hot_collision', 1)) if cfg[k] != d]
+        if cfg['memory'] == 'hash' and nine_only:
+            raise ConfigError(f"{', '.join('--' + k for k in nine_only)} act on Nine's hot tier; Hash has none (--memory='nine')")
+    if cfg['noise_mem_scope'] != 'all' and cfg['memory'] != 'nine' and cfg['noise_mem']:
+        raise ConfigError(f"--noise_mem_scope={cfg['noise_mem_scope']!r} needs Nine's hot/cold rows (--memory='nine')")
+
+# keys whose change makes another experiment: a resume must keep them (resume_changes lists deliberate exceptions)
+RUN_KEYS = ('data_dir', 'out_dir', 'eval_interval', 'log_interval', 'eval_batch_size', 'eval_only', 'ckpt_interval',
+            'save_best', 'save_snapshots', 'init_from', 'wandb_log', 'wandb_project', 'wandb_group', 'wandb_run_name',
+            'batch_size', 'gradient_accumulation_steps', 'max_iters', 'backend', 'device', 'dtype', 'compile',
+            'resume_changes')
+
+def resume_differences(saved, cfg):
+    """Experiment keys that differ between a checkpoint's config and this run's (the global batch counts,
+    not its split; data is checked by its signature, not its path)."""
+    diff = {k: (saved.get(k), cfg[k]) for k in cfg if k not in RUN_KEYS and k not in cfg['resume_changes']
+            and saved.get(k) != cfg[k] and not (isinstance(cfg[k], tuple) and tuple(saved.get(k) or ()) == cfg[k])}
+    batch = lambda c: c['batch_size'] * c['gradient_accumulation_steps']
+    if 'global_batch' not in cfg['resume_changes'] and batch(saved) != batch(cfg):
+        diff['global_batch'] = (batch(saved), batch(cfg))
+    return diff
 
 # -----------------------------------------------------------------------------
 
@@ -181,6 +251,7 @@ class Trainer:
 
     def __init__(self, cfg):
         self.cfg = cfg
+        validate_config(cfg)
         resolve_system(cfg)
         self.ddp, self.rank, self.world, self.dev = init_distributed(cfg)
         self.master = self.rank == 0
@@ -218,9 +289,13 @@ class Trainer:
         if cfg['init_from'] == 'resume':
             ckpt = load_checkpoint(self.ckpt_path)
             check_signature(ckpt['data_signature'], self.signature, f"checkpoint {self.ckpt_path}")
+            diff = resume_differences(ckpt['config'], cfg)
+            if diff:
+                raise ConfigError(f"resuming {self.ckpt_path} with another experiment:\n" + '\n'.join(
+                    f"    {k}: checkpoint {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in sorted(diff.items()))) +
+                    f"\n  Resume with the checkpoint's values, or allow the change explicitly: "
+                    f"--resume_changes=\"{tuple(sorted(diff))}\"")
             self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt['best_val_loss'], ckpt.get('wandb_id')
-        elif cfg['init_from'] != 'scratch':
-            raise ConfigError(f"init_from must be 'scratch' or 'resume', got {cfg['init_from']!r}")
         noise = Noise.from_config(cfg) if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')) else None
         self.raw_model = build_model(self.mcfg, index, noise)
         if ckpt is not None:
@@ -243,11 +318,11 @@ class Trainer:
         self.writer = CheckpointWriter()
 
     def setup_logs(self):
-        """The run dir (config.json, metrics.jsonl cut back to the checkpoint on resume) and wandb."""
+        """The run dir (locked: one writer; config.json; metrics.jsonl cut back to the checkpoint on resume) and wandb."""
         cfg, self.run = self.cfg, None
         if not self.master:
             return
-        os.makedirs(self.out_dir, exist_ok=True)
+        self.lock = RunLock(self.out_dir)
         if self.resumed_at is not None:
             truncate_metrics(self.metrics_path, self.iter_num)
         elif os.path.exists(self.metrics_path):
@@ -312,6 +387,7 @@ class Trainer:
         if m['val_loss'] < self.best_val_loss:
             self.best_val_loss = m['val_loss']
             if cfg['save_best']:
+                self.check_finite('best.pt')
                 self.writer.save(os.path.join(self.out_dir, 'best.pt'), self.weights(val_loss=m['val_loss']))
         if cfg['save_snapshots']:
             self.writer.save(os.path.join(self.out_dir, 'snapshots', f'iter_{it:06d}.pt'), self.weights())
@@ -321,9 +397,20 @@ class Trainer:
         return {'format_version': CKPT_VERSION, 'iter_num': self.iter_num, 'model': self.raw_model.state_dict(),
                 'model_args': vars(self.mcfg), 'config': self.cfg, 'data_signature': self.signature, **extra}
 
+    def check_finite(self, what):
+        """Never save NaN/inf: "the last good checkpoint" must stay true."""
+        named = list(self.raw_model.named_parameters()) + [
+            (f'optimizer state {k} of param {i}', v) for i, st in enumerate(self.optimizer.state.values())
+            for k, v in st.items() if isinstance(v, torch.Tensor) and v.dim() > 0]
+        bad = nonfinite(named)
+        if bad:
+            raise FloatingPointError(f"non-finite values in {', '.join(bad[:3])} at iter {self.iter_num}; {what} not saved. "
+                                     f"The last good checkpoint {self.ckpt_path} is untouched.")
+
     def save(self):
         """ckpt.pt: everything an exact resume needs, written in the background (CheckpointWriter)."""
         cuda = self.device_type == 'cuda'
+        self.check_finite(self.ckpt_path)
         self.writer.save(self.ckpt_path, {
             **self.weights(), 'optimizer': self.optimizer.state_dict(), 'best_val_loss': self.best_val_loss,
             'wandb_id': self.wandb_id,
@@ -437,4 +524,7 @@ if __name__ == '__main__':
         main(sys.argv[1:])
     except (ConfigError, DataError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:            # a full disk, an out_dir that is a file, ...: say which file and why
+        print(f"error: {e.filename or ''}: {e.strerror or e}. Nothing was half-written (temp files, then rename).", file=sys.stderr)
         sys.exit(1)

@@ -199,7 +199,8 @@ def test_key_stability_uses_each_layers_own_memory_read(tmp_path, gen_data):
     """With per-layer tables and layer 2 cold-only, the keys compared are W_K of the memory vector each
     layer really reads: checked against a direct computation from the tables."""
     import eval_stratified as es
-    from data import save_json, save_torch
+    from checkpoint import CKPT_VERSION, save_checkpoint
+    from data import save_json
     opts = dict(engram_shared_tables=False, hot_layers=(1,))
     snaps = []
     for seed in (0, 1):
@@ -208,8 +209,8 @@ def test_key_stability_uses_each_layers_own_memory_read(tmp_path, gen_data):
         with torch.no_grad():
             m.memory.table.weight.normal_()
         snaps.append(m)
-        save_torch(str(tmp_path / 'snapshots' / f'iter_{seed:06d}.pt'),
-                   {'iter_num': seed, 'model': m.state_dict(), 'model_args': vars(m.config)})
+        save_checkpoint(str(tmp_path / 'snapshots' / f'iter_{seed:06d}.pt'),
+                        {'format_version': CKPT_VERSION, 'iter_num': seed, 'model': m.state_dict(), 'model_args': vars(m.config)})
     save_json(str(tmp_path / 'config.json'), {'data_dir': gen_data, 'val_windows': 2})
     rep = es.key_stability(str(tmp_path))
     x, y, c = batch(gen_data, 'val', (0, 32))

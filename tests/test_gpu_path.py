@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 import train
-from checkpoint import CheckpointWriter
+from checkpoint import CKPT_VERSION, CheckpointWriter
 from configurator import apply_config
 from conftest import ROOT, run
 from data import TokenData, load_meta
@@ -53,15 +53,15 @@ def test_splits_and_processes_give_the_same_training(tmp_path, gen_data):
 def test_checkpoint_writer_snapshots_then_writes_in_the_background(tmp_path):
     w = torch.arange(1e6)
     writer, path = CheckpointWriter(), str(tmp_path / 'ckpt.pt')
-    writer.save(path, {'w': w, 'iter': 1})
+    writer.save(path, {'format_version': CKPT_VERSION, 'w': w, 'iter': 1})
     w.zero_()                                             # training goes on changing the weights
-    writer.save(path, {'w': w + 5, 'iter': 2})            # waits for the first write, then replaces it
+    writer.save(path, {'format_version': CKPT_VERSION, 'w': w + 5, 'iter': 2})            # waits for the first write, then replaces it
     assert writer.thread is not None and writer.thread.name == 'checkpoint-writer'
     writer.wait()
     got = torch.load(path, weights_only=True)
     assert got['iter'] == 2 and torch.equal(got['w'], torch.full((1000000,), 5.0))
     (tmp_path / 'file').write_text('')                    # a failed background write surfaces in wait()
-    writer.save(str(tmp_path / 'file' / 'ckpt.pt'), {'iter': 3})
+    writer.save(str(tmp_path / 'file' / 'ckpt.pt'), {'format_version': CKPT_VERSION, 'iter': 3})
     with pytest.raises(OSError):
         writer.wait()
     writer.wait()                                         # reported once
@@ -70,15 +70,15 @@ def test_checkpoint_writer_snapshots_then_writes_in_the_background(tmp_path):
 def test_the_first_snapshot_survives_changes_made_while_it_is_written(tmp_path, monkeypatch):
     import checkpoint
     started, release = threading.Event(), threading.Event()
-    real = checkpoint.save_torch
+    real = checkpoint.save_checkpoint
     def slow(path, obj):
         started.set()
         release.wait()
         real(path, obj)
-    monkeypatch.setattr(checkpoint, 'save_torch', slow)
+    monkeypatch.setattr(checkpoint, 'save_checkpoint', slow)
     w = torch.ones(10)
     writer = CheckpointWriter()
-    writer.save(str(tmp_path / 'a.pt'), {'w': w})
+    writer.save(str(tmp_path / 'a.pt'), {'format_version': CKPT_VERSION, 'w': w})
     started.wait()
     w.mul_(7)                                             # mutated while the write is in flight
     release.set()

@@ -13,14 +13,15 @@ import pytest
 import torch
 
 from conftest import ROOT, prepare, run
-from data import atomic_write, save_torch
+from checkpoint import CKPT_VERSION, save_checkpoint
+from data import atomic_write
 from test_train import micro_config, rows, weights
 
 
 def test_crash_during_save_keeps_the_previous_file(tmp_path):
     """A process killed (SIGKILL) in the middle of writing a checkpoint leaves the old one intact."""
     path = tmp_path / 'ckpt.pt'
-    save_torch(str(path), {'iter_num': 1, 'w': torch.ones(3)})
+    save_checkpoint(str(path), {'format_version': CKPT_VERSION, 'iter_num': 1, 'w': torch.ones(3)})
     before = path.read_bytes()
     code = (f"import os, signal, sys; sys.path.insert(0, {ROOT!r}); from data import atomic_write\n"
             f"def half(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -83,7 +84,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, gen_data):
     ckpt = os.path.join(cfg['out_dir'], 'ckpt.pt')
     good = open(ckpt, 'rb').read()
     p = run(['train.py', cfg_path, "--init_from='resume'", '--max_iters=16', '--learning_rate=1e12', '--grad_clip=0.0',
-             '--decay_lr=False'], check=False)
+             '--decay_lr=False', "--resume_changes=('learning_rate', 'grad_clip', 'decay_lr')"], check=False)
     assert p.returncode == 1 and 'non-finite loss at iter' in p.stderr and 'last good checkpoint' in p.stderr
     assert open(ckpt, 'rb').read() == good
 
@@ -101,7 +102,7 @@ def test_truncated_token_file_is_refused(tmp_path, gen_data):
     with open(os.path.join(bad, 'val.bin'), 'r+b') as f:
         f.truncate(os.path.getsize(os.path.join(bad, 'val.bin')) - 3)      # odd size too
     err = train_error(tmp_path, gen_data, data_dir=bad)
-    assert 'val.bin has' in err and 'truncated' in err
+    assert 'val.bin does not match its checksum' in err and 'truncated' in err and 'python prepare_fineweb.py' in err
 
 def test_missing_hot_tier_for_nine_is_refused(tmp_path, gen_data):
     err = train_error(tmp_path, gen_data, hot_size=300)
@@ -117,9 +118,10 @@ def test_hot_tier_rebuilt_after_training_is_refused(tmp_path, gen_data):
     from data import save_npy, save_json, sha256_file
     keys = os.path.join(moved, 'hot', 'n200', 'o2_keys.npy')
     save_npy(keys, np.load(keys)[::-1].copy())                  # "another" hot tier, consistent meta
-    meta['hot']['tiers']['200']['2']['keys_sha256'] = sha256_file(keys)
+    meta['files']['hot/n200/o2_keys.npy'] = sha256_file(keys)
     save_json(os.path.join(moved, 'meta.json'), meta)
-    p = run(['train.py', cfg_path, f"--data_dir='{moved}'", "--init_from='resume'", '--max_iters=8'], check=False)
+    p = run(['train.py', cfg_path, f"--data_dir='{moved}'", "--init_from='resume'", '--max_iters=8',
+             "--resume_changes=('max_iters',)"], check=False)
     assert p.returncode == 1 and 'does not match the data dir' in p.stderr and 'hot_size_keys_sha256' in p.stderr
 
 def test_checkpoint_on_another_tokenizer_is_refused(tmp_path, gen_data, corpus):

@@ -158,8 +158,7 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
     alone, then an eval, a checkpoint save (snapshot to CPU, background write) and the same K steps,
     the write overlapping them; the difference is the cost of one eval+save. Also the old blocking save."""
     import tempfile
-    from checkpoint import CheckpointWriter
-    from data import save_torch
+    from checkpoint import CKPT_VERSION, CheckpointWriter, save_checkpoint
     from metrics import evaluate
     p, tokens, index, B, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
     cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, memory='nine', **p['model'], **p['nine'])
@@ -175,7 +174,7 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
             opt.zero_grad(set_to_none=True)
         sync()
     run_steps(2)                                      # warm-up (and AdamW state)
-    state = lambda: {'model': model.state_dict(), 'optimizer': opt.state_dict()}
+    state = lambda: {'format_version': CKPT_VERSION, 'model': model.state_dict(), 'optimizer': opt.state_dict()}
     with tempfile.TemporaryDirectory(dir='.') as d:
         path, writer = os.path.join(d, 'ckpt.pt'), CheckpointWriter()
         writer.save(path, state())                    # steady state: the writer's CPU buffers exist
@@ -189,7 +188,7 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
         run_steps(steps)
         writer.wait()
         with_save = time.perf_counter() - t0
-        t0 = time.perf_counter(); save_torch(path, state()); blocking = time.perf_counter() - t0
+        t0 = time.perf_counter(); save_checkpoint(path, state()); blocking = time.perf_counter() - t0
     step = loop / steps
     overhead = with_save - loop
     return {'step_s': step, 'eval_s': t_eval, 'snapshot_s': t_snapshot, 'eval_save_overhead_s': overhead,

@@ -63,9 +63,6 @@ def save_json(path, obj):
 def save_npy(path, arr):
     atomic_write(path, lambda f: np.save(f, arr))
 
-def save_torch(path, obj):
-    atomic_write(path, lambda f: torch.save(obj, f))
-
 def sha256_file(path, chunk=1 << 24):
     h = hashlib.sha256()
     with open(path, 'rb') as f:

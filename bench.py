@@ -12,6 +12,7 @@ synthetic hot tier built by prepare_fineweb's own counting code, so no data dir 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -29,12 +30,18 @@ PRESETS = {
 }
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument('--preset', default=None, choices=sorted(PRESETS), help='default: paper on CUDA, tiny on CPU')
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx'],
+                   help='default: paper on CUDA, tiny on CPU; mdx: the MD-mix inference ideas on --ckpt')
+    p.add_argument('--ckpt', default='out/quickstart/tiny_nine_s0/ckpt.pt', help='the trained checkpoint --preset mdx reads')
     p.add_argument('--device', default='auto', help="'auto' (cuda if available) | cpu | cuda")
     p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
     p.add_argument('--rounds', type=int, default=6, help='interleaved rounds over the configs (0 = skip training)')
-    p.add_argument('--count_tokens', type=lambda s: int(s.replace('_', '')), default=95_000_000,
-                   help='synthetic tokens for the n-gram counting benchmark (0 = skip)')
+    p.add_argument('--count_tokens', default='95_000_000',
+                   help='synthetic tokens for the n-gram counting benchmark, comma-separated sizes (0 = skip)')
+    p.add_argument('--count_engines', default='numpy', help="counting engines to time, e.g. 'numpy,duckdb'")
+    p.add_argument('--memory_limit', default='4GB', help='the duckdb engine\'s memory budget')
+    p.add_argument('--count_data', default='iid', choices=('iid', 'text'),
+                   help="synthetic tokens for counting: iid Zipf (nearly every 3-gram distinct) or text-like phrases")
     p.add_argument('--no_compile', action='store_true', help='no torch.compile on CUDA')
     p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
     p.add_argument('--out', default='bench.json', help='all figures as JSON')
@@ -68,7 +75,7 @@ def synth_tokens(n, vocab, seed=0):
 def synth_index(tokens, vocab, n_hot, orders=(2, 3)):
     """Identity canonical map and hot tiers = the top-n_hot n-grams of the synthetic stream."""
     canon = np.arange(vocab + 1, dtype=np.int64)
-    counts = pf.count_ngrams(tokens, canon, list(orders), max(orders), progress=False)
+    counts = pf.count_numpy(tokens, canon, list(orders), max(orders), progress=False)
     hot = {}
     for o in orders:
         keys = np.sort(pf.top_n(*counts[o], n_hot)[0])
@@ -196,21 +203,153 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
             f'ratio_at_interval_{interval}': interval * step / (interval * step + overhead),
             f'ratio_at_interval_{interval}_blocking_save': interval * step / (interval * step + t_eval + blocking)}
 
-def time_counting(n_tokens, vocab=50257, hot_sizes=(20_000, 50_000, 100_000)):
-    """n-gram counting + hot tiers (bbhash) on synthetic tokens, as prepare_fineweb does it."""
+def synth_text(n, vocab, seed=0, n_phrases=1 << 21, phrase_len=8):
+    """Text-like tokens: a stream of phrases (fixed random 8-token sequences of Zipf tokens, the phrase drawn
+    Zipf-like from 2M), so n-grams repeat as in text instead of being nearly all distinct as i.i.d. tokens are."""
+    phrases = synth_tokens(n_phrases * phrase_len, vocab, seed=12345).reshape(n_phrases, phrase_len)
+    u = np.random.default_rng(seed).random(-(-n // phrase_len), dtype=np.float32)
+    return phrases[(u * u * u * (n_phrases - 1)).astype(np.int64)].reshape(-1)[:n]
+
+def write_synth_tokens(path, n, vocab, kind='iid', seed=1, chunk=1 << 26):
+    """Synthetic tokens in chunks straight to a file: memory does not grow with n (1B tokens = 2 GB of uint16).
+    kind: 'iid' (synth_tokens: almost every 3-gram distinct, the worst case) or 'text' (synth_text)."""
+    gen = synth_tokens if kind == 'iid' else synth_text
+    with open(path, 'wb') as f:
+        for i, s in enumerate(range(0, n, chunk)):
+            f.write(gen(min(chunk, n - s), vocab, seed=[seed, i]).tobytes())
+
+def time_counting(n_tokens, engine, memory_limit, kind='iid', vocab=50257, hot_sizes=(20_000, 50_000, 100_000), sort_bound=True):
+    """prepare_fineweb's n-gram counting (one engine) + hot tiers on synthetic tokens, in a temp dir beside
+    bench.py; with the process's peak RSS (run it in a fresh process per engine: the peak only grows).
+    sort_bound: also time one np.sort of the order-3 keys, the bound the numpy engine is measured against."""
     import bbhash
-    tokens = synth_tokens(n_tokens, vocab, seed=1)
+    import resource
+    import tempfile
     canon = np.arange(vocab + 1, dtype=np.int64)
-    t0 = time.perf_counter()
-    counts = pf.count_ngrams(tokens, canon, [2, 3], 3)
-    t1 = time.perf_counter()
-    for o in (2, 3):
-        ranked = pf.top_n(*counts[o], max(hot_sizes))[0]     # as prepare: one ranking, nested tiers
-        for n in hot_sizes:
-            bbhash.PyMPHF(ranked[:n].tolist(), n, 1, 1.0)
-    t2 = time.perf_counter()
-    return {'tokens': n_tokens, 'count_s': t1 - t0, 'hot_tiers_s': t2 - t1, 'total_s': t2 - t0,
-            'distinct': {str(o): int(len(counts[o][0])) for o in (2, 3)}}
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(__file__))) as d:
+        write_synth_tokens(os.path.join(d, 'train.bin'), n_tokens, vocab, kind)
+        tokens = np.memmap(os.path.join(d, 'train.bin'), dtype=np.uint16, mode='r')
+        t0 = time.perf_counter()
+        if engine == 'numpy':
+            for o, (k, c) in pf.count_numpy(tokens, canon, [2, 3], 3).items():
+                np.save(os.path.join(d, f'ngrams_o{o}_keys.npy'), k)
+                np.save(os.path.join(d, f'ngrams_o{o}_counts.npy'), c)
+            del k, c
+        else:
+            pf.count_duckdb(tokens, canon, [2, 3], 3, d, memory_limit)
+        t1 = time.perf_counter()
+        distinct = {}
+        for o in (2, 3):
+            keys, counts = (os.path.join(d, f'ngrams_o{o}_{n}.npy') for n in ('keys', 'counts'))
+            distinct[str(o)] = len(np.load(keys, mmap_mode='r'))
+            ranked = pf.top_n(keys, counts, max(hot_sizes))[0]     # as prepare: one ranking (files read in chunks), nested tiers
+            for n in hot_sizes:
+                bbhash.PyMPHF(ranked[:n].tolist(), n, 1, 1.0)
+        t2 = time.perf_counter()
+        out = {'tokens': n_tokens, 'engine': engine, 'kind': kind, 'count_s': t1 - t0, 'hot_tiers_s': t2 - t1, 'total_s': t2 - t0,
+               'distinct': distinct, 'peak_rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        if sort_bound:
+            keys = pf.chunk_keys(tokens, canon, 0, n_tokens, 3, 3)
+            t3 = time.perf_counter()
+            np.sort(keys)
+            out['one_np_sort_s'] = time.perf_counter() - t3
+    return out
+
+def counting_in_subprocess(n_tokens, engine, memory_limit, kind):
+    """time_counting in a fresh process, so that each engine's peak RSS is its own."""
+    code = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); import bench; "
+            f"print('RESULT ' + json.dumps(bench.time_counting({n_tokens}, {engine!r}, {memory_limit}, {kind!r}, "
+            f"sort_bound={engine == 'numpy'})))")
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    if p.returncode != 0:
+        return {'tokens': n_tokens, 'engine': engine, 'error': p.stderr[-500:]}
+    return json.loads(p.stdout.split('RESULT ', 1)[1])
+
+def time_mdx(ckpt_path, device, n_pos=2048):
+    """The MD-mix inference ideas on a trained checkpoint's real activations (issue 19), each beside the
+    standard way: the bounded logit short-circuit vs the dense head, content-defined KV reuse vs a full
+    prefill, seeded vs k-means PQ codes for attention keys, Count-Sketch LoRA vs LoRA step time."""
+    from checkpoint import load_model
+    from data import TokenData
+    from mdx import cs_lora, logit_bound, pq_keys
+    from mdx.kv_reuse import PrefixKVCache
+    model, ckpt, data_dir, meta = load_model(ckpt_path)
+    model.to(device)
+    T = model.config.block_size
+    data = TokenData(data_dir, model.index.max_order - 1)
+    x, y, p = (torch.from_numpy(a).to(device) for a in data.windows('val', data.val_starts(T, -(-n_pos // T)), T))
+    hs, ks, qs = [], [], []
+    hooks = [model.transformer.ln_f.register_forward_hook(lambda m, a, o: hs.append(o.flatten(0, 1))),
+             model.transformer.h[-1].attn.c_attn.register_forward_hook(lambda m, a, o: (qs.append(o[..., :o.shape[-1] // 3]),
+                                                                                        ks.append(o[..., o.shape[-1] // 3: 2 * o.shape[-1] // 3])))]
+    with torch.no_grad():
+        model(x, y, prev=p)
+    for h in hooks:
+        h.remove()
+    H, W = hs[0][:n_pos].float(), model.lm_head.weight.float()
+    out = {'checkpoint': ckpt_path, 'positions': len(H), 'vocab': W.shape[0]}
+
+    def timed(fn, reps=3):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            r = fn()
+        return (time.perf_counter() - t0) / reps, r
+    # 1. bounded logit short-circuit (exact top-k), per position, vs the dense matmul + topk
+    dense_t, (dv, di) = timed(lambda: torch.topk(H @ W.T, 10, -1))
+    for buckets in ('norm', 'mdmix'):
+        head = logit_bound.BoundedHead(W, 256, buckets)
+        t0 = time.perf_counter()
+        res = [head.topk(h, 10) for h in H[:256]]
+        per_pos = (time.perf_counter() - t0) / 256
+        exact = all(torch.equal(v, dv[i]) for i, (v, _, _) in enumerate(res))
+        out[f'logit_bound_{buckets}'] = {'rows_read_share': float(np.mean([r for _, _, r in res])) / W.shape[0], 'exact_top10': exact,
+                                          'us_per_position': per_pos * 1e6, 'dense_us_per_position_batched': dense_t / len(H) * 1e6}
+    one_t, _ = timed(lambda: torch.topk(W @ H[0], 10), reps=50)
+    out['dense_us_one_position'] = one_t * 1e6
+    # 2. content-defined KV reuse: 4 shared prefixes x 8 suffixes, time to first token with and without
+    prefix_len, suffix_len = T * 5 // 8, T // 4
+    toks = x.flatten()
+    prompts = [torch.cat([toks[i * 97: i * 97 + prefix_len], toks[2000 + 37 * j: 2000 + 37 * j + suffix_len]])[None]
+               for i in range(4) for j in range(8)]
+    cache, full_t, reuse_t, reused, err = PrefixKVCache(model), [], [], 0, 0.0
+    with torch.no_grad():
+        for pr in prompts:
+            t0 = time.perf_counter(); ref = model(pr, prev=model.context(pr, 0))[0]; full_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); got, _, r = cache.prefill(pr); reuse_t.append(time.perf_counter() - t0)
+            reused += r
+            err = max(err, (got[:, -1] - ref[:, -1]).abs().max().item())
+    out['kv_reuse'] = {'prompts': len(prompts), 'prompt_tokens': prefix_len + suffix_len, 'reused_share': reused / (len(prompts) * (prefix_len + suffix_len)),
+                       'ttft_ms_full': 1e3 * float(np.median(full_t)), 'ttft_ms_reuse': 1e3 * float(np.median(reuse_t)), 'max_abs_logit_diff': err}
+    # 3. PQ codes for the last layer's attention keys, per head: recall@10 of each query's true top-10 keys
+    nh = model.config.n_head
+    K, Q = (t[0].flatten(0, 1).float().view(-1, nh, model.config.n_embd // nh) for t in (ks, qs))
+    K, Q = K[:4096], Q[:512]
+    d = K.shape[-1]
+    for M in (2, 4):
+        rec = {'seeded': [], 'kmeans': []}
+        for hd in range(nh):
+            k, q = K[:, hd].contiguous(), Q[:, hd].contiguous()
+            for name, cb in (('seeded', pq_keys.seeded_codebooks(d, M, 256, seed=hd, scale=pq_keys.subspace_scale(k, M), device=k.device)),
+                             ('kmeans', pq_keys.kmeans_codebooks(k, M, 256))):
+                rec[name].append(pq_keys.recall_at_k(q, k, pq_keys.decode(pq_keys.encode(k, cb), cb), 10))
+        out[f'pq_M{M}'] = {'recall@10_seeded': float(np.mean(rec['seeded'])), 'recall@10_kmeans': float(np.mean(rec['kmeans'])),
+                           'bytes_per_key': M, 'bytes_per_key_bf16': 2 * d}
+    # 4. Count-Sketch LoRA vs LoRA: one fine-tune step (adapters only) at equal trainable parameters
+    for kind in ('lora', 'cslora'):
+        m = build_model(GPTConfig(**{**vars(model.config), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
+        for q in m.parameters():
+            q.requires_grad_(False)
+        params = cs_lora.adapter_parameters(m)
+        for q in params:
+            q.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        def step():
+            loss = m(x[:8], y[:8], prev=p[:8])[1]
+            loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        out[f'{kind}_step_ms'] = timed(step)[0] * 1e3
+        out[f'{kind}_params'] = sum(q.numel() for q in params)
+    return out
 
 def time_index(device, n_pos=1 << 18, reps=10):
     """Per-token cost of the memory index: keys, hashes (mulxor vs mdmix), hot lookup."""
@@ -249,6 +388,12 @@ def main():
     res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',
            'torch': torch.__version__, 'preset': preset}
     print(f"device: {res['device']}, preset {preset}, torch {res['torch']}", flush=True)
+    if preset == 'mdx':
+        res['mdx'] = r = time_mdx(a.ckpt, a.device)
+        print(json.dumps(r, indent=1))
+        with open(a.out, 'w') as f:
+            json.dump(res, f, indent=2)
+        return
     if a.rounds:
         res['training'] = tr = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype)
         print(f"{'config':>12} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
@@ -266,9 +411,18 @@ def main():
               f"cost beside {a.ckpt_steps} steps of {c['step_s']*1000:.0f} ms: {c['eval_save_overhead_s']:.2f}s "
               f"(blocking save: {c['blocking_save_s']:.2f}s); throughput with both every 250 iters: "
               f"{100*c['ratio_at_interval_250']:.1f}% of loop-only (blocking save: {100*c['ratio_at_interval_250_blocking_save']:.1f}%)", flush=True)
-    if a.count_tokens:
-        res['counting'] = c = time_counting(a.count_tokens)
-        print(f"counting {c['tokens']:,} tokens: {c['count_s']:.1f}s count + {c['hot_tiers_s']:.1f}s hot tiers = {c['total_s']:.1f}s")
+    sizes = [int(x.replace('_', '')) for x in a.count_tokens.split(',') if int(x.replace('_', ''))]
+    res['counting'] = []
+    for n in sizes:
+        for engine in a.count_engines.split(','):
+            res['counting'].append(c := counting_in_subprocess(n, engine, pf.parse_size(a.memory_limit), a.count_data))
+            if 'error' in c:
+                print(f"counting {n:,} tokens, {engine}: failed: {c['error']}")
+                continue
+            print(f"counting {n:,} {a.count_data} tokens, {engine}: {c['count_s']:.1f}s count + {c['hot_tiers_s']:.1f}s hot tiers = "
+                  f"{c['total_s']:.1f}s, peak RSS {c['peak_rss_gb']:.2f} GiB; distinct 2-/3-grams {c['distinct']['2']:,} / "
+                  f"{c['distinct']['3']:,}" + (f"; one np.sort of the 3-gram keys {c['one_np_sort_s']:.1f}s "
+                                                f"(count / sort = {c['count_s'] / c['one_np_sort_s']:.2f})" if 'one_np_sort_s' in c else ''), flush=True)
     with open(a.out, 'w') as f:
         json.dump(res, f, indent=2)
 

@@ -20,9 +20,9 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import variants
 from configurator import ConfigError
-from data import DataError, HotTier, atomic_write, load_canonical, load_counts, tokenizer_signature
+from data import DataError, HotTier, atomic_write, load_canonical, load_counts, load_meta, tokenizer_signature
 from engram import NgramIndex
-from model import GPT
+from model import GPT, GPTConfig
 
 CKPT_VERSION = 2        # 2: a 'checksum' of the content
 
@@ -42,6 +42,30 @@ def build_model(mcfg, index, noise=None):
         return GPT(mcfg, index=index, noise=noise)
     except AssertionError as e:
         raise ConfigError(f"bad model config: {e}") from None
+
+def load_model(ckpt_path, data_dir=None, hot_size=None):
+    """The checkpoint's model on its data dir, in eval mode (eval_stratified.py, sample.py). Nine routes by its own hot tier, which must match the
+    data dir exactly; Hash/baseline may be labelled with another N_hot (post-hoc, as in the paper)."""
+    ckpt = load_checkpoint(ckpt_path, hint="--ckpt takes a run's ckpt.pt or best.pt (train.py writes <out_dir>/ckpt.pt; "
+                                           "bash quickstart.sh makes out/quickstart/tiny_nine_s0/ckpt.pt).")
+    data_dir = data_dir or ckpt['config']['data_dir']
+    meta = load_meta(data_dir)
+    args = dict(ckpt['model_args'])
+    if hot_size and hot_size != args['hot_size']:
+        if args['memory'] == 'nine':
+            raise DataError(f"{ckpt_path} is a Nine model routed by N_hot={args['hot_size']}; its is_hot labels "
+                            f"are its routes, so --hot_size {hot_size} does not apply.")
+        args['hot_size'] = hot_size
+    mcfg = GPTConfig(**args)
+    index, current = load_index(data_dir, meta, mcfg)
+    saved = dict(ckpt['data_signature'])
+    if mcfg.hot_size != ckpt['model_args']['hot_size']:
+        saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
+    check_signature(saved, current, f"checkpoint {ckpt_path}")
+    model = build_model(mcfg, index)
+    load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
+    model.eval()
+    return model, ckpt, data_dir, meta
 
 def data_signature(meta, hot_sha):
     return {**tokenizer_signature(meta), 'hot_size_keys_sha256': hot_sha}
@@ -107,17 +131,18 @@ def nonfinite(named_tensors):
         return []
     return [n for n, t in named if not torch.isfinite(t).all()]
 
-def load_weights(model, state, what):
-    """load_state_dict with a message that names what differs in shape."""
+def load_weights(model, state, what, allow_missing=()):
+    """load_state_dict with a message that names what differs in shape (allow_missing: keys the state
+    may lack, e.g. new adapters of a fine-tune)."""
     own = model.state_dict()
     bad = [f"{k}: {what} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
            if k in own and own[k].shape != v.shape]
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    missing, unexpected = sorted(set(own) - set(state) - set(allow_missing)), sorted(set(state) - set(own))
     if bad or missing or unexpected:
         raise DataError(f"{what} does not fit this model:\n  " + '\n  '.join(
             bad + [f"missing in {what}: {k}" for k in missing[:5]] + [f"not in model: {k}" for k in unexpected[:5]]) +
             "\n  Use the checkpoint's own config (its model args are saved in it).")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not allow_missing)
 
 
 class CheckpointWriter:

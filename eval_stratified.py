@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import build_model, check_signature, load_checkpoint, load_index, load_weights, lock_holder, read_checkpoint
+from checkpoint import build_model, load_index, load_model, load_weights, lock_holder, read_checkpoint
 from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json
 from metrics import evaluate, flip
 from model import GPTConfig, autocast_context
@@ -61,30 +61,6 @@ def paper():
 
 # -----------------------------------------------------------------------------
 # one checkpoint
-
-def load_model(ckpt_path, data_dir=None, hot_size=None):
-    """The checkpoint's model on its data dir. Nine routes by its own hot tier, which must match the
-    data dir exactly; Hash/baseline may be labelled with another N_hot (post-hoc, as in the paper)."""
-    ckpt = load_checkpoint(ckpt_path, hint="--ckpt takes a run's ckpt.pt (train.py writes <out_dir>/ckpt.pt; "
-                                           "bash quickstart.sh makes out/quickstart/tiny_nine_s0/ckpt.pt).")
-    data_dir = data_dir or ckpt['config']['data_dir']
-    meta = load_meta(data_dir)
-    args = dict(ckpt['model_args'])
-    if hot_size and hot_size != args['hot_size']:
-        if args['memory'] == 'nine':
-            raise DataError(f"{ckpt_path} is a Nine model routed by N_hot={args['hot_size']}; its is_hot labels "
-                            f"are its routes, so --hot_size {hot_size} does not apply.")
-        args['hot_size'] = hot_size
-    mcfg = GPTConfig(**args)
-    index, current = load_index(data_dir, meta, mcfg)
-    saved = dict(ckpt['data_signature'])
-    if mcfg.hot_size != ckpt['model_args']['hot_size']:
-        saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
-    check_signature(saved, current, f"checkpoint {ckpt_path}")
-    model = build_model(mcfg, index)
-    load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
-    model.eval()
-    return model, ckpt, data_dir, meta
 
 def collision_counts(memory, index, keys, counts, oi, order, chunk=1 << 22):
     """The raw counts behind collision_stats, as tensors on the memory's device (no data-dependent

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import variants
 from mdmix import NO_NOISE
+from mdx import cs_lora
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
@@ -70,6 +71,10 @@ class GPTConfig:
     gate_inputs: tuple = ()       # any of 'is_hot', 'log_freq', 'collision'
     hot_layers: tuple = ()        # Engram layers that use the hot tier (Nine); () = all of them
     hot_dropout: float = 0.0      # dropout of whole hot rows (Nine)
+    # adapters for fine-tuning (mdx/cs_lora.py): 'none' | 'lora' | 'cslora' (Count-Sketch LoRA)
+    adapter: str = 'none'
+    adapter_rank: int = 8
+    adapter_pool: int = 0         # cslora: parameters in its shared pools (0 = as many as LoRA of adapter_rank)
 
     def validate(self):
         """Clear messages for shapes that cannot work."""
@@ -77,6 +82,8 @@ class GPTConfig:
             assert getattr(self, name) in registry, f"{name} must be one of {sorted(registry)}, got {getattr(self, name)!r}"
         assert self.memory in ('none', 'hash', 'nine'), f"memory must be 'none', 'hash' or 'nine', got {self.memory!r}"
         assert self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
+        assert self.adapter in ('none', 'lora', 'cslora'), f"adapter must be 'none', 'lora' or 'cslora', got {self.adapter!r}"
+        assert self.adapter == 'none' or self.adapter_rank > 0, f"adapter_rank must be > 0, got {self.adapter_rank}"
         if self.memory != 'none':
             bad = [l for l in self.engram_layers if not 0 <= l < self.n_layer]
             assert not bad, f"engram_layers {list(self.engram_layers)} has {bad} outside the model's blocks 0..{self.n_layer - 1}"
@@ -96,17 +103,18 @@ class GPTConfig:
 
 class ForwardPass:
     """What the parts of one forward pass share: the token ids, the n-gram route (engram.Route), the
-    bound MD-mix noise (the identity when off), the alphas of the Engram layers, and values computed
-    once on first use and reused by every layer (memory rows, gate features)."""
+    bound MD-mix noise (the identity when off), the KV cache when sampling (None in training), the alphas
+    of the Engram layers, and values computed once on first use and reused by every layer (memory rows,
+    gate features)."""
 
-    def __init__(self, model, idx, route, noise):
-        self.model, self.idx, self.route, self.noise = model, idx, route, noise
-        self.alphas, self.cache = [], {}
+    def __init__(self, model, idx, route, noise, kv=None):
+        self.model, self.idx, self.route, self.noise, self.kv = model, idx, route, noise, kv
+        self.alphas, self.computed = [], {}
 
     def once(self, key, fn):
-        if key not in self.cache:
-            self.cache[key] = fn()
-        return self.cache[key]
+        if key not in self.computed:
+            self.computed[key] = fn()
+        return self.computed[key]
 
     def rows(self, use_hot):
         """The table row of every (order, head) at each position (Algorithm 1), once per forward."""
@@ -128,8 +136,13 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k = fwd.noise('q', q, self.layer_idx), fwd.noise('k', k, self.layer_idx)   # MD-mix (identity when off)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        # flash attention on CUDA
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0)
+        if fwd.kv is not None:          # sampling: attend to the cached tokens too, and cache these
+            k, v = fwd.kv.extend(self.layer_idx, k, v)
+        # flash attention on CUDA (is_causal); with a cached prefix, the causal mask shifted by its length
+        S = k.size(2)
+        mask = None if S == T else torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T,
+                                           dropout_p=self.dropout if self.training else 0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -167,6 +180,20 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), fwd)
         x = x + self.mlp(self.ln_2(x), fwd)
         return x
+
+
+class KVCache:
+    """Keys and values of every attention layer for the tokens seen so far, for sampling: a forward with
+    a cache attends to them and appends its own; its positions continue from `pos`."""
+
+    def __init__(self):
+        self.k, self.v, self.pos = {}, {}, 0
+
+    def extend(self, layer, k, v):
+        if layer in self.k:
+            k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
 
 
 def tied_embedding(config, lm_head):
@@ -212,6 +239,8 @@ class GPT(nn.Module):
             if hasattr(m, 'post_init'):
                 m.post_init()
         variants.finish(self)
+        if config.adapter != 'none':            # after the init: the base weights are the model's own
+            cs_lora.attach(self, config.adapter, config.adapter_rank, config.adapter_pool)
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -222,26 +251,31 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def param_counts(self):
-        """backbone / tables / gate parameter counts (tied embedding counted once)."""
+        """backbone / tables / gate / adapter parameter counts (tied embedding counted once)."""
         tables = self.memory.table.weight.numel() if self.memory is not None else 0
         gate = sum(p.numel() for b in self.transformer.h if b.engram is not None for p in b.engram.parameters())
+        adapter = sum(p.numel() for p in cs_lora.adapter_parameters(self))
         total = sum(p.numel() for p in self.parameters())
-        return {'backbone': total - tables - gate, 'tables': tables, 'gate': gate, 'total': total}
+        return {'backbone': total - tables - gate - adapter, 'tables': tables, 'gate': gate, 'adapter': adapter, 'total': total}
 
-    def forward(self, idx, targets=None, prev=None, step=0, diag=False):
-        """idx (B,T) token ids; prev (B, max_order-1) the tokens before them (None: the stream's start).
-        Returns logits, loss (None without targets) and info: with diag=True the per-position loss,
-        alpha per Engram layer (L, B, T) and is_hot per order (O, B, T), else {}."""
+    def forward(self, idx, targets=None, prev=None, step=0, diag=False, kv=None):
+        """idx (B,T) token ids; prev (B, max_order-1) the tokens before them (None: the stream's start);
+        kv: a KVCache holding the tokens before idx (sampling). Returns logits, loss (None without targets)
+        and info: with diag=True the per-position loss, alpha per Engram layer (L, B, T) and is_hot per
+        order (O, B, T), else {}."""
         B, T = idx.shape
-        assert T <= self.config.block_size, f"sequence of {T} tokens > block_size {self.config.block_size}"
+        pos = kv.pos if kv is not None else 0
+        assert pos + T <= self.config.block_size, f"sequence of {pos + T} tokens > block_size {self.config.block_size}"
         noise = self.noise.bind(idx, step) if self.noise is not None and self.training else NO_NOISE
-        fwd = ForwardPass(self, idx, self.route(idx, prev, diag), noise)
-        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
+        fwd = ForwardPass(self, idx, self.route(idx, prev, diag), noise, kv)
+        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.transformer.drop(fwd.noise('emb', x))
         fwd.memory = {l: self.memory_vector(fwd, l) for l in self.engram_layers}
         for block in self.transformer.h:
             x = block(x, fwd)
         x = self.transformer.ln_f(x)
+        if kv is not None:
+            kv.pos += T
 
         if targets is None:   # inference: only the last position's logits
             return self.lm_head(x[:, [-1], :]), None, {}
@@ -282,27 +316,56 @@ class GPT(nn.Module):
         return flops_per_token * tokens_per_iter / dt / peak_flops if peak_flops else float('nan')
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Sample continuations of idx (B, t). The window is the last block_size tokens; the n-gram context
-        before it is the real preceding text (the pad id only before the prompt's first token)."""
-        n_prev = self.index.max_order - 1 if self.index is not None else 0
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True,
+                 generator=None, logits_out=None):
+        """Sample continuations of idx (B, t). Each step conditions on the last block_size tokens, whose
+        n-gram context is the real text before them (the pad id only before the prompt's first token).
+        use_cache: a KV cache, so a step computes one new token instead of the whole window; once the
+        window slides past block_size (GPT-2's positions are absolute), every step re-reads the window,
+        as without a cache, so both give the same logits. temperature 0 = greedy; logits_out collects
+        each step's logits."""
+        T = self.config.block_size
+        kv = None
         for _ in range(max_new_tokens):
-            cond = idx[:, -self.config.block_size:]
-            prev = idx[:, :idx.size(1) - cond.size(1)][:, -n_prev:] if n_prev else None
-            if n_prev and prev.size(1) < n_prev:
-                pad = torch.full((idx.size(0), n_prev - prev.size(1)), self.index.pad_token, dtype=idx.dtype, device=idx.device)
-                prev = torch.cat([pad, prev], 1)
-            logits = self(cond, prev=prev)[0][:, -1, :]
-            if temperature == 0:
-                nxt = logits.argmax(-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float('Inf')
-                nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
-            idx = torch.cat((idx, nxt), dim=1)
+            if use_cache and kv is not None and kv.pos < T:
+                logits = self(idx[:, -1:], prev=self.context(idx, idx.size(1) - 1), kv=kv)[0]
+            else:                            # no cache, the first step, or a full window: read the window
+                start = max(0, idx.size(1) - T)
+                kv = KVCache() if use_cache else None
+                logits = self(idx[:, start:], prev=self.context(idx, start), kv=kv)[0]
+            logits = logits[:, -1, :].float()
+            if self.index is not None:          # never the ids that only pad the vocabulary to a multiple of 64
+                logits[:, self.index.pad_token:] = -float('inf')
+            if logits_out is not None:
+                logits_out.append(logits)
+            idx = torch.cat((idx, sample_token(logits, temperature, top_k, top_p, generator)), dim=1)
         return idx
+
+    def context(self, idx, start):
+        """The max_order-1 tokens before position `start` of idx, padded at the stream's start."""
+        n_prev = self.index.max_order - 1 if self.index is not None else 0
+        prev = idx[:, max(0, start - n_prev):start]
+        if prev.size(1) < n_prev:
+            pad = torch.full((idx.size(0), n_prev - prev.size(1)), self.index.pad_token, dtype=idx.dtype, device=idx.device)
+            prev = torch.cat([pad, prev], 1)
+        return prev
+
+
+def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One token per row of logits (B, V): greedy at temperature 0, else softmax sampling restricted to the
+    top_k tokens and to the smallest set whose probability reaches top_p (nucleus)."""
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits = logits.masked_fill(logits < v[:, [-1]], -float('inf'))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = F.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop = cum - F.softmax(sorted_logits, dim=-1) >= top_p       # keep the tokens until top_p is reached
+        logits = logits.masked_fill(drop.scatter(1, order, drop), -float('inf'))
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
 
 
 # -----------------------------------------------------------------------------

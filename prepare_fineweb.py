@@ -42,6 +42,12 @@ def parse_args(argv=None):
     p.add_argument('--hot_sizes', default='20000,50000,100000', help='N_hot values to build hot tiers for (one counting pass)')
     p.add_argument('--out', default='data/fineweb_edu', help='the data dir to write')
     p.add_argument('--num_proc', type=int, default=max(1, min(8, os.cpu_count() or 1)), help='tokenizer processes')
+    p.add_argument('--count_engine', default='auto', choices=('auto', 'numpy', 'duckdb'),
+                   help="n-gram counting: numpy (all in RAM, fastest) or duckdb (spills to disk); auto: numpy when it fits --memory_limit")
+    p.add_argument('--memory_limit', default=f"{(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')) // 2 // 2**30}GB",
+                   help='memory budget of the counting stage (e.g. 4GB): decides the engine, and bounds DuckDB')
+    p.add_argument('--chunk_tokens', type=lambda s: int(s.replace('_', '')), default=1 << 23,
+                   help='positions per counting chunk (the duckdb engine resumes at chunk granularity)')
     p.add_argument('--overwrite', action='store_true', help='discard a data dir built with other arguments')
     args = p.parse_args(argv)
     args.orders = sorted(int(x) for x in args.orders.split(','))
@@ -54,8 +60,20 @@ def parse_args(argv=None):
         p.error(f"--val_frac must be in (0, 1), got {args.val_frac}")
     if args.num_tokens <= 0:
         p.error(f"--num_tokens must be positive, got {args.num_tokens}")
+    try:
+        args.memory_limit = parse_size(args.memory_limit)
+    except ValueError:
+        p.error(f"--memory_limit must be a size like 4GB or 500MB, got {args.memory_limit!r}")
+    if args.memory_limit < 2**30 or args.chunk_tokens < 16:
+        p.error(f"--memory_limit must be >= 1GB and --chunk_tokens >= 16")
     args.max_order = args.orders[-1]
     return args
+
+def parse_size(s):
+    """'4GB', '500MB', '12.5G', '1024' (bytes) -> bytes."""
+    s = s.strip().upper().removesuffix('B')
+    mult = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}.get(s[-1:], 1)
+    return int(float(s[:-1] if s[-1:] in 'KMGT' else s) * mult)
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help shows the module docstring as written and every default."""
@@ -67,7 +85,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, file_sha256, hot_files, load_counts,
+from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, data_file, file_sha256, hot_files,
                   save_json, save_npy, sha256_file)
 from engram import canonical_map, ngram_keys, hot_lookup
 
@@ -149,6 +167,18 @@ class Tokenizer:
         if self.kind == 'tiktoken':
             return self.enc.encode_ordinary_batch(texts, num_threads=1)
         return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids):
+        return self.enc.decode(ids) if self.kind == 'tiktoken' else self.tok.decode(ids, skip_special_tokens=False)
+
+    @classmethod
+    def of(cls, meta):
+        """The tokenizer that built a data dir, checked to give the same ids it gave then."""
+        tok = cls(meta['tokens']['tokenizer'])
+        if tok.sha256() != meta['tokens']['tokenizer_sha256']:
+            raise DataError(f"tokenizer '{tok.spec}' ({tok.path}) no longer gives the ids this data dir was built "
+                            f"with; install the tokenizer version prepare used.")
+        return tok
 
     def decode_token(self, i):
         """Token i's text, or None when it is not valid UTF-8 on its own (a partial byte)."""
@@ -290,7 +320,10 @@ def tokenize(args, tok, out):
     n_val = max(1, int(round(n * args.val_frac)))
     n_train = n - n_val
     stream = np.memmap(tmp, dtype=dtype, mode='r')
-    atomic_write(os.path.join(out, 'val.bin'), lambda f: f.write(stream[n_train:].tobytes()))
+    def write_val(f):                       # in chunks: memory does not grow with the corpus
+        for i in range(n_train, n, CHUNK):
+            f.write(stream[i:min(i + CHUNK, n)].tobytes())
+    atomic_write(os.path.join(out, 'val.bin'), write_val)
     del stream
     with open(tmp, 'r+b') as f:
         f.truncate(n_train * np.dtype(dtype).itemsize)
@@ -305,9 +338,15 @@ def source_info(source):
                                            'sha256': sha256_file(p)} for p in files]}
 
 # -----------------------------------------------------------------------------
-# stage: n-gram counts
+# stage: n-gram counts, exact, over the train split. Two engines with byte-identical output files:
+#   numpy   every key of an order in RAM, one in-place sort per order (the orders in parallel); about
+#           BYTES_PER_TOKEN bytes per train token at the peak. The default where that fits --memory_limit.
+#   duckdb  per chunk of tokens, its distinct keys and counts to a parquet file (kept, so a rerun after a
+#           kill resumes there); DuckDB's GROUP BY + ORDER BY under --memory_limit spills to disk; the
+#           sorted result streams into the .npy files. For corpora far beyond RAM (1B-10B tokens).
 
 CHUNK = 1 << 23
+BYTES_PER_TOKEN = 64            # numpy engine: 2 orders x (keys 8 + flags 1 + starts/counts/distinct keys 3 x 8) + headroom
 
 def chunk_keys(tokens, canon, start, stop, order, max_order, prefix=None):
     """Keys of the `order`-grams ending at positions [start, stop) of `tokens`, with the real
@@ -323,55 +362,133 @@ def chunk_keys(tokens, canon, start, stop, order, max_order, prefix=None):
     cids = torch.from_numpy(canon[ids])
     return ngram_keys(cids, order, ctx).numpy()
 
-def merge_counts(parts):
-    """Merge sorted (keys, counts) parts: concatenation of sorted runs, stable sort (timsort
-    merges the runs), then sum counts of equal keys."""
-    keys = np.concatenate([p[0] for p in parts])
-    counts = np.concatenate([p[1] for p in parts])
-    if len(parts) > 1:
-        o = np.argsort(keys, kind='stable')
-        keys, counts = keys[o], counts[o]
-    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-    return keys[starts], np.add.reduceat(counts, starts) if len(keys) else counts
-
-def count_ngrams(tokens, canon, orders, max_order, merge_every=1 << 27, progress=True):
-    """{order: (sorted distinct keys, counts)} over all positions of `tokens` (the train split).
-    Chunks are counted in 2 threads (numpy sorts release the GIL); partial results are merged
-    whenever they exceed `merge_every` entries, so memory tracks distinct n-grams, not tokens."""
+def count_numpy(tokens, canon, orders, max_order, progress=True, chunk=CHUNK):
+    """{order: (sorted distinct keys, counts)}, all in RAM: per order every key, one in-place sort,
+    run-length counts; the orders in parallel threads (numpy's sort releases the GIL: one core each)."""
     n = len(tokens)
-    def work(start):
-        stop = min(start + CHUNK, n)
-        out = {}
-        for o in orders:
-            u, c = np.unique(chunk_keys(tokens, canon, start, stop, o, max_order), return_counts=True)
-            out[o] = (u, c.astype(np.int64))
-        return out
-    parts = {o: [] for o in orders}
-    with ThreadPoolExecutor(2) as ex:
-        for res in tqdm(ex.map(work, range(0, n, CHUNK)), total=-(-n // CHUNK), desc='count n-grams',
-                        disable=not progress):
-            for o in orders:
-                parts[o].append(res[o])
-                if sum(len(p[0]) for p in parts[o]) > merge_every:
-                    parts[o] = [merge_counts(parts[o])]
-        merged = list(ex.map(lambda o: merge_counts(parts[o]), orders))
-    return dict(zip(orders, merged))
+    def count(o):
+        keys = np.empty(n, np.int64)
+        for start in range(0, n, chunk):
+            keys[start:start + chunk] = chunk_keys(tokens, canon, start, min(start + chunk, n), o, max_order)
+        keys.sort()
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        return keys[starts], np.diff(starts, append=n)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                    # the key computation: one core per order
+    try:
+        with ThreadPoolExecutor(len(orders)) as ex:
+            counted = list(tqdm(ex.map(count, orders), total=len(orders), desc='count n-grams', disable=not progress))
+    finally:
+        torch.set_num_threads(threads)
+    return dict(zip(orders, counted))
 
-def top_n(keys, counts, n):
+def count_duckdb(tokens, canon, orders, max_order, out, memory_limit, progress=True, chunk=CHUNK):
+    """Exact counts under a memory budget, written as out/ngrams_o{o}_{keys,counts}.npy; returns
+    {order: distinct}. The per-chunk parts live in a work dir named by train.bin's checksum."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    n = len(tokens)
+    work = os.path.join(out, f'.count_parts_{file_sha256(os.path.join(out, "train.bin"))[:16]}_{chunk}')
+    for old in glob.glob(os.path.join(out, '.count_parts_*')):
+        if old != work:
+            shutil.rmtree(old)                       # parts of other tokens or chunking: never mixed in
+    os.makedirs(work, exist_ok=True)
+    for ci, start in enumerate(tqdm(range(0, n, chunk), desc='count n-grams (parts)', disable=not progress)):
+        for o in orders:
+            path = os.path.join(work, f'o{o}_{ci:06d}.parquet')
+            if not os.path.exists(path):             # written before a kill: resume after it
+                keys = torch.from_numpy(chunk_keys(tokens, canon, start, min(start + chunk, n), o, max_order))
+                u, c = torch.unique(keys, return_counts=True)
+                table = pa.table({'key': u.numpy(), 'count': c.numpy()})
+                atomic_write(path, lambda f: pq.write_table(table, f))
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{int(memory_limit * 0.25) // 2**20}MB'")   # DuckDB's buffers (it overshoots them ~1.5x in ORDER BY); the rest: this process
+    con.execute(f"SET temp_directory = '{os.path.join(work, 'spill')}'")
+    con.execute("SET threads = 2")
+    merged = {o: os.path.join(work, f'o{o}_merged.parquet') for o in orders}
+    for o in orders:
+        if not os.path.exists(merged[o]):
+            con.execute(f"COPY (SELECT key, SUM(count)::BIGINT AS count FROM read_parquet('{work}/o{o}_0*.parquet') "
+                        f"GROUP BY key ORDER BY key) TO '{merged[o]}.tmp' (FORMAT parquet)")
+            os.replace(merged[o] + '.tmp', merged[o])
+    con.close()                                      # DuckDB's buffers go before the result is streamed out
+    distinct = {o: stream_to_npy(pq.ParquetFile(merged[o], pre_buffer=False), out, o) for o in orders}
+    shutil.rmtree(work)
+    return distinct
+
+def stream_to_npy(parquet, out, order):
+    """The merged (key, count) parquet into the two .npy files, batch by batch (as np.save would write
+    them: same header, same bytes), checking the keys are strictly increasing."""
+    n = parquet.metadata.num_rows
+    header = {'descr': '<i8', 'fortran_order': False, 'shape': (n,)}
+    files = {name: os.path.join(out, f'ngrams_o{order}_{name}.npy') for name in ('keys', 'counts')}
+    def write(name):
+        def fn(f):
+            np.lib.format.write_array_header_1_0(f, header)
+            last = None
+            for batch in parquet.iter_batches(batch_size=1 << 22, columns=['key' if name == 'keys' else 'count']):
+                a = batch.column(0).to_numpy().astype('<i8', copy=False)
+                if name == 'keys':
+                    assert (last is None or a[0] > last) and (np.diff(a) > 0).all(), "DuckDB result not sorted by key"
+                    last = a[-1]
+                f.write(a.tobytes())
+        atomic_write(files[name], fn)
+    write('keys'), write('counts')
+    return n
+
+def top_n(keys, counts, n, chunk=1 << 24):
     """The n most frequent keys, ties broken by key (ascending), as (keys, counts) in rank order.
-    An exact partial selection: no full sort of all distinct n-grams."""
-    n = min(n, len(keys))
-    if n == 0:
+    An exact selection over (keys, counts) chunk by chunk, keeping only the candidates that can still
+    make the cut; no full sort of all distinct n-grams. keys/counts: arrays, or .npy paths read in chunks
+    (not memory-mapped: the pages would stay in this process's memory)."""
+    return top_n_chunks(zip(npy_chunks(keys, chunk), npy_chunks(counts, chunk)), n)
+
+def npy_chunks(a, chunk):
+    """Consecutive pieces of an array, or of a 1-D .npy file read piece by piece."""
+    if not isinstance(a, str):
+        yield from (a[s:s + chunk] for s in range(0, len(a), chunk))
+        return
+    with open(a, 'rb') as f:
+        np.lib.format.read_magic(f)
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        for s in range(0, shape[0], chunk):
+            yield np.fromfile(f, dtype=dtype, count=min(chunk, shape[0] - s))
+
+def top_n_chunks(chunks, n):
+    best_k = best_c = None
+    for k, c in chunks:
+        if best_k is None:
+            best_k, best_c = k[:0].copy(), c[:0].copy()
+        k, c = np.asarray(k), np.asarray(c)
+        if len(best_c) == n and n:
+            keep = c >= best_c[-1]                   # below the current n-th count: never in the final top n
+            k, c = k[keep], c[keep]
+        best_k, best_c = top_n_in_memory(np.concatenate([best_k, k]), np.concatenate([best_c, c]), n)
+    return best_k, best_c
+
+def top_n_in_memory(keys, counts, n):
+    if n == 0 or len(keys) == 0:
         return keys[:0], counts[:0]
+    n = min(n, len(keys))
     # most distinct n-grams are singletons: select the threshold among the repeated ones when enough exist
     rep = counts[counts > 1]
     pool = rep if len(rep) >= n else counts
     thr = np.partition(pool, len(pool) - n)[len(pool) - n]              # n-th largest count
     above = np.flatnonzero(counts > thr)
-    ties = np.flatnonzero(counts == thr)[:n - len(above)]               # keys are sorted: smallest first
+    ties = np.flatnonzero(counts == thr)
+    need = n - len(above)
+    if need < len(ties):                                                # the smallest keys among the ties
+        ties = ties[np.argpartition(keys[ties], need - 1)[:need]] if need else ties[:0]
     sel = np.concatenate([above, ties])
     o = np.lexsort((keys[sel], -counts[sel]))
     return keys[sel][o], counts[sel][o]
+
+def count_engine(args, n_train):
+    """The engine a run uses: the one asked for, or numpy when its peak fits the memory budget."""
+    if args.count_engine != 'auto':
+        return args.count_engine
+    return 'numpy' if n_train * BYTES_PER_TOKEN <= args.memory_limit else 'duckdb'
 
 # -----------------------------------------------------------------------------
 # stage: hot tiers
@@ -544,14 +661,19 @@ def run_stages(args, tok, meta, tokens_args):
         meta.pop('ngrams', None)
     if not reuse('ngrams', ng_files):
         t0 = time.time()
-        counts = count_ngrams(train, canon, args.orders, args.max_order)
-        for o, (k, cnt) in counts.items():
-            save_npy(os.path.join(out, f'ngrams_o{o}_keys.npy'), k)
-            save_npy(os.path.join(out, f'ngrams_o{o}_counts.npy'), cnt)
-        done('ngrams', {**ng_args, 'distinct': {str(o): int(len(counts[o][0])) for o in args.orders},
+        engine = count_engine(args, len(train))
+        print(f"counting n-grams with the {engine} engine ({len(train):,} train tokens, --memory_limit {args.memory_limit / 2**30:.1f} GiB)")
+        if engine == 'numpy':
+            distinct = {}
+            for o, (k, cnt) in count_numpy(train, canon, args.orders, args.max_order, chunk=args.chunk_tokens).items():
+                save_npy(os.path.join(out, f'ngrams_o{o}_keys.npy'), k)
+                save_npy(os.path.join(out, f'ngrams_o{o}_counts.npy'), cnt)
+                distinct[o] = len(k)
+        else:
+            distinct = count_duckdb(train, canon, args.orders, args.max_order, out, args.memory_limit, chunk=args.chunk_tokens)
+        done('ngrams', {**ng_args, 'distinct': {str(o): int(d) for o, d in distinct.items()}, 'engine': engine,
                         'count_seconds': round(time.time() - t0, 2)}, ng_files)
-        print(f"n-grams counted in {time.time()-t0:.1f}s: " +
-              ', '.join(f"{len(counts[o][0]):,} distinct {o}-grams" for o in args.orders))
+        print(f"n-grams counted in {time.time()-t0:.1f}s: " + ', '.join(f"{d:,} distinct {o}-grams" for o, d in distinct.items()))
     hot = meta.get('hot', {'sizes': [], 'tiers': {}})
     intact = [s for s in hot['sizes'] if not damaged([f for o in args.orders for f in hot_files(s, o).values()])]
     if set(intact) != set(hot['sizes']):
@@ -559,7 +681,7 @@ def run_stages(args, tok, meta, tokens_args):
     todo = sorted((set(args.hot_sizes) | set(hot['sizes'])) - set(intact))
     if todo:
         for o in args.orders:
-            ranked = top_n(*load_counts(out, meta, o), max(todo))      # nested: every smaller tier is a prefix
+            ranked = top_n(*count_files(out, meta, o), max(todo))          # nested: every smaller tier is a prefix
             for s in tqdm(todo, desc=f'hot tiers o{o}'):
                 info, files = build_hot_tier(*ranked, s, o, out)
                 for rel in files:
@@ -576,6 +698,10 @@ def run_stages(args, tok, meta, tokens_args):
                           'val': coverage(out, meta, val, prefix, canon)})
     print_report(meta)
     return meta
+
+def count_files(out, meta, order):
+    """The verified paths of one order's count files (read in chunks by top_n)."""
+    return tuple(data_file(out, meta, f'ngrams_o{order}_{name}.npy') for name in ('keys', 'counts'))
 
 def check_unchanged(args, tok, meta):
     """Reusing a data dir is only right if its source files and tokenizer are what built it."""

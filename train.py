@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import optim
+from mdx import cs_lora
 from checkpoint import (CKPT_VERSION, CheckpointWriter, RunLock, build_model, check_signature, load_checkpoint, load_index,
                         load_weights, nonfinite)
 from configurator import ConfigError, apply_config
@@ -49,7 +50,7 @@ eval_only = False             # evaluate the initial (or resumed) model once and
 ckpt_interval = 250           # iters between saves of ckpt.pt ("last": resumes exactly), and at the end; 0 = end only
 save_best = False             # also keep best.pt: the weights of the eval with the lowest val_loss
 save_snapshots = False        # weights-only snapshot at every eval (for key-stability analyses)
-init_from = 'scratch'         # 'scratch' | 'resume' (from out_dir/ckpt.pt)
+init_from = 'scratch'         # 'scratch' | 'resume' (from out_dir/ckpt.pt) | path/to/ckpt.pt (fine-tune its model)
 # wandb
 wandb_log = False             # log to wandb (WANDB_MODE=offline works without a network)
 wandb_project = 'engram-nine'   # wandb project name
@@ -81,6 +82,10 @@ label_smoothing = 0.0         # cross-entropy label smoothing in training (MD-mi
 engram_shared_tables = True   # False: each Engram layer has its own tables (3x the table parameters)
 engram_gate = 'sigmoid'       # 'sigmoid' (paper Eq. 4) | 'signed_sqrt' (DeepSeek demo)
 engram_short_conv = False     # DeepSeek demo's causal depthwise conv after the gate
+# fine-tuning with adapters (mdx/cs_lora.py; with init_from=<ckpt.pt>, only the adapters train)
+adapter = 'none'              # 'none' | 'lora' | 'cslora' (Count-Sketch LoRA: entries hashed from a shared pool)
+adapter_rank = 8              # rank of each adapter (attn.c_attn and mlp.c_fc of every block)
+adapter_pool = 0              # cslora: pool parameters in all (0 = LoRA's count at adapter_rank: equal parameters)
 hot_index = 'mphf'            # 'hashed': membership-only Nine (hot rows indexed by hashing, with collisions)
 hot_collision = 1             # controlled collisions: N_hot hot keys into ceil(N_hot / c) rows
 gate_keys = 'shared'          # 'decoupled': W_K^hot and W_K^cold
@@ -154,12 +159,12 @@ def truncate_metrics(path, ckpt_iter):
 
 POSITIVE = ('eval_interval', 'log_interval', 'val_windows', 'eval_batch_size', 'batch_size', 'gradient_accumulation_steps',
             'block_size', 'n_layer', 'n_head', 'n_embd', 'engram_heads', 'engram_head_dim', 'table_size', 'hot_size',
-            'learning_rate')
+            'learning_rate', 'adapter_rank')
 NON_NEGATIVE = ('ckpt_interval', 'max_iters', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'weight_decay', 'grad_clip',
                 'label_smoothing', 'hot_weight_decay', 'wk_decay', 'wk_reset_interval', 'noise_emb', 'noise_qk',
-                'noise_logits', 'noise_mem', 'seed', 'engram_hash_seed', 'noise_seed')
-CHOICES = {'init_from': ('scratch', 'resume'), 'memory': ('none', 'hash', 'nine'), 'table_optimizer': ('adamw', 'rowwise'),
-           'device': None, 'dtype': ('auto', 'float32', 'bfloat16', 'float16')}
+                'noise_logits', 'noise_mem', 'seed', 'engram_hash_seed', 'noise_seed', 'adapter_pool')
+CHOICES = {'memory': ('none', 'hash', 'nine'), 'table_optimizer': ('adamw', 'rowwise'),
+           'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'adapter': ('none', 'lora', 'cslora')}
 
 def validate_config(cfg):
     """Every value in range and every combination able to train something, or ConfigError naming the key."""
@@ -170,8 +175,10 @@ def validate_config(cfg):
         if not cfg[k] >= 0:
             raise ConfigError(f"--{k} must be >= 0, got {cfg[k]!r}")
     for k, choices in CHOICES.items():
-        if choices and cfg[k] not in choices:
+        if cfg[k] not in choices:
             raise ConfigError(f"--{k} must be one of {choices}, got {cfg[k]!r}")
+    if cfg['init_from'] not in ('scratch', 'resume') and not cfg['init_from'].endswith('.pt'):
+        raise ConfigError(f"--init_from must be 'scratch', 'resume' or a checkpoint path (…/ckpt.pt), got {cfg['init_from']!r}")
     if not (cfg['device'] in ('auto', 'cpu', 'cuda') or cfg['device'].startswith('cuda:')):
         raise ConfigError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg['device']!r}")
     for k in ('dropout', 'hot_dropout', 'label_smoothing', 'noise_tail_frac'):
@@ -280,11 +287,18 @@ class Trainer:
         self.val_starts = self.data.val_starts(cfg['block_size'], cfg['val_windows'])
 
     def setup_model(self):
-        """The model (from scratch or the checkpoint), its optimizer, and the run's counters."""
+        """The model (from scratch, the run's checkpoint, or another run's to fine-tune), its optimizer,
+        and the run's counters."""
         cfg = self.cfg
         vocab = self.data.meta['tokens']['vocab_size']
+        base = self.fine_tune_base() if cfg['init_from'] not in ('scratch', 'resume') else None
         self.mcfg = model_config(cfg, -(-vocab // 64) * 64)
         index, self.signature = load_index(cfg['data_dir'], self.data.meta, self.mcfg)
+        if base is not None:
+            saved, current = dict(base['data_signature']), dict(self.signature)
+            if self.mcfg.memory != 'nine':      # Hash and baseline do not route by the hot tier: any data dir's will do
+                saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
+            check_signature(saved, current, f"checkpoint {cfg['init_from']}")
         self.iter_num, self.best_val_loss, self.wandb_id, ckpt = 0, 1e9, None, None
         if cfg['init_from'] == 'resume':
             ckpt = load_checkpoint(self.ckpt_path)
@@ -300,6 +314,13 @@ class Trainer:
         self.raw_model = build_model(self.mcfg, index, noise)
         if ckpt is not None:
             load_weights(self.raw_model, ckpt['model'], f"checkpoint {self.ckpt_path}")
+        if base is not None:                    # the base weights; with adapters, only the adapters train
+            load_weights(self.raw_model, cs_lora.base_state(base['model'], self.raw_model), f"checkpoint {cfg['init_from']}",
+                         allow_missing=cs_lora.adapter_names(self.raw_model))
+            if self.mcfg.adapter != 'none':
+                trainable = {id(p) for p in cs_lora.adapter_parameters(self.raw_model)}
+                for p in self.raw_model.parameters():
+                    p.requires_grad_(id(p) in trainable)
         self.raw_model.to(self.dev)
         self.optimizer = optim.configure_optimizers(self.raw_model, cfg['weight_decay'], cfg['learning_rate'],
                                                     (cfg['beta1'], cfg['beta2']), self.device_type, cfg['table_optimizer'])
@@ -316,6 +337,18 @@ class Trainer:
         if self.ddp:
             self.model = wrap_ddp(self.model, self.device_type)
         self.writer = CheckpointWriter()
+
+    def fine_tune_base(self):
+        """The checkpoint a fine-tune starts from; its model is this run's (the config's model keys follow it)."""
+        cfg = self.cfg
+        base = load_checkpoint(cfg['init_from'], hint="--init_from takes a checkpoint path, 'scratch' or 'resume'.")
+        keep = ('vocab_size', 'adapter', 'adapter_rank', 'adapter_pool')
+        changed = {k: v for k, v in base['model_args'].items() if k in cfg and k not in keep and cfg[k] != v}
+        for k, v in changed.items():
+            cfg[k] = tuple(v) if isinstance(cfg[k], tuple) else v
+        if changed and self.master:
+            print(f"fine-tuning {cfg['init_from']}: its model settings apply ({', '.join(sorted(changed))})")
+        return base
 
     def setup_logs(self):
         """The run dir (locked: one writer; config.json; metrics.jsonl cut back to the checkpoint on resume) and wandb."""

@@ -24,7 +24,7 @@ def batch(gen_data, split='train', starts=(0, 40)):
 
 def test_every_config_loads_and_validates(monkeypatch):
     monkeypatch.chdir(ROOT)                     # configs exec() their parents by relative path, as train.py is run
-    files = sorted(glob.glob('configs/*.py') + glob.glob('configs/study/*.py'))
+    files = sorted(glob.glob('configs/*.py') + glob.glob('configs/*/*.py'))
     assert len(files) >= 40
     for f in files:
         cfg = {k: getattr(train, k) for k in train.config_keys}

@@ -161,9 +161,9 @@ def test_collision_statistics_compute_on_the_models_device(gen_data):
 
 
 def distinct_configs():
-    """Every config in configs/ and configs/study/ at tiny size, one per distinct model + noise setting."""
+    """Every config in configs/ and its folders at tiny size, one per distinct model + noise setting."""
     seen = {}
-    for f in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) + glob.glob(os.path.join(ROOT, 'configs', 'study', '*.py'))):
+    for f in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) + glob.glob(os.path.join(ROOT, 'configs', '*', '*.py'))):
         cfg = {k: getattr(train, k) for k in train.config_keys}
         cwd = os.getcwd()
         os.chdir(ROOT)
@@ -171,7 +171,7 @@ def distinct_configs():
             apply_config(cfg, [f], train.config_keys)
         finally:
             os.chdir(cwd)
-        key = tuple((k, cfg[k]) for k in train.config_keys if k not in ('out_dir', 'data_dir', 'wandb_group', 'max_iters', 'lr_decay_iters'))
+        key = tuple((k, cfg[k]) for k in train.config_keys if k not in ('out_dir', 'data_dir', 'wandb_group', 'max_iters', 'lr_decay_iters', 'init_from'))
         seen.setdefault(key, (os.path.relpath(f, ROOT), cfg))
     return list(seen.values())
 

@@ -37,8 +37,7 @@ def test_counts_equal_bruteforce_counter(gen_data, monkeypatch):
     meta, canon, train, _ = canonical_stream(gen_data)
     pad = meta['canonical']['pad_id']
     tokens = np.fromfile(os.path.join(gen_data, 'train.bin'), dtype=meta['tokens']['dtype'])
-    monkeypatch.setattr(pf, 'CHUNK', 997)              # many chunks and merges
-    counts = pf.count_ngrams(tokens, canon, [2, 3], 3, merge_every=3000, progress=False)
+    counts = pf.count_numpy(tokens, canon, [2, 3], 3, progress=False, chunk=997)      # many chunks
     for o in (2, 3):
         expect = collections.Counter(brute_keys(train, o, pad))
         keys, cnt = counts[o]
@@ -60,7 +59,9 @@ def test_top_n_is_by_count_then_key():
         k = np.sort(rng.choice(1000, n, replace=False)).astype(np.int64)
         c = rng.integers(1, 4, n).astype(np.int64)
         for m in (1, 3, 10, 100):
-            assert pf.top_n(k, c, m)[0].tolist() == [int(key) for _, key in sorted(zip(-c, k))[:m]]
+            expect = [int(key) for _, key in sorted(zip(-c, k))[:m]]
+            assert pf.top_n(k, c, m)[0].tolist() == expect
+            assert pf.top_n(k, c, m, chunk=7)[0].tolist() == expect          # streamed in chunks, same result
 
 
 def test_hot_tier_is_the_top_n_and_mphf_is_a_bijection(gen_data):

@@ -211,7 +211,7 @@ def test_resume_with_a_new_split_and_an_allowed_change_goes_on(tmp_path, trained
     (["--memory='hash'", "--hot_index='hashed'"], "act on Nine's hot tier"),
     (['--engram_layers=()'], 'reads no memory'),
     (["--dtype='int8'"], '--dtype must be one of'),
-    (["--init_from='scratchh'"], '--init_from must be one of'),
+    (["--init_from='scratchh'"], "--init_from must be 'scratch', 'resume' or a checkpoint path"),
 ])
 def test_every_config_value_is_checked_before_anything_is_written(tmp_path, gen_data, over, message):
     cfg_path, cfg = micro_config(tmp_path, gen_data)

@@ -367,7 +367,8 @@ class Trainer:
         print(f"run {self.out_dir}: data {cfg['data_dir']} ({t['tokenizer']}, {t['n_train']:,} train tokens), "
               f"{self.dev} {cfg['dtype']}, {cfg['max_iters']} iters of {B * G} x {T} tokens "
               f"({G} micro-batch{'es' if G > 1 else ''} of {B}{f' over {self.world} processes' if self.ddp else ''})")
-        print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}")
+        print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | "
+              + (f"adapters {pc['adapter']:,} (the only ones trained) | " if pc['adapter'] else '') + f"total {pc['total']:,}")
         if cfg['wandb_log']:
             import wandb
             self.run = wandb.init(project=cfg['wandb_project'], group=cfg['wandb_group'] or None,

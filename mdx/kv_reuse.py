@@ -21,7 +21,7 @@ class PrefixKVCache:
 
     def __init__(self, model, modulus=16, seed=0):
         self.model, self.modulus, self.seed = model, modulus, seed
-        self.store = {}                              # tag -> (the tokens before the boundary, {layer: (k, v)})
+        self.store = {}                              # tag -> (the tokens before the boundary, {layer: (k, v) up to it})
 
     def boundaries(self, tokens):
         """Positions b (0 < b < len) where a chunk ends: the hash of tokens[b-3:b] is 0 mod modulus."""
@@ -62,8 +62,10 @@ class PrefixKVCache:
             kv.v = {l: v for l, (_, v) in hit[1].items()}
             kv.pos = reuse
         logits = self.model(idx[:, reuse:], prev=self.model.context(idx, reuse), kv=kv)[0]
-        for b, tag in zip(bounds, tags):
-            if b > reuse and tag not in self.store:
-                self.store[tag] = (tokens[:b].clone(), {l: (kv.k[l][:, :, :b].clone(), kv.v[l][:, :, :b].clone()) for l in kv.k})
+        new = [(b, tag) for b, tag in zip(bounds, tags) if b > reuse and tag not in self.store]
+        if new:                                      # one copy of this prompt's KV serves all its new boundaries
+            full = {l: (kv.k[l].clone(), kv.v[l].clone()) for l in kv.k}
+            for b, tag in new:
+                self.store[tag] = (tokens[:b].clone(), {l: (k[:, :, :b], v[:, :, :b]) for l, (k, v) in full.items()})
         return logits, kv, reuse
 

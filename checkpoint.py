@@ -21,7 +21,6 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 import variants
 from configurator import ConfigError
 from data import DataError, HotTier, atomic_write, load_canonical, load_counts, load_meta, tokenizer_signature
-from engram import NgramIndex
 from model import GPT, GPTConfig
 
 CKPT_VERSION = 2        # 2: a 'checksum' of the content
@@ -33,7 +32,8 @@ def load_index(data_dir, meta, mcfg):
     orders = tuple(mcfg.ngram_orders)
     tiers = {o: HotTier(data_dir, meta, mcfg.hot_size, o) for o in orders}
     counts = {o: load_counts(data_dir, meta, o) for o in orders} if variants.needs_counts(mcfg) else None
-    index = NgramIndex(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders, counts)
+    index = variants.index_class(mcfg)(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()},
+                                       orders, counts)
     return index, data_signature(meta, {str(o): t.sha256 for o, t in tiers.items()})
 
 def build_model(mcfg, index, noise=None):

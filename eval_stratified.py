@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from checkpoint import build_model, load_index, load_model, load_weights, lock_holder, read_checkpoint
 from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json
+from databaseline import data_baseline
 from metrics import evaluate, flip
 from model import GPTConfig, autocast_context
 
@@ -96,6 +97,35 @@ def collision_stats(memory, index, data_dir, meta):
                         'positions_colliding_all_heads_expected': total / n_train * p_one ** K})
     return out
 
+@torch.no_grad()
+def fingerprint_analysis(data_dir, meta, hot_size, bits=(8, 16), chunk=1 << 22):
+    """Algorithm 1 as written (variants.FingerprintIndex) against the exact check, over every train and val
+    position: the share of non-member queries that pass the b-bit fingerprint (expected 2^-b) per order,
+    and the any-order hot coverage with and without those false positives."""
+    from engram import NgramIndex
+    rows = []
+    data = None
+    for b in bits:
+        index, _ = load_index(data_dir, meta, GPTConfig(memory='nine', hot_size=hot_size, hot_fingerprint_bits=b))
+        data = data or TokenData(data_dir, index.max_order - 1)
+        for split in ('train', 'val'):
+            stream = np.concatenate([data.prefix[split], np.asarray(data.splits[split], np.int64)])
+            n_prev, sums = index.max_order - 1, {}
+            for s in range(0, len(stream) - n_prev, chunk):
+                toks = torch.from_numpy(stream[s:s + chunk + n_prev])[None]
+                keys = index(toks, n_prev, hot=False).keys
+                hot_exact = hot_fp = None
+                for o in index.orders:
+                    exact, fp = NgramIndex.hot_slots(index, keys[o], o) >= 0, index.hot_slots(keys[o], o) >= 0
+                    sums[o] = sums.get(o, 0) + np.array([int((~exact).sum()), int((fp & ~exact).sum())])
+                    hot_exact = exact if hot_exact is None else hot_exact | exact
+                    hot_fp = fp if hot_fp is None else hot_fp | fp
+                sums['any'] = sums.get('any', 0) + np.array([hot_exact.numel(), int(hot_exact.sum()), int(hot_fp.sum())])
+            rows.append({'bits': b, 'split': split, 'expected_fp_rate': 2.0 ** -b,
+                         **{f'fp_rate_o{o}': sums[o][1] / max(1, sums[o][0]) for o in index.orders},
+                         'hot_coverage_exact': sums['any'][1] / sums['any'][0], 'hot_coverage_fp': sums['any'][2] / sums['any'][0]})
+    return rows
+
 def evaluate_checkpoint(ckpt_path, data_dir=None, val_windows=None, hot_size=None, device='cpu'):
     """The checkpoint's stratified metrics on its validation windows, in the precision it was trained
     in (so they equal the train-time eval of the same iter), plus collision statistics."""
@@ -114,6 +144,7 @@ def evaluate_checkpoint(ckpt_path, data_dir=None, val_windows=None, hot_size=Non
               'coverage_prepare': meta['coverage']['val'].get(str(model.config.hot_size))}
     if model.memory is not None:
         report['collisions'] = collision_stats(model.memory, model.index, data_dir, meta)
+    report['data_baseline'] = data_baseline(data, model.index, starts, T, meta['tokens']['vocab_size'])
     return report
 
 # -----------------------------------------------------------------------------
@@ -130,7 +161,7 @@ def key_stability(run_dir, data_dir=None, val_windows=None):
     save_snapshots=True), hot vs cold positions, per Engram layer; and, at the later snapshot, the
     correlation across positions of alpha with key stability and of alpha with loss. The keys are
     the gates' own (EngramGate.key on the memory vector each layer reads in the model's forward)."""
-    snaps = sorted(glob.glob(os.path.join(run_dir, 'snapshots', 'iter_*.pt')))
+    snaps = snapshot_paths(run_dir)
     if len(snaps) < 2:
         raise DataError(f"{run_dir}/snapshots has {len(snaps)} snapshot(s); key stability needs two or more. "
                         f"Train with --save_snapshots=True.")
@@ -166,7 +197,63 @@ def key_stability(run_dir, data_dir=None, val_windows=None):
                                           'corr_alpha_loss': pearson(a.flatten(), cur['loss'].flatten())}
             pairs.append(row)
         prev = cur
-    return {'run': os.path.basename(run_dir.rstrip('/')), 'pairs': pairs}
+    return {'run': os.path.basename(run_dir.rstrip('/')), 'pairs': pairs, 'trajectories': ngram_trajectories(run_dir, data_dir)}
+
+def snapshot_paths(run_dir):
+    return sorted(glob.glob(os.path.join(run_dir, 'snapshots', 'iter_*.pt')))
+
+@torch.no_grad()
+def ngram_trajectories(run_dir, data_dir=None):
+    """Trajectories of sample n-grams' memory rows across a run's weight snapshots (see trajectory_sample)."""
+    snaps = snapshot_paths(run_dir)
+    vectors, sample = [], None
+    for path in snaps:
+        snap = read_checkpoint(path)
+        if sample is None:
+            mcfg = GPTConfig(**snap['model_args'])
+            data_dir = data_dir or snap['config']['data_dir']
+            meta = load_meta(data_dir)
+            sample = trajectory_sample(build_model(mcfg, load_index(data_dir, meta, mcfg)[0]),
+                                       load_counts(data_dir, meta, min(mcfg.ngram_orders)))
+        table = snap['model']['memory.table.weight']
+        vectors.append((snap['iter_num'], {g: table[rows].flatten(1) for g, rows in sample.items()}))
+    return trajectories(vectors)
+
+def trajectory_sample(model, counts, n=200):
+    """The table rows of sample n-grams of the lowest order (their memory sub-vector: K rows), by group:
+    hot (the most frequent, Nine: their hot row), cold (seen at least twice, never hot) with rows of their
+    own in every head, and cold colliding in every head with another training n-gram. Fixed for all snapshots."""
+    keys, cnt = (torch.from_numpy(a) for a in counts)
+    o, mem = min(model.memory.orders), model.memory
+    slots = model.index.hot_slots(keys, o)
+    rows = mem.order_rows(keys, slots, 0, o)                                   # (n_keys, K)
+    occ = torch.stack([torch.bincount(rows[:, k], minlength=mem.rows_per_set)[rows[:, k]] for k in range(mem.K)], 1)
+    cold = (slots < 0) & (cnt >= 2)
+    groups = {'hot': slots >= 0, 'cold_own_rows': cold & (occ == 1).all(1), 'cold_colliding': cold & (occ >= 2).all(1)}
+    out = {}
+    for g, mask in groups.items():
+        idx = torch.nonzero(mask).flatten()
+        idx = idx[torch.argsort(cnt[idx], descending=True, stable=True)[:n]]   # the most frequent of the group
+        if len(idx):
+            out[g] = rows[idx]
+    return out
+
+def trajectories(vectors):
+    """Per group and snapshot: mean row-vector norm, mean drift from the previous snapshot, mean cosine to
+    the final vector (§7.2 (3): how hot, cold and colliding rows move during training)."""
+    final = vectors[-1][1]
+    out = {}
+    for g in final:
+        rows, prev = [], None
+        for it, v in vectors:
+            cur = v[g].float()
+            rows.append({'iter': it, 'norm': float(cur.norm(dim=1).mean()),
+                         'drift': float((cur - prev).norm(dim=1).mean()) if prev is not None else None,
+                         'cos_to_final': float(torch.nn.functional.cosine_similarity(cur, final[g].float(), dim=1).mean()),
+                         'n': len(cur)})
+            prev = cur
+        out[g] = rows
+    return out
 
 def gate_keys(model, x, y, prev):
     """One diagnostic forward: the unit-norm key k_t of every Engram layer (captured from the gate as
@@ -186,9 +273,14 @@ def md_key_stability(ks):
     rows = [[f"{p['iter_from']}→{p['iter_to']}", l, fmt(v['cos_hot']), fmt(v['cos_cold']),
              fmt(v['corr_alpha_stability'], '+.3f'), fmt(v['corr_alpha_loss'], '+.3f')]
             for p in ks['pairs'] for l, v in p['layers'].items()]
+    traj = [[g, r['iter'], r['n'], fmt(r['norm'], '.4f'), fmt(r['drift'], '.4f'), fmt(r['cos_to_final'], '.3f')]
+            for g, rs in ks['trajectories'].items() for r in rs]
     return (f"# Key stability: {ks['run']}\n\ncos(k_t before, k_t after) of W_K e_t for the same validation positions "
             f"between adjacent snapshots; correlations across positions at the later snapshot.\n\n" +
-            md_table(['snapshots', 'layer', 'cos hot', 'cos cold', 'corr(α, stability)', 'corr(α, loss)'], rows))
+            md_table(['snapshots', 'layer', 'cos hot', 'cos cold', 'corr(α, stability)', 'corr(α, loss)'], rows) +
+            "\n## N-gram embedding trajectories (§7.2 (3))\n\nThe memory rows of sample n-grams of the lowest order: "
+            "hot, cold with rows of their own, cold colliding in every head; mean over the group.\n\n" +
+            md_table(['group', 'iter', 'n-grams', 'row norm', 'drift since previous', 'cos to final'], traj))
 
 def figure_key_stability(ks, out_dir):
     plt = pyplot()
@@ -201,7 +293,20 @@ def figure_key_stability(ks, out_dir):
         ax.plot(it, [p['layers'][l]['cos_cold'] for p in ks['pairs']], color=col, ls='--', marker='x', label=f'{l} cold')
     ax.set(xlabel='iter (later snapshot)', ylabel='cos(k before, k after)', title='Key stability between snapshots')
     ax.legend(fontsize=7)
-    return [save_fig(fig, out_dir, 'key_stability.png')]
+    return [save_fig(fig, out_dir, 'key_stability.png')] + figure_trajectories(ks['trajectories'], ks['run'], out_dir)
+
+def figure_trajectories(traj, run, out_dir):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for gi, (g, rs) in enumerate(traj.items()):
+        it = [r['iter'] for r in rs]
+        for ax, key in zip(axes, ('norm', 'drift', 'cos_to_final')):
+            ax.plot(it, [r[key] if r[key] is not None else float('nan') for r in rs], marker='.', color=plt.cm.tab10(gi), label=g)
+    for ax, t in zip(axes, ('row norm', 'drift since previous snapshot', 'cos to the final row')):
+        ax.set(xlabel='iter', title=t)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f'N-gram memory rows over training: {run}', fontsize=9)
+    return [save_fig(fig, out_dir, 'ngram_trajectories.png')]
 
 # -----------------------------------------------------------------------------
 # runs and the study
@@ -241,11 +346,37 @@ def load_run(run_dir):
                                          'val_loss', 'val_loss_hot', 'val_loss_cold')} for r in evals]
     data = f"{os.path.basename(cfg['data_dir'].rstrip('/'))} ({cfg.get('data_signature', {}).get('tokenizer', '?')})"
     return {'run': os.path.basename(run_dir.rstrip('/')), 'config': config_name(cfg), 'seed': cfg['seed'], 'data': data,
+            'data_dir': cfg['data_dir'], 'block_size': cfg['block_size'], 'snapshots': len(snapshot_paths(run_dir)),
+            'run_dir': run_dir,
             'val_windows': evals[-1]['n_positions'] // cfg['block_size'],
             'memory': cfg['memory'], 'hot_size': cfg['hot_size'], 'table_size': cfg['table_size'],
             'final': evals[-1], 'flip': flip(series), 'evolution': evolution,
             'tok_per_s': summary.get('tok_per_s_median'), 'params': summary.get('params', {}).get('total'),
             'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else []}
+
+def data_sections(runs):
+    """The study's data-side sections, per data dir / N_hot / validation set of its runs: the KN data
+    baseline (item 2), Algorithm 1's fingerprint false positives (item 1); and the n-gram trajectories of
+    every run that kept weight snapshots (item 6)."""
+    out = {'baseline': [], 'fingerprints': [], 'trajectories': {}}
+    seen = set()
+    for r in runs:
+        key = (r['data_dir'], r['hot_size'], r['val_windows'], r['block_size'])
+        if key not in seen:
+            seen.add(key)
+            meta = load_meta(r['data_dir'])
+            index, _ = load_index(r['data_dir'], meta, GPTConfig(memory='nine', hot_size=r['hot_size']))
+            data = TokenData(r['data_dir'], index.max_order - 1)
+            starts = data.val_starts(r['block_size'], r['val_windows'])
+            deltas = [q['final']['hot_cold_delta'] for q in runs if (q['data_dir'], q['hot_size']) == key[:2]]
+            out['baseline'].append({'data': r['data'], 'hot_size': r['hot_size'], 'val_windows': len(starts),
+                                    'model_hot_cold_delta_mean': float(np.mean(deltas)), 'runs': len(deltas),
+                                    **data_baseline(data, index, starts, r['block_size'], meta['tokens']['vocab_size'])})
+            out['fingerprints'] += [{'data': r['data'], 'hot_size': r['hot_size'], **f}
+                                    for f in fingerprint_analysis(r['data_dir'], meta, r['hot_size'])]
+        if r['snapshots'] >= 2:
+            out['trajectories'][r['run']] = ngram_trajectories(r['run_dir'])
+    return out
 
 def mean_std(xs):
     xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
@@ -320,6 +451,12 @@ def md_checkpoint(rep):
         for l in layers:
             out.append(f'\n### α buckets, layer {l}\n')
             out.append(md_buckets(m[f'alpha_buckets_L{l}']))
+    if rep.get('data_baseline'):
+        b = rep['data_baseline']
+        out.append(f"\n## The data's own hot/cold gap (Kneser-Ney trigram baseline; the model's hot − cold: "
+                   f"{fmt(m['hot_cold_delta'], '+.4f')})\n")
+        out.append(md_data_baseline([{**b, 'data': os.path.basename(rep['data_dir'].rstrip('/')), 'hot_size': rep['hot_size'],
+                                      'val_windows': rep['val_windows'], 'model_hot_cold_delta_mean': m['hot_cold_delta']}]))
     if rep.get('collisions'):
         out.append('\n## Collision statistics (training n-grams; expectation under uniform hashing)\n')
         out.append(md_table(['order', 'head', 'table', 'keys', 'slots used (exp.)', 'keys/used slot (exp.)',
@@ -330,6 +467,36 @@ def md_checkpoint(rep):
                               f"{fmt(c['positions_colliding_all_heads'], '.2%')} ({fmt(c['positions_colliding_all_heads_expected'], '.2%')})"]
                              for c in rep['collisions']]))
     return '\n'.join(out)
+
+def md_data_baseline(rows):
+    return md_table(['data', 'N_hot', 'val windows', 'KN loss', 'KN hot', 'KN cold', 'KN hot − cold', 'model hot − cold (runs)',
+                     'next-token entropy hot', 'cold', 'hot − cold', 'contexts seen hot / cold'],
+                    [[b['data'], f"{b['hot_size']:,}", b['val_windows'], fmt(b['kn_loss']), fmt(b['kn_loss_hot']), fmt(b['kn_loss_cold']),
+                      fmt(b['kn_hot_cold_delta'], '+.4f'), f"{fmt(b.get('model_hot_cold_delta_mean'), '+.4f')} ({b.get('runs', 1)})",
+                      fmt(b['entropy_hot']), fmt(b['entropy_cold']), fmt(b['entropy_hot_cold_delta'], '+.4f'),
+                      f"{b['context_seen_share_hot']:.1%} / {b['context_seen_share_cold']:.1%}"] for b in rows])
+
+def md_data_side(d):
+    out = ['\n## How much of hot_cold_delta is the data? (item 2)\n\nAn interpolated Kneser-Ney trigram LM counted on the '
+           'train split (no memory, no training dynamics) scored on the same validation positions, split by the same '
+           'is_hot labels; and the plug-in entropy of the next token after each position\'s 2-token context in the train '
+           'counts (biased low for rarely seen contexts, which are mostly cold). A positive KN hot − cold means frequent '
+           'contexts are harder to continue in the data itself.\n\n', md_data_baseline(d['baseline'])]
+    if d['fingerprints']:
+        orders = sorted({k[len('fp_rate_o'):] for f in d['fingerprints'] for k in f if k.startswith('fp_rate_o')})
+        out += ['\n## Algorithm 1 as written: b-bit fingerprint membership (item 1)\n\nShare of non-member queries that '
+                'pass the fingerprint check (so are routed hot: false positives), beside 2^-b, and the hot coverage '
+                '(any order) with them. Runs with `hot_fingerprint_bits` appear in Table 3 for their loss.\n\n',
+                md_table(['data', 'N_hot', 'b', 'split'] + [f'FP rate o{o}' for o in orders] + ['expected 2^-b', 'hot coverage exact', 'with FP'],
+                         [[f['data'], f"{f['hot_size']:,}", f['bits'], f['split']] + [f"{f[f'fp_rate_o{o}']:.2e}" for o in orders] +
+                          [f"{f['expected_fp_rate']:.2e}", fmt(f['hot_coverage_exact'], '.2%'), fmt(f['hot_coverage_fp'], '.2%')]
+                          for f in d['fingerprints']])]
+    for run, traj in d['trajectories'].items():
+        out += [f'\n## N-gram embedding trajectories (item 6): {run}\n\n',
+                md_table(['group', 'iter', 'n-grams', 'row norm', 'drift since previous', 'cos to final'],
+                         [[g, r['iter'], r['n'], fmt(r['norm'], '.4f'), fmt(r['drift'], '.4f'), fmt(r['cos_to_final'], '.3f')]
+                          for g, rs in traj.items() for r in rs])]
+    return out
 
 def md_study(s):
     ref = paper()
@@ -367,6 +534,7 @@ def md_study(s):
                             [[n, t['n_hot'], fmt(t['hot_coverage'], '.1%'), fmt(ref['table5'].get(n, {}).get('hot_coverage'), '.0%'),
                               ', '.join(fmt(i) for i in t['flip_iters']), fmt(ref['table5'].get(n, {}).get('flip_iter'))]
                              for n, t in s['table5'].items()]))
+    out += md_data_side(s['data_side'])
     out.append('\n## Table 6: α_hot / α_cold evolution\n')
     for run, rows in s['table6'].items():
         out.append(f'\n### {run}\n')
@@ -440,6 +608,9 @@ def figures(runs, s, out_dir):
         ax.set(ylabel='Δα = α_hot − α_cold', title='Per-layer gate preference (Fig. 4); hatched: prefers cold')
         ax.legend(fontsize=7)
         paths.append(save_fig(fig, out_dir, 'fig4_delta_alpha_layers.png'))
+
+    for run, traj in list(s.get('data_side', {}).get('trajectories', {}).items())[:1]:
+        paths += figure_trajectories(traj, run, out_dir)
 
     if any(r['evolution'][0].get('alpha_hot') is not None for r in runs):
         fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -524,7 +695,7 @@ def main(argv=None):
             if not runs:
                 raise DataError(f"no run under --runs '{a.runs}' can be reported:\n  " + '\n  '.join(f"{d}: {e}" for d, e in skipped.items()))
             out = a.report or 'reports/study'
-            rep = {'runs': runs, 'skipped': skipped, **study(runs)}
+            rep = {'runs': runs, 'skipped': skipped, **study(runs), 'data_side': data_sections(runs)}
             md = md_study(rep)
             images = figures(runs, rep, out)
         md += '\n## Figures\n\n' + '\n\n'.join(f"![{os.path.basename(i)[:-4]}]({os.path.basename(i)})" for i in images) + '\n'

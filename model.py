@@ -71,6 +71,12 @@ class GPTConfig:
     gate_inputs: tuple = ()       # any of 'is_hot', 'log_freq', 'collision'
     hot_layers: tuple = ()        # Engram layers that use the hot tier (Nine); () = all of them
     hot_dropout: float = 0.0      # dropout of whole hot rows (Nine)
+    hot_fingerprint_bits: int = 0 # 0: exact membership (stored key); b: Algorithm 1's b-bit fingerprint check
+    hot_collision_mode: str = 'random'  # how hot_collision shares rows: 'random' (MPHF slot) | 'semantic' (next-token counts)
+    gate_credit: float = 0.0      # weight of the gate credit loss: alpha where the memory read does not help (§7.2 (4))
+    hot_teacher: float = 0.0      # weight of the hot-teacher loss: cold rows of hot n-grams pulled to their hot read
+    hot_ramp_iters: int = 0       # phased hot tier: hot reads blend in from their cold read over these iters (training)
+    hot_reg_ramp_iters: int = 0   # hot_dropout and hot_weight_decay ramp from 0 over these iters
     # adapters for fine-tuning (mdx/cs_lora.py): 'none' | 'lora' | 'cslora' (Count-Sketch LoRA)
     adapter: str = 'none'
     adapter_rank: int = 8
@@ -99,16 +105,22 @@ class GPTConfig:
             bad = [l for l in self.hot_layers if l not in self.engram_layers]
             assert not bad, f"hot_layers {bad} are not Engram layers {list(self.engram_layers)}"
             assert 0 <= self.hot_dropout < 1, f"hot_dropout must be in [0, 1), got {self.hot_dropout}"
+            assert 0 <= self.hot_fingerprint_bits <= 32, f"hot_fingerprint_bits must be in 0..32, got {self.hot_fingerprint_bits}"
+            assert self.hot_collision_mode in ('random', 'semantic'), f"hot_collision_mode must be 'random' or 'semantic'"
+            assert self.hot_collision_mode == 'random' or 3 in self.ngram_orders, \
+                "hot_collision_mode='semantic' reads next-token counts from the trigram counts: ngram_orders must include 3"
+            for k in ('gate_credit', 'hot_teacher', 'hot_ramp_iters', 'hot_reg_ramp_iters'):
+                assert getattr(self, k) >= 0, f"{k} must be >= 0, got {getattr(self, k)}"
 
 
 class ForwardPass:
     """What the parts of one forward pass share: the token ids, the n-gram route (engram.Route), the
-    bound MD-mix noise (the identity when off), the KV cache when sampling (None in training), the alphas
-    of the Engram layers, and values computed once on first use and reused by every layer (memory rows,
-    gate features)."""
+    bound MD-mix noise (the identity when off), the KV cache when sampling (None in training), the train
+    step (an int or a 0-d tensor), the alphas of the Engram layers, and values computed once on first use
+    and reused by every layer (memory rows and vectors, gate features)."""
 
-    def __init__(self, model, idx, route, noise, kv=None):
-        self.model, self.idx, self.route, self.noise, self.kv = model, idx, route, noise, kv
+    def __init__(self, model, idx, route, noise, kv=None, step=0):
+        self.model, self.idx, self.route, self.noise, self.kv, self.step = model, idx, route, noise, kv, step
         self.alphas, self.computed = [], {}
 
     def once(self, key, fn):
@@ -220,6 +232,7 @@ class GPT(nn.Module):
         self.engram_layers = tuple(config.engram_layers) if self.memory is not None else ()
         self.needs_hot = variants.needs_hot(config, noise)
         self.regularizers = variants.memory_regularizers(config, noise)     # training only
+        self.aux_losses = variants.aux_losses(config)                       # training only
         gate = variants.gate_class(config)
         lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer = nn.ModuleDict(dict(
@@ -267,24 +280,37 @@ class GPT(nn.Module):
         pos = kv.pos if kv is not None else 0
         assert pos + T <= self.config.block_size, f"sequence of {pos + T} tokens > block_size {self.config.block_size}"
         noise = self.noise.bind(idx, step) if self.noise is not None and self.training else NO_NOISE
-        fwd = ForwardPass(self, idx, self.route(idx, prev, diag), noise, kv)
-        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
-        x = self.transformer.drop(fwd.noise('emb', x))
-        fwd.memory = {l: self.memory_vector(fwd, l) for l in self.engram_layers}
-        for block in self.transformer.h:
-            x = block(x, fwd)
-        x = self.transformer.ln_f(x)
+        fwd = ForwardPass(self, idx, self.route(idx, prev, diag), noise, kv, step)
+        x = self.hidden(fwd)
         if kv is not None:
             kv.pos += T
 
         if targets is None:   # inference: only the last position's logits
             return self.lm_head(x[:, [-1], :]), None, {}
+        logits, losses = self.token_losses(x, targets, fwd)
+        loss = losses.mean()
+        for aux in (self.aux_losses if self.training else ()):
+            loss = loss + aux(fwd, losses.detach(), targets)
+        info = {} if not diag else {'loss': losses.view(B, T).detach(), 'is_hot': fwd.route.is_hot_order,
+                                    'alpha': torch.stack(fwd.alphas).detach() if fwd.alphas else None}
+        return logits, loss, info
+
+    def hidden(self, fwd):
+        """Embeddings, the Engram layers' memory vectors, the blocks and the final norm: (B, T, C)."""
+        T, pos = fwd.idx.shape[1], fwd.kv.pos if fwd.kv is not None else 0
+        x = self.transformer.wte(fwd.idx) + self.transformer.wpe(torch.arange(pos, pos + T, device=fwd.idx.device))
+        x = self.transformer.drop(fwd.noise('emb', x))
+        fwd.memory = {l: self.memory_vector(fwd, l) for l in self.engram_layers}
+        for block in self.transformer.h:
+            x = block(x, fwd)
+        return self.transformer.ln_f(x)
+
+    def token_losses(self, x, targets, fwd):
+        """Logits and the per-position cross-entropy (flattened) of hidden states x."""
         logits = fwd.noise('logits', self.lm_head(x))
         losses = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction='none',
                                  label_smoothing=self.config.label_smoothing if self.training else 0.0)
-        info = {} if not diag else {'loss': losses.view(B, T).detach(), 'is_hot': fwd.route.is_hot_order,
-                                    'alpha': torch.stack(fwd.alphas).detach() if fwd.alphas else None}
-        return logits, losses.mean(), info
+        return logits, losses
 
     def route(self, idx, prev, diag):
         """The n-gram route of the batch (keys; hot slots where the model or the diagnostics need them),
@@ -302,7 +328,7 @@ class GPT(nn.Module):
         def read():
             e = self.memory(fwd.rows(use_hot), table_set)
             for regularize in (self.regularizers if self.training else ()):
-                e = regularize(e, fwd)
+                e = regularize(e, fwd, use_hot, table_set)
             return e
         return fwd.once(('e', use_hot, table_set), read)
 

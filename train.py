@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import optim
+import variants
 from mdx import cs_lora
 from checkpoint import (CKPT_VERSION, CheckpointWriter, RunLock, build_model, check_signature, load_checkpoint, load_index,
                         load_weights, nonfinite)
@@ -76,7 +77,8 @@ engram_head_dim = 64          # d per head: memory vector = orders x K x d
 table_size = 400_000          # slots per hashed head (Hash) / per cold head (Nine)
 hot_size = 100_000            # N_hot: Nine's hot n-grams per order; every model's is_hot label
 engram_hash = 'mulxor'        # hash family of the heads: 'mulxor' (multiply-xor + fmix64) | 'mdmix' (MD5 steps)
-engram_hash_seed = 0          # seed of the hash multipliers / salts
+engram_hash_seed = 0          # seed of the hash multipliers / salts (the same for every seed: see hash_seed_from_seed)
+hash_seed_from_seed = False   # True: engram_hash_seed = seed, so each seed also draws its own collision pattern
 label_smoothing = 0.0         # cross-entropy label smoothing in training (MD-mix ablation)
 # the paper's variants (variants.py; §6.3, §7.2, the DeepSeek demo): all off by default = the paper's model
 engram_shared_tables = True   # False: each Engram layer has its own tables (3x the table parameters)
@@ -92,6 +94,12 @@ gate_keys = 'shared'          # 'decoupled': W_K^hot and W_K^cold
 gate_inputs = ()              # any of 'is_hot', 'log_freq', 'collision'
 hot_layers = ()               # Engram layers that read the hot tier; () = all
 hot_dropout = 0.0             # dropout of whole hot rows
+hot_fingerprint_bits = 0      # 0: exact membership; 8/16: Algorithm 1's b-bit fingerprint (non-members may pass)
+hot_collision_mode = 'random' # with hot_collision > 1: 'random' (by MPHF slot) | 'semantic' (by likely next tokens)
+gate_credit = 0.0             # weight of the gate credit loss (alpha where the memory does not lower the loss)
+hot_teacher = 0.0             # weight of the loss pulling hot n-grams' cold rows to their hot read
+hot_ramp_iters = 0            # phased hot tier: hot reads blend in from the cold read over these iters
+hot_reg_ramp_iters = 0        # hot_dropout / hot_weight_decay grow linearly from 0 over these iters
 hot_weight_decay = 0.0        # extra decoupled weight decay on hot rows (per step: w -= lr * this * w)
 wk_decay = 0.0                # W_K forgetting: w_k *= 1 - wk_decay after every step
 wk_reset_interval = 0         # re-initialize W_K every this many iters (0 = never)
@@ -141,6 +149,8 @@ def model_config(cfg, vocab_size):
     keys = GPTConfig.__dataclass_fields__
     args = {k: cfg[k] for k in keys if k in cfg}
     args['vocab_size'] = vocab_size
+    if cfg.get('hash_seed_from_seed'):
+        args['engram_hash_seed'] = cfg['seed']
     return GPTConfig(**args)
 
 def keep_on_resume(row, ckpt_iter):
@@ -162,8 +172,9 @@ POSITIVE = ('eval_interval', 'log_interval', 'val_windows', 'eval_batch_size', '
             'learning_rate', 'adapter_rank')
 NON_NEGATIVE = ('ckpt_interval', 'max_iters', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'weight_decay', 'grad_clip',
                 'label_smoothing', 'hot_weight_decay', 'wk_decay', 'wk_reset_interval', 'noise_emb', 'noise_qk',
-                'noise_logits', 'noise_mem', 'seed', 'engram_hash_seed', 'noise_seed', 'adapter_pool')
-CHOICES = {'memory': ('none', 'hash', 'nine'), 'table_optimizer': ('adamw', 'rowwise'),
+                'noise_logits', 'noise_mem', 'seed', 'engram_hash_seed', 'noise_seed', 'adapter_pool', 'gate_credit',
+                'hot_teacher', 'hot_ramp_iters', 'hot_reg_ramp_iters')
+CHOICES = {'memory': ('none', 'hash', 'nine'), 'table_optimizer': ('adamw', 'rowwise'), 'hot_collision_mode': ('random', 'semantic'),
            'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'adapter': ('none', 'lora', 'cslora')}
 
 def validate_config(cfg):
@@ -193,7 +204,7 @@ def validate_config(cfg):
     if cfg['min_lr'] > cfg['learning_rate']:
         raise ConfigError(f"--min_lr {cfg['min_lr']} > --learning_rate {cfg['learning_rate']}")
     if cfg['memory'] == 'none':
-        reads_memory = [k for k in ('hot_dropout', 'hot_weight_decay', 'wk_decay', 'noise_mem') if cfg[k]]
+        reads_memory = [k for k in ('hot_dropout', 'hot_weight_decay', 'wk_decay', 'noise_mem', 'gate_credit') if cfg[k]]
         reads_memory += [k for k in ('gate_inputs', 'hot_layers') if cfg[k]]
         reads_memory += [k for k, d in (('gate_keys', 'shared'), ('hot_index', 'mphf'), ('engram_gate', 'sigmoid')) if cfg[k] != d]
         if reads_memory:
@@ -202,10 +213,15 @@ def validate_config(cfg):
     elif not cfg['engram_layers']:
         raise ConfigError(f"memory={cfg['memory']!r} with --engram_layers=() reads no memory; name the Engram blocks")
     if cfg['memory'] != 'nine':
-        nine_only = [k for k in ('hot_dropout', 'hot_weight_decay', 'hot_layers') if cfg[k]]
-        nine_only += [k for k, d in (('hot_index', 'mphf'), ('hot_collision', 1)) if cfg[k] != d]
+        nine_only = [k for k in ('hot_dropout', 'hot_weight_decay', 'hot_layers', 'hot_fingerprint_bits', 'hot_teacher',
+                                 'hot_ramp_iters', 'hot_reg_ramp_iters') if cfg[k]]
+        nine_only += [k for k, d in (('hot_index', 'mphf'), ('hot_collision', 1), ('hot_collision_mode', 'random')) if cfg[k] != d]
         if cfg['memory'] == 'hash' and nine_only:
             raise ConfigError(f"{', '.join('--' + k for k in nine_only)} act on Nine's hot tier; Hash has none (--memory='nine')")
+    if cfg['hot_reg_ramp_iters'] and not (cfg['hot_dropout'] or cfg['hot_weight_decay']):
+        raise ConfigError("--hot_reg_ramp_iters ramps --hot_dropout / --hot_weight_decay; set one of them")
+    if cfg['hot_collision_mode'] != 'random' and cfg['hot_collision'] == 1:
+        raise ConfigError(f"--hot_collision_mode={cfg['hot_collision_mode']!r} chooses which hot keys share rows; set --hot_collision > 1")
     if cfg['noise_mem_scope'] != 'all' and cfg['memory'] != 'nine' and cfg['noise_mem']:
         raise ConfigError(f"--noise_mem_scope={cfg['noise_mem_scope']!r} needs Nine's hot/cold rows (--memory='nine')")
 
@@ -516,7 +532,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if cfg['wk_decay'] or cfg['wk_reset_interval'] or cfg['hot_weight_decay']:
-            optim.gate_maintenance(self.raw_model, it, lr, cfg['wk_decay'], cfg['wk_reset_interval'], cfg['hot_weight_decay'])
+            optim.gate_maintenance(self.raw_model, it, lr, cfg['wk_decay'], cfg['wk_reset_interval'],
+                                   cfg['hot_weight_decay'] * variants.ramp(it, cfg['hot_reg_ramp_iters']))
 
     def train(self):
         cfg = self.cfg

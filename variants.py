@@ -11,12 +11,19 @@ engram.py is the paper's model; each class here shows only what its variant chan
   hot_dropout=p              hot_row_dropout   dropout of whole hot rows, training only (§7.2)
   engram_shared_tables=False, hot_layers       the table layout (EngramMemory.reads)
   wk_decay, wk_reset_interval, hot_weight_decay  after each optimizer step: optim.py
+  hot_fingerprint_bits=b     FingerprintIndex  Algorithm 1 as written: membership by a b-bit fingerprint
+  hot_collision_mode='semantic'  SemanticHotRows  hot keys share rows with keys of the same likely next tokens
+  hot_ramp_iters=R           hot_phase_in      hot reads blend in from the cold read over R iters (training)
+  hot_reg_ramp_iters=R       ramp              hot_dropout / hot_weight_decay grow from 0 over R iters
+  gate_credit=w              gate_credit_loss  penalizes alpha where the memory read does not lower the loss
+  hot_teacher=w              hot_teacher_loss  hot reads teach the cold rows of the same n-grams
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engram import EngramGate, EngramMemory
+import mdmix
+from engram import ID_BITS, EngramGate, EngramMemory, NgramIndex
 
 GATE_INPUTS = ('is_hot', 'log_freq', 'collision')
 
@@ -115,9 +122,57 @@ class CollidingHotRows:
         return (slots % self.hot_rows).unsqueeze(-1)
 
 
+class SemanticHotRows(CollidingHotRows):
+    """Semantically controlled collisions (§6.2 soft clustering): the hot keys that share a row are the ones
+    whose most likely next tokens agree. Each order's slot -> row map (`semantic_rows_o{n}`) is built from
+    the training counts by semantic_rows (variants.finish); the rate of sharing is hot_collision's."""
+
+    def hot_row(self, keys, slots, oi, order):
+        return getattr(self, f'semantic_rows_o{order}')[slots.clamp(min=0)].unsqueeze(-1)
+
+
 def memory_class(config):
-    parts = [p for p, on in ((HashedHotRows, config.hot_index == 'hashed'), (CollidingHotRows, config.hot_collision > 1)) if on]
+    colliding = SemanticHotRows if config.hot_collision_mode == 'semantic' else CollidingHotRows
+    parts = [p for p, on in ((HashedHotRows, config.hot_index == 'hashed'), (colliding, config.hot_collision > 1)) if on]
     return type('+'.join(p.__name__ for p in parts) + '+EngramMemory', (*parts, EngramMemory), {}) if parts else EngramMemory
+
+# -----------------------------------------------------------------------------
+# membership variant (a subclass of engram.NgramIndex)
+
+class FingerprintIndex(NgramIndex):
+    """Algorithm 1 as the paper writes it: idx = MPHF(g); g is hot iff fp_table[idx] == fp(g), a b-bit
+    fingerprint, instead of the exact stored-key check. A member always passes (its slot holds its own
+    fingerprint); a non-member passes with probability 2^-b and is routed hot, to the row of the member at
+    its slot: a false positive. For a non-member, bbhash returns an arbitrary slot (or none); here that slot
+    is a uniform MD-mix hash of the key (the same on any device), so the false-positive share of non-member
+    queries is 2^-b in expectation (fingerprint_analysis in eval_stratified.py measures it)."""
+
+    def __init__(self, canonical, hot_index, orders, counts=None, bits=8):
+        super().__init__(canonical, hot_index, orders, counts)
+        self.bits = bits
+        for o in self.orders:
+            keys, slots = hot_index[o]
+            table = torch.zeros(len(keys), dtype=torch.long)
+            table[slots.long()] = fingerprint_and_slot(keys.long(), o, bits, max(1, len(keys)))[0]
+            self.register_buffer(f'fp_table_o{o}', table, persistent=False)
+
+    def hot_slots(self, keys, order):
+        exact = super().hot_slots(keys, order)
+        table = getattr(self, f'fp_table_o{order}')
+        fp, pseudo = fingerprint_and_slot(keys, order, self.bits, max(1, table.numel()))
+        passes = table[pseudo] == fp if table.numel() else torch.zeros_like(keys, dtype=torch.bool)
+        return torch.where(exact >= 0, exact, torch.where(passes, pseudo, torch.full_like(pseudo, -1)))
+
+def fingerprint_and_slot(keys, order, bits, n_slots):
+    """The b-bit fingerprint of each key and the slot an MPHF would give a non-member (emulated)."""
+    h = mdmix.mdmix_hash(keys, torch.tensor([0x5EED0 + order, 0xF1C0 + order], device=keys.device), 1 << 62)
+    return h[..., 0] & ((1 << bits) - 1), h[..., 1] % n_slots
+
+def index_class(config):
+    """engram.NgramIndex, or the fingerprint variant (with its bits bound)."""
+    if config.hot_fingerprint_bits:
+        return lambda *a, **k: FingerprintIndex(*a, bits=config.hot_fingerprint_bits, **k)
+    return NgramIndex
 
 # -----------------------------------------------------------------------------
 # what variants need from the data and from each forward pass
@@ -129,12 +184,40 @@ def needs_hot(config, noise):
 
 def needs_counts(config):
     """Whether the model needs the training count of every distinct n-gram (loaded into the index)."""
-    return config.memory != 'none' and bool({'log_freq', 'collision'} & set(config.gate_inputs))
+    semantic = config.memory == 'nine' and config.hot_collision > 1 and config.hot_collision_mode == 'semantic'
+    return config.memory != 'none' and (bool({'log_freq', 'collision'} & set(config.gate_inputs)) or semantic)
 
 def finish(model):
-    """Data-derived parts of variants, at the end of GPT.__init__: the collision degree of every table row."""
+    """Data-derived parts of variants, at the end of GPT.__init__: the collision degree of every table row;
+    the semantic slot -> row maps."""
     if model.memory is not None and 'collision' in model.config.gate_inputs:
         model.memory.register_buffer('occupancy', occupancy(model.memory, model.index), persistent=False)
+    if isinstance(model.memory, SemanticHotRows):
+        for o in model.memory.orders:
+            rows = semantic_rows(model.index, o, model.config.hot_collision)
+            model.memory.register_buffer(f'semantic_rows_o{o}', rows, persistent=False)
+
+@torch.no_grad()
+def semantic_rows(index, order, c):
+    """Slot -> hot row for one order: hot keys sorted by their two most frequent next tokens in the training
+    trigram counts (a bigram's own continuation; a trigram's backs off to its last two tokens; unseen
+    contexts sort last), then c consecutive keys per row. So keys that predict the same tokens share a row."""
+    keys, slots = getattr(index, f'hot_keys_o{order}'), getattr(index, f'hot_slots_o{order}')
+    k3, c3 = index.count_keys_o3, index.count_vals_o3
+    ctx, nxt = k3 >> ID_BITS, k3 & ((1 << ID_BITS) - 1)
+    by = torch.argsort(-c3, stable=True)
+    by = by[torch.argsort(ctx[by], stable=True)]                      # by context, most frequent next token first
+    ctx, nxt = ctx[by], nxt[by]
+    first = torch.searchsorted(ctx, keys & ((1 << 2 * ID_BITS) - 1))  # a bigram key is its own context
+    last = len(ctx) - 1
+    top = lambda i, ok: torch.where(ok & (ctx[i.clamp(max=last)] == keys & ((1 << 2 * ID_BITS) - 1)),
+                                    nxt[i.clamp(max=last)], 1 << ID_BITS)
+    top1 = top(first, first <= last)
+    top2 = top(first + 1, first + 1 <= last)
+    order_of = torch.argsort(top1 * ((1 << ID_BITS) + 1) + top2, stable=True)
+    rows = torch.empty_like(slots)
+    rows[slots[order_of]] = torch.arange(len(keys), device=keys.device) // c
+    return rows
 
 @torch.no_grad()
 def occupancy(memory, index):
@@ -165,13 +248,21 @@ def gate_features(names, fwd):
         f.append(torch.log(memory.occupancy[fwd.rows(True)].clamp(min=1)))
     return torch.cat(f, -1)
 
+def ramp(step, iters):
+    """A schedule's weight at a step: step / iters, at most 1 (1 when iters is 0). A tensor for a tensor step."""
+    return (torch.as_tensor(step, dtype=torch.float32) / iters).clamp(max=1) if iters else 1.0
+
 def memory_regularizers(config, noise):
-    """Training-time changes of the memory vector e: MD-mix noise on (hot/cold) rows, hot-row dropout."""
+    """Training-time changes of the memory vector e (each gets e, the ForwardPass and the read's use_hot and
+    table set): MD-mix noise on (hot/cold) rows, the phased hot tier, hot-row dropout (with its ramp)."""
     regs = []
     if noise is not None and noise.sigmas.get('mem', 0) > 0:
-        regs.append(lambda e, fwd: fwd.noise.memory(e, fwd.route.is_hot_order))
+        regs.append(lambda e, fwd, use_hot, table_set: fwd.noise.memory(e, fwd.route.is_hot_order))
+    if config.memory == 'nine' and config.hot_ramp_iters:
+        regs.append(lambda e, fwd, use_hot, table_set: hot_phase_in(e, fwd, use_hot, table_set, config.hot_ramp_iters))
     if config.memory == 'nine' and config.hot_dropout > 0:
-        regs.append(lambda e, fwd: hot_row_dropout(e, fwd.route.is_hot_order, config.hot_dropout))
+        regs.append(lambda e, fwd, use_hot, table_set: hot_row_dropout(
+            e, fwd.route.is_hot_order, config.hot_dropout * ramp(fwd.step, config.hot_reg_ramp_iters)))
     return regs
 
 def hot_row_dropout(e, is_hot_order, p):
@@ -181,3 +272,53 @@ def hot_row_dropout(e, is_hot_order, p):
     drop = hot & (torch.rand(hot.shape, device=e.device) < p)
     scale = torch.where(drop, 0.0, torch.where(hot, 1 / (1 - p), 1.0)).to(e.dtype)
     return (e.view(*hot.shape, -1) * scale.unsqueeze(-1)).view_as(e)
+
+def hot_phase_in(e, fwd, use_hot, table_set, iters):
+    """Phased hot-tier weight (§7.2 dynamic training): during training a hot n-gram reads
+    w * hot row + (1 - w) * its cold rows, w = step / iters up to 1; so early on it learns through the
+    shared cold rows and the collision-free row takes over. Evaluation always reads the hot row."""
+    if not use_hot:
+        return e
+    w = ramp(fwd.step, iters)
+    hot = fwd.route.is_hot_order.permute(1, 2, 0).unsqueeze(-1)                     # (B, T, O, 1)
+    cold = fwd.model.memory(fwd.rows(False), table_set).view(*hot.shape[:3], -1)
+    mixed = w * e.view_as(cold) + (1 - w) * cold
+    return torch.where(hot, mixed.to(e.dtype), e.view_as(cold)).reshape(e.shape)
+
+# -----------------------------------------------------------------------------
+# auxiliary losses (training only): each gets the ForwardPass, the detached per-position losses and targets
+
+def aux_losses(config):
+    out = []
+    if config.memory != 'none' and config.gate_credit:
+        out.append(lambda fwd, losses, targets: config.gate_credit * gate_credit_loss(fwd, losses, targets))
+    if config.memory == 'nine' and config.hot_teacher:
+        out.append(lambda fwd, losses, targets: config.hot_teacher * hot_teacher_loss(fwd))
+    return out
+
+def gate_credit_loss(fwd, losses, targets):
+    """§7.2 (4) gate credit assignment. The memory's gain at position t is
+        gain_t = loss_t(memory vector zeroed in every Engram layer) - loss_t(model),
+    both without gradient (the first from a second forward with the same weights, route and noise: a zero
+    e gives a zero gate output, W_V having no bias). The loss is mean over Engram layers and positions of
+    alpha_t * 1[gain_t <= 0]: opening the gate where the memory read does not help costs. (An extra
+    no-grad forward per micro-step.)"""
+    model = fwd.model
+    with torch.no_grad():
+        off = type(fwd)(model, fwd.idx, fwd.route, fwd.noise, None, fwd.step)
+        zero = torch.zeros(*fwd.idx.shape, model.memory.dim, device=fwd.idx.device)
+        off.computed = {('e', use_hot, table_set): zero for use_hot, table_set in model.memory.reads.values()}
+        _, losses_off = model.token_losses(model.hidden(off), targets, off)
+        useless = (losses_off <= losses).view(fwd.idx.shape)
+    return (torch.stack(fwd.alphas) * useless).mean()
+
+def hot_teacher_loss(fwd):
+    """Hot embeddings as a teacher (§7.2 dynamic training): at each position and order where the n-gram is
+    hot, its cold read (the K hashed rows Nine does not read for it) is pulled toward its hot read, held
+    fixed: mean squared distance over hot (position, order) pairs. Tables of set 0."""
+    memory = fwd.model.memory
+    hot = fwd.route.is_hot_order.permute(1, 2, 0)                                   # (B, T, O)
+    e_hot = memory(fwd.rows(True)).detach().view(*hot.shape, -1)
+    e_cold = memory(fwd.rows(False)).view(*hot.shape, -1)
+    sq = (e_cold.float() - e_hot.float()).pow(2).mean(-1)
+    return (sq * hot).sum() / hot.sum().clamp(min=1)

@@ -135,7 +135,9 @@ def test_ckpt_eval_equals_train_eval_in_bf16(tmp_path, gen_data):
 META_OPTS = [dict(memory='nine'), dict(memory='hash'), dict(memory='nine', gate_keys='decoupled', engram_gate='signed_sqrt',
              gate_inputs=('is_hot', 'log_freq', 'collision'), engram_short_conv=True, hot_dropout=0.1),
              dict(memory='nine', hot_index='hashed', hot_collision=4, engram_shared_tables=False, hot_layers=(1,)),
-             dict(memory='hash', engram_hash='mdmix')]
+             dict(memory='hash', engram_hash='mdmix'),
+             dict(memory='nine', gate_credit=0.1, hot_teacher=0.1, hot_ramp_iters=10, hot_dropout=0.1, hot_reg_ramp_iters=5,
+                  hot_collision=4, hot_collision_mode='semantic', hot_fingerprint_bits=8)]
 
 @pytest.mark.parametrize('opts', META_OPTS)
 def test_training_step_runs_on_one_device(gen_data, opts):

@@ -1,0 +1,113 @@
+"""
+How much of the hot/cold gap is the data? (issue 20, item 2)
+
+The paper's flip (hot positions ending up with higher loss than cold ones) is read as a property of the
+memory. Part of it may be the data: frequent contexts can be intrinsically harder to continue. This file
+scores the model's validation positions with a model that has no memory and no training dynamics at all,
+an interpolated Kneser-Ney trigram LM counted on the train split (raw token ids: context x[t-1], x[t],
+target x[t+1]; discount 0.75 at every order; the unigram level interpolated with uniform), and measures the
+empirical entropy of the next token in each context. Both are split by the model's own is_hot labels, so
+their hot - cold difference sits beside the model's hot_cold_delta. Counting is in RAM with numpy (about
+40 bytes per train token: fine for the paper's 95M tokens).
+"""
+import numpy as np
+import torch
+
+from engram import ID_BITS
+
+D = 0.75
+
+def pack(*cols):
+    """Exact int64 keys of raw-id tuples (21 bits each, oldest highest)."""
+    key = np.zeros(len(cols[0]), np.int64)
+    for c in cols:
+        key = (key << ID_BITS) | c.astype(np.int64)
+    return key
+
+def distinct(keys):
+    """Sorted distinct keys and their counts."""
+    keys = np.sort(keys)
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return keys[starts], np.diff(starts, append=len(keys))
+
+def lookup(table_keys, table_vals, keys):
+    """table_vals at each key, 0 where the key is absent."""
+    if len(table_keys) == 0:
+        return np.zeros(len(keys), table_vals.dtype)
+    pos = np.clip(np.searchsorted(table_keys, keys), 0, len(table_keys) - 1)
+    return np.where(table_keys[pos] == keys, table_vals[pos], 0)
+
+def group_sum(keys, vals):
+    """Sum of vals per distinct key (keys sorted): (distinct keys, sums)."""
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return keys[starts], np.add.reduceat(vals, starts)
+
+
+class KneserNey:
+    """Interpolated Kneser-Ney trigram LM of a token stream (the train split, with its pad context)."""
+
+    def __init__(self, stream, vocab):
+        a, b, c = stream[:-2], stream[1:-1], stream[2:]
+        self.V = vocab
+        self.k3, self.c3 = distinct(pack(a, b, c))                        # trigram types, counts
+        ab, bc = self.k3 >> ID_BITS, self.k3 & ((1 << 2 * ID_BITS) - 1)
+        order = np.argsort(ab, kind='stable')
+        self.k_ab, self.c_ab = group_sum(ab[order], self.c3[order])        # c(ab.)
+        self.k_ab_n, self.n_ab = group_sum(ab[order], np.ones(len(ab), np.int64))   # N1+(ab.)
+        order = np.argsort(bc, kind='stable')
+        self.k_bc, self.n_bc = group_sum(bc[order], np.ones(len(bc), np.int64))     # N1+(.bc): continuation count
+        b_of = self.k_bc >> ID_BITS
+        self.k_b, self.n_b_dot = group_sum(b_of, self.n_bc)               # N1+(.b.) = sum_c N1+(.bc)
+        self.k_b_types, self.n_b_types = group_sum(b_of, np.ones(len(b_of), np.int64))  # N1+(b.) over bc types
+        c_of = np.sort(self.k_bc & ((1 << ID_BITS) - 1))
+        self.k_c, self.n_c = group_sum(c_of, np.ones(len(c_of), np.int64))   # N1+(.c)
+        self.total_bigram_types = len(self.k_bc)
+
+    def prob(self, a, b, c):
+        """P_KN(c | a b) for arrays of raw ids."""
+        a, b, c = (np.asarray(x, np.int64) for x in (a, b, c))
+        p1 = (np.maximum(lookup(self.k_c, self.n_c, c) - D, 0) + D * len(self.k_c) / self.V) / self.total_bigram_types
+        nb = lookup(self.k_b, self.n_b_dot, b)
+        p2_known = (np.maximum(lookup(self.k_bc, self.n_bc, pack(b, c)) - D, 0)
+                    + D * lookup(self.k_b_types, self.n_b_types, b) * p1) / np.maximum(nb, 1)
+        p2 = np.where(nb > 0, p2_known, p1)
+        cab = lookup(self.k_ab, self.c_ab, pack(a, b))
+        p3_known = (np.maximum(lookup(self.k3, self.c3, pack(a, b, c)) - D, 0)
+                    + D * lookup(self.k_ab_n, self.n_ab, pack(a, b)) * p2) / np.maximum(cab, 1)
+        return np.where(cab > 0, p3_known, p2)
+
+    def next_token_entropy(self, a, b):
+        """Plug-in entropy (nats) of the next token after each context (a, b) from the train counts, and
+        how many times the context was seen (0: unseen, entropy nan). Biased low for rare contexts."""
+        ab = pack(np.asarray(a, np.int64), np.asarray(b, np.int64))
+        ctx = self.k3 >> ID_BITS                                           # sorted with k3
+        lo, hi = np.searchsorted(ctx, ab, 'left'), np.searchsorted(ctx, ab, 'right')
+        tot = lookup(self.k_ab, self.c_ab, ctx)
+        p = self.c3 / np.maximum(tot, 1)
+        p_log_p = -p * np.log(p)
+        cum = np.concatenate([[0.0], np.cumsum(p_log_p)])
+        ent = cum[hi] - cum[lo]
+        seen = lookup(self.k_ab, self.c_ab, ab)
+        return np.where(seen > 0, ent, np.nan), seen
+
+
+@torch.no_grad()
+def data_baseline(data, index, starts, T, vocab):
+    """KN loss and next-token entropy on the validation windows `starts`, overall and split by is_hot
+    (the index's route labels, as the model's metrics)."""
+    train = np.asarray(data.splits['train'], np.int64)
+    stream = np.concatenate([data.prefix['train'], train])
+    kn = KneserNey(stream, vocab)
+    x, y, prev = data.windows('val', starts, T)
+    seq = np.concatenate([prev, x], 1)                                     # (B, n_prev + T)
+    a, b, c = seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()
+    loss = -np.log(kn.prob(a, b, c))
+    ent, seen = kn.next_token_entropy(a, b)
+    hot = index(torch.from_numpy(seq), index.max_order - 1).is_hot.numpy().ravel()
+    out = {'kn_loss': float(loss.mean()), 'kn_loss_hot': float(loss[hot].mean()), 'kn_loss_cold': float(loss[~hot].mean()),
+           'entropy_hot': float(np.nanmean(ent[hot])), 'entropy_cold': float(np.nanmean(ent[~hot])),
+           'context_seen_share_hot': float((seen[hot] > 0).mean()), 'context_seen_share_cold': float((seen[~hot] > 0).mean()),
+           'trigram_types': int(len(kn.k3)), 'positions': int(len(loss)), 'hot_share': float(hot.mean())}
+    out['kn_hot_cold_delta'] = out['kn_loss_hot'] - out['kn_loss_cold']
+    out['entropy_hot_cold_delta'] = out['entropy_hot'] - out['entropy_cold']
+    return out

@@ -130,9 +130,13 @@ def open_tokens(data_dir, meta, split):
 def load_canonical(data_dir, meta):
     return np.load(data_file(data_dir, meta, 'canonical.npy'))
 
-def load_counts(data_dir, meta, order):
-    """(sorted distinct training keys, counts) of one order."""
-    return tuple(np.load(data_file(data_dir, meta, f'ngrams_o{order}_{name}.npy')) for name in ('keys', 'counts'))
+def load_counts(data_dir, meta, order, name='ngrams'):
+    """(sorted distinct training keys, counts) of one order: canonical n-grams ('ngrams'), or the data
+    baseline's raw-id trigrams ('rawgrams', a later prepare stage)."""
+    if name == 'rawgrams' and 'rawgrams' not in meta:
+        raise DataError(f"{data_dir} has no raw-id trigram counts (the data baseline's; data dirs prepared before "
+                        f"they existed). Re-run {prepare_command(data_dir, meta)}: it adds only them.")
+    return tuple(np.load(data_file(data_dir, meta, f'{name}_o{order}_{col}.npy')) for col in ('keys', 'counts'))
 
 def hot_files(n_hot, order):
     d = f'hot/n{n_hot}'

@@ -7,12 +7,14 @@ scores the model's validation positions with a model that has no memory and no t
 an interpolated Kneser-Ney trigram LM counted on the train split (raw token ids: context x[t-1], x[t],
 target x[t+1]; discount 0.75 at every order; the unigram level interpolated with uniform), and measures the
 empirical entropy of the next token in each context. Both are split by the model's own is_hot labels, so
-their hot - cold difference sits beside the model's hot_cold_delta. Counting is in RAM with numpy (about
-40 bytes per train token: fine for the paper's 95M tokens).
+their hot - cold difference sits beside the model's hot_cold_delta. The trigram counts come from prepare
+(rawgrams_o3_*.npy, counted by the same engines as the n-grams, so under --memory_limit); here, memory grows
+with the number of distinct trigrams, not tokens (a few int64 arrays of that length).
 """
 import numpy as np
 import torch
 
+from data import load_counts
 from engram import ID_BITS
 
 D = 0.75
@@ -23,12 +25,6 @@ def pack(*cols):
     for c in cols:
         key = (key << ID_BITS) | c.astype(np.int64)
     return key
-
-def distinct(keys):
-    """Sorted distinct keys and their counts."""
-    keys = np.sort(keys)
-    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-    return keys[starts], np.diff(starts, append=len(keys))
 
 def lookup(table_keys, table_vals, keys):
     """table_vals at each key, 0 where the key is absent."""
@@ -44,12 +40,11 @@ def group_sum(keys, vals):
 
 
 class KneserNey:
-    """Interpolated Kneser-Ney trigram LM of a token stream (the train split, with its pad context)."""
+    """Interpolated Kneser-Ney trigram LM from trigram counts (sorted distinct packed keys, counts)."""
 
-    def __init__(self, stream, vocab):
-        a, b, c = stream[:-2], stream[1:-1], stream[2:]
+    def __init__(self, k3, c3, vocab):
         self.V = vocab
-        self.k3, self.c3 = distinct(pack(a, b, c))                        # trigram types, counts
+        self.k3, self.c3 = np.asarray(k3, np.int64), np.asarray(c3, np.int64)   # trigram types, counts
         ab, bc = self.k3 >> ID_BITS, self.k3 & ((1 << 2 * ID_BITS) - 1)
         order = np.argsort(ab, kind='stable')
         self.k_ab, self.c_ab = group_sum(ab[order], self.c3[order])        # c(ab.)
@@ -95,9 +90,7 @@ class KneserNey:
 def data_baseline(data, index, starts, T, vocab):
     """KN loss and next-token entropy on the validation windows `starts`, overall and split by is_hot
     (the index's route labels, as the model's metrics)."""
-    train = np.asarray(data.splits['train'], np.int64)
-    stream = np.concatenate([data.prefix['train'], train])
-    kn = KneserNey(stream, vocab)
+    kn = KneserNey(*load_counts(data.dir, data.meta, 3, 'rawgrams'), vocab)
     x, y, prev = data.windows('val', starts, T)
     seq = np.concatenate([prev, x], 1)                                     # (B, n_prev + T)
     a, b, c = seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()

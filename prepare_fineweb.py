@@ -382,15 +382,15 @@ def count_numpy(tokens, canon, orders, max_order, progress=True, chunk=CHUNK):
         torch.set_num_threads(threads)
     return dict(zip(orders, counted))
 
-def count_duckdb(tokens, canon, orders, max_order, out, memory_limit, progress=True, chunk=CHUNK):
-    """Exact counts under a memory budget, written as out/ngrams_o{o}_{keys,counts}.npy; returns
+def count_duckdb(tokens, canon, orders, max_order, out, memory_limit, progress=True, chunk=CHUNK, name='ngrams'):
+    """Exact counts under a memory budget, written as out/{name}_o{o}_{keys,counts}.npy; returns
     {order: distinct}. The per-chunk parts live in a work dir named by train.bin's checksum."""
     import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
     n = len(tokens)
-    work = os.path.join(out, f'.count_parts_{file_sha256(os.path.join(out, "train.bin"))[:16]}_{chunk}')
-    for old in glob.glob(os.path.join(out, '.count_parts_*')):
+    work = os.path.join(out, f'.count_parts_{name}_{file_sha256(os.path.join(out, "train.bin"))[:16]}_{chunk}')
+    for old in glob.glob(os.path.join(out, f'.count_parts_{name}_*')):
         if old != work:
             shutil.rmtree(old)                       # parts of other tokens or chunking: never mixed in
     os.makedirs(work, exist_ok=True)
@@ -413,16 +413,16 @@ def count_duckdb(tokens, canon, orders, max_order, out, memory_limit, progress=T
                         f"GROUP BY key ORDER BY key) TO '{merged[o]}.tmp' (FORMAT parquet)")
             os.replace(merged[o] + '.tmp', merged[o])
     con.close()                                      # DuckDB's buffers go before the result is streamed out
-    distinct = {o: stream_to_npy(pq.ParquetFile(merged[o], pre_buffer=False), out, o) for o in orders}
+    distinct = {o: stream_to_npy(pq.ParquetFile(merged[o], pre_buffer=False), out, o, name) for o in orders}
     shutil.rmtree(work)
     return distinct
 
-def stream_to_npy(parquet, out, order):
+def stream_to_npy(parquet, out, order, name='ngrams'):
     """The merged (key, count) parquet into the two .npy files, batch by batch (as np.save would write
     them: same header, same bytes), checking the keys are strictly increasing."""
     n = parquet.metadata.num_rows
     header = {'descr': '<i8', 'fortran_order': False, 'shape': (n,)}
-    files = {name: os.path.join(out, f'ngrams_o{order}_{name}.npy') for name in ('keys', 'counts')}
+    files = {col: os.path.join(out, f'{name}_o{order}_{col}.npy') for col in ('keys', 'counts')}
     def write(name):
         def fn(f):
             np.lib.format.write_array_header_1_0(f, header)
@@ -483,6 +483,20 @@ def top_n_in_memory(keys, counts, n):
     sel = np.concatenate([above, ties])
     o = np.lexsort((keys[sel], -counts[sel]))
     return keys[sel][o], counts[sel][o]
+
+def count_to_files(args, tokens, canon, orders, out, name):
+    """Count `orders` with the engine that fits --memory_limit into out/{name}_o{o}_{keys,counts}.npy:
+    (the engine, {order: distinct})."""
+    engine = count_engine(args, len(tokens))
+    print(f"counting {name} with the {engine} engine ({len(tokens):,} train tokens, --memory_limit {args.memory_limit / 2**30:.1f} GiB)")
+    if engine == 'duckdb':
+        return engine, count_duckdb(tokens, canon, orders, args.max_order, out, args.memory_limit, chunk=args.chunk_tokens, name=name)
+    distinct = {}
+    for o, (k, cnt) in count_numpy(tokens, canon, orders, args.max_order, chunk=args.chunk_tokens).items():
+        save_npy(os.path.join(out, f'{name}_o{o}_keys.npy'), k)
+        save_npy(os.path.join(out, f'{name}_o{o}_counts.npy'), cnt)
+        distinct[o] = len(k)
+    return engine, distinct
 
 def count_engine(args, n_train):
     """The engine a run uses: the one asked for, or numpy when its peak fits the memory budget."""
@@ -603,7 +617,7 @@ def prepare(args):
             shutil.rmtree(out, ignore_errors=True)
         raise
 
-STAGES = ('tokens', 'canonical', 'ngrams', 'hot', 'coverage')   # each depends on the ones before it
+STAGES = ('tokens', 'canonical', 'ngrams', 'hot', 'coverage', 'rawgrams')   # each depends on the ones before it
 
 def run_stages(args, tok, meta, tokens_args):
     """Run the stages that are missing or whose files no longer match meta.json; reuse the rest."""
@@ -661,16 +675,7 @@ def run_stages(args, tok, meta, tokens_args):
         meta.pop('ngrams', None)
     if not reuse('ngrams', ng_files):
         t0 = time.time()
-        engine = count_engine(args, len(train))
-        print(f"counting n-grams with the {engine} engine ({len(train):,} train tokens, --memory_limit {args.memory_limit / 2**30:.1f} GiB)")
-        if engine == 'numpy':
-            distinct = {}
-            for o, (k, cnt) in count_numpy(train, canon, args.orders, args.max_order, chunk=args.chunk_tokens).items():
-                save_npy(os.path.join(out, f'ngrams_o{o}_keys.npy'), k)
-                save_npy(os.path.join(out, f'ngrams_o{o}_counts.npy'), cnt)
-                distinct[o] = len(k)
-        else:
-            distinct = count_duckdb(train, canon, args.orders, args.max_order, out, args.memory_limit, chunk=args.chunk_tokens)
+        engine, distinct = count_to_files(args, train, canon, args.orders, out, 'ngrams')
         done('ngrams', {**ng_args, 'distinct': {str(o): int(d) for o, d in distinct.items()}, 'engine': engine,
                         'count_seconds': round(time.time() - t0, 2)}, ng_files)
         print(f"n-grams counted in {time.time()-t0:.1f}s: " + ', '.join(f"{d:,} distinct {o}-grams" for o, d in distinct.items()))
@@ -696,6 +701,15 @@ def run_stages(args, tok, meta, tokens_args):
         prefix = train[-(args.max_order - 1):] if args.max_order > 1 else None
         done('coverage', {'train': coverage(out, meta, train, None, canon),
                           'val': coverage(out, meta, val, prefix, canon)})
+    raw_files = [f'rawgrams_o3_{n}.npy' for n in ('keys', 'counts')]
+    if args.max_order >= 3 and not reuse('rawgrams', raw_files):
+        # the data baseline's counts (databaseline.py): trigrams of raw token ids, the pad id = vocab_size
+        t0 = time.time()
+        identity = np.arange(meta['tokens']['vocab_size'] + 1, dtype=np.int64)
+        engine, distinct = count_to_files(args, train, identity, [3], out, 'rawgrams')
+        done('rawgrams', {'order': 3, 'distinct': int(distinct[3]), 'engine': engine, 'ids': 'raw token ids',
+                          'count_seconds': round(time.time() - t0, 2)}, raw_files)
+        print(f"raw-id trigrams (the data baseline) counted in {time.time()-t0:.1f}s: {distinct[3]:,} distinct")
     print_report(meta)
     return meta
 

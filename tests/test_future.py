@@ -273,11 +273,11 @@ def kn_brute_force(stream, V, a, b, c, D=0.75):
     return (max(tri[(a, b, c)] - D, 0) + D * n_ab * p2) / c_ab
 
 def test_kneser_ney_matches_its_definition_and_sums_to_one():
-    from databaseline import KneserNey
+    from databaseline import KneserNey, pack
     rng = np.random.default_rng(0)
     V = 7
     stream = rng.choice(V - 1, size=400, p=[.4, .2, .15, .1, .1, .05])    # id 6 is never seen
-    kn = KneserNey(stream, V)
+    kn = KneserNey(*np.unique(pack(stream[:-2], stream[1:-1], stream[2:]), return_counts=True), V)
     a, b = np.meshgrid(np.arange(V), np.arange(V), indexing='ij')
     for ai, bi in zip(a.ravel(), b.ravel()):
         p = kn.prob(np.full(V, ai), np.full(V, bi), np.arange(V))
@@ -289,6 +289,15 @@ def test_kneser_ney_matches_its_definition_and_sums_to_one():
     p = np.array(list(nxt.values())) / sum(nxt.values())
     assert ent[0] == pytest.approx(-(p * np.log(p)).sum()) and seen[0] == sum(nxt.values())
     assert np.isnan(ent[1]) and seen[1] == 0
+
+def test_prepare_counts_the_raw_trigrams_of_the_train_stream(gen_data):
+    from databaseline import pack
+    from data import load_counts
+    data = TokenData(gen_data, 2)
+    s = np.concatenate([data.prefix['train'], np.asarray(data.splits['train'], np.int64)])   # pads, then train
+    keys, counts = np.unique(pack(s[:-2], s[1:-1], s[2:]), return_counts=True)
+    got = load_counts(gen_data, load_meta(gen_data), 3, 'rawgrams')
+    assert np.array_equal(got[0], keys) and np.array_equal(got[1], counts) and counts.sum() == len(data.splits['train'])
 
 def test_data_baseline_splits_the_same_positions_as_the_model(gen_data):
     from databaseline import data_baseline
@@ -374,7 +383,7 @@ def test_hot_teacher_trains_only_the_cold_rows_of_hot_ngrams(gen_data):
     W = m.memory.table.weight.detach()
     e_hot = W[m.memory.rows(route)].flatten(-2).view(*hot.shape, -1)
     e_cold = W[m.memory.rows(route, use_hot=False)].flatten(-2).view(*hot.shape, -1)
-    assert float(loss) == pytest.approx(float((e_cold - e_hot)[hot].pow(2).mean()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float((e_cold - e_hot)[hot].pow(2).mean()), rel=1e-5)
 
 def test_hot_phase_in_reads_cold_then_blends_to_hot(gen_data):
     x, y, c = batch(gen_data)

@@ -16,7 +16,8 @@ import prepare_fineweb as pf
 from conftest import FINEWEB_CSV, ROOT, SHAKESPEARE, need_shared, prepare
 
 ARTIFACTS = ['ngrams_o2_keys.npy', 'ngrams_o2_counts.npy', 'ngrams_o3_keys.npy', 'ngrams_o3_counts.npy',
-             'hot/n50/o2_keys.npy', 'hot/n50/o3_counts.npy', 'hot/n200/o3_keys.npy', 'hot/n200/o2.mphf']
+             'hot/n50/o2_keys.npy', 'hot/n50/o3_counts.npy', 'hot/n200/o3_keys.npy', 'hot/n200/o2.mphf',
+             'rawgrams_o3_keys.npy', 'rawgrams_o3_counts.npy']
 
 def build_both(tmp_path, source, tokenizer, *extra):
     outs = {}

@@ -15,12 +15,15 @@ import threading
 import time
 import zipfile
 
+import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import variants
 from configurator import ConfigError
 from data import DataError, HotTier, atomic_write, load_canonical, load_counts, load_meta, tokenizer_signature
+from engram import ID_BITS
+from mdx import hash_moe
 from model import GPT, GPTConfig
 
 CKPT_VERSION = 2        # 2: a 'checksum' of the content
@@ -34,6 +37,10 @@ def load_index(data_dir, meta, mcfg):
     counts = {o: load_counts(data_dir, meta, o) for o in orders} if variants.needs_counts(mcfg) else None
     index = variants.index_class(mcfg)(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()},
                                        orders, counts)
+    if hash_moe.needs_unigram(mcfg):         # the balanced MoE router's token frequencies: train unigram counts
+        keys, cnt = load_counts(data_dir, meta, 3, 'rawgrams')
+        unigram = np.bincount(keys & ((1 << ID_BITS) - 1), weights=cnt, minlength=mcfg.vocab_size)[:mcfg.vocab_size]
+        index.register_buffer('unigram', torch.from_numpy(unigram).long(), persistent=False)
     return index, data_signature(meta, {str(o): t.sha256 for o, t in tiers.items()})
 
 def build_model(mcfg, index, noise=None):

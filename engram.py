@@ -19,7 +19,6 @@ import unicodedata
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import mdmix
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import variants
 from mdmix import NO_NOISE
-from mdx import cs_lora
+from mdx import cs_lora, embeddings, hash_moe
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
@@ -46,9 +46,19 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     # the parts of the network (registries at the end of this file)
-    embedding: str = 'tied'
+    embedding: str = 'tied'       # 'tied' (GPT-2) | 'untied' | 'lowrank' | 'mihe' (mdx/embeddings.py)
+    embed_rank: int = 64          # lowrank: the factor's rank
+    embed_tables: int = 2         # mihe: T tables, each giving n_embd / T of the vector
+    embed_buckets: int = 8192     # mihe: B rows per table
+    embed_hash: str = 'mdmix'     # mihe: 'mdmix' (MD-mix, a salt per table) | 'mulxor' (the Engram hash)
+    embed_hash_seed: int = 0
     attention: str = 'causal'
-    ffn: str = 'mlp'
+    ffn: str = 'mlp'              # 'mlp' (GPT-2) | 'moe' (mdx/hash_moe.py)
+    moe_experts: int = 4          # moe: E experts, each GPT-2's MLP
+    moe_router: str = 'hash'      # moe: 'hash' (MD-mix of the token id) | 'balanced' (by unigram counts) | 'switch' (learned top-1)
+    moe_choices: int = 1          # moe hash: hashed candidate experts per token (> 1: the one with the highest load bias)
+    moe_capacity: float = 1.25    # moe: tokens per expert at most, as a multiple of tokens / E
+    moe_bias_rate: float = 0.0    # moe: loss-free balancing, the load bias step (switch, or hash with choices > 1)
     block: str = 'prenorm'
     # Engram (paper Table 1/2)
     memory: str = 'none'
@@ -88,6 +98,12 @@ class GPTConfig:
             assert getattr(self, name) in registry, f"{name} must be one of {sorted(registry)}, got {getattr(self, name)!r}"
         assert self.memory in ('none', 'hash', 'nine'), f"memory must be 'none', 'hash' or 'nine', got {self.memory!r}"
         assert self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
+        assert self.embed_hash in ('mdmix', 'mulxor'), f"embed_hash must be 'mdmix' or 'mulxor', got {self.embed_hash!r}"
+        assert self.embedding != 'mihe' or self.n_embd % self.embed_tables == 0, \
+            f"n_embd {self.n_embd} must be divisible by embed_tables {self.embed_tables}"
+        assert self.moe_router in ('hash', 'balanced', 'switch'), f"moe_router must be 'hash', 'balanced' or 'switch', got {self.moe_router!r}"
+        assert self.ffn != 'moe' or (self.moe_experts >= 1 and self.moe_choices >= 1 and self.moe_capacity > 0), \
+            "moe_experts and moe_choices must be >= 1 and moe_capacity > 0"
         assert self.adapter in ('none', 'lora', 'cslora'), f"adapter must be 'none', 'lora' or 'cslora', got {self.adapter!r}"
         assert self.adapter == 'none' or self.adapter_rank > 0, f"adapter_rank must be > 0, got {self.adapter_rank}"
         if self.memory != 'none':
@@ -250,7 +266,7 @@ class GPT(nn.Module):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         for m in self.modules():                # parts that start from their own init (e.g. switched off)
             if hasattr(m, 'post_init'):
-                m.post_init()
+                m.post_init(self)
         variants.finish(self)
         if config.adapter != 'none':            # after the init: the base weights are the model's own
             cs_lora.attach(self, config.adapter, config.adapter_rank, config.adapter_pool)
@@ -264,12 +280,16 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def param_counts(self):
-        """backbone / tables / gate / adapter parameter counts (tied embedding counted once)."""
+        """backbone / tables / gate / adapter parameter counts (tied embedding counted once), and inside the
+        backbone: the output head, and the token embedding's own parameters (0 when tied to the head)."""
         tables = self.memory.table.weight.numel() if self.memory is not None else 0
+        head = {id(p) for p in self.lm_head.parameters()}
+        embedding = sum(p.numel() for p in self.transformer.wte.parameters() if id(p) not in head)
         gate = sum(p.numel() for b in self.transformer.h if b.engram is not None for p in b.engram.parameters())
         adapter = sum(p.numel() for p in cs_lora.adapter_parameters(self))
         total = sum(p.numel() for p in self.parameters())
-        return {'backbone': total - tables - gate - adapter, 'tables': tables, 'gate': gate, 'adapter': adapter, 'total': total}
+        return {'backbone': total - tables - gate - adapter, 'tables': tables, 'gate': gate, 'adapter': adapter, 'total': total,
+                'head': self.lm_head.weight.numel(), 'embedding': embedding}
 
     def forward(self, idx, targets=None, prev=None, step=0, diag=False, kv=None):
         """idx (B,T) token ids; prev (B, max_order-1) the tokens before them (None: the stream's start);
@@ -397,7 +417,8 @@ def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None
 # -----------------------------------------------------------------------------
 # The parts a config can choose (GPTConfig.embedding / attention / ffn / block): name -> constructor.
 # Attention and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd).
-EMBEDDINGS = {'tied': tied_embedding}
+EMBEDDINGS = {'tied': tied_embedding, 'untied': embeddings.untied_embedding, 'lowrank': embeddings.LowRankEmbedding,
+              'mihe': embeddings.HashEmbedding}
 ATTENTION = {'causal': CausalSelfAttention}
-FFN = {'mlp': MLP}
+FFN = {'mlp': MLP, 'moe': hash_moe.MoE}
 BLOCKS = {'prenorm': Block}

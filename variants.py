@@ -50,7 +50,7 @@ class GateFeatures:
         self.names = config.gate_inputs
         self.w_feat = nn.Linear(n_gate_features(config), 1, bias=False)
 
-    def post_init(self):
+    def post_init(self, model):
         nn.init.zeros_(self.w_feat.weight)
 
     def logit(self, h, k, fwd):

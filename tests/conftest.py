@@ -1,8 +1,10 @@
 """Shared fixtures: the repo's embedded data (assets/), generated data, and the FineWeb-Edu sample
 when ../shared is there (skipped otherwise)."""
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -26,6 +28,27 @@ def need_shared(path):
     if not os.path.exists(path):
         pytest.skip(f"{path} not present (tests with generated data cover the same properties)")
     return path
+
+def run_killing(command, started, rng, n_kills, pause, limit_s):
+    """Run command() (argv, run in ROOT) until it exits 0; the first n_kills times, kill -9 it once the
+    predicate started() returns (made right after the start) holds and a random pause(rng) has passed.
+    Returns the number of kills."""
+    kills, t0 = 0, time.time()
+    while True:
+        p = subprocess.Popen(command(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < n_kills:
+            ready = started()
+            while p.poll() is None and not ready():
+                time.sleep(0.005)
+            time.sleep(pause(rng))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = p.communicate()
+        if p.returncode == 0:
+            return kills
+        assert p.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        assert time.time() - t0 < limit_s
 
 def run(args, check=True, **kw):
     """Run a repo script as a user would; returns the CompletedProcess."""

@@ -3,7 +3,6 @@ low-rank update, indices are pure integer hashing, equal parameters by default, 
 checkpoint trains the adapters only."""
 import os
 
-import numpy as np
 import torch
 
 from conftest import prepare, run, write_corpus

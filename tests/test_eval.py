@@ -7,7 +7,6 @@ import torch
 
 import eval_stratified as es
 from conftest import prepare, run
-from data import load_meta
 from test_train import micro_config
 
 

@@ -412,7 +412,6 @@ def test_hot_regularization_ramps_from_zero(gen_data):
     assert variants.ramp(0, 100) == 0 and variants.ramp(30, 100) == pytest.approx(0.3) and variants.ramp(7, 0) == 1.0
 
 def test_semantic_collisions_share_rows_among_keys_with_the_same_next_token(gen_data):
-    import variants
     sem = tiny_model(gen_data, 'nine', hot_collision=4, hot_collision_mode='semantic')
     rnd = tiny_model(gen_data, 'nine', hot_collision=4)
     assert sem.param_counts() == rnd.param_counts() and sem.memory.hot_rows == 50

@@ -15,7 +15,7 @@ import train
 from checkpoint import CKPT_VERSION, CheckpointWriter
 from configurator import apply_config
 from conftest import ROOT, run
-from data import TokenData, load_meta
+from data import TokenData
 from test_model import tiny_model
 from test_train import micro_config, rows, weights
 
@@ -137,7 +137,10 @@ META_OPTS = [dict(memory='nine'), dict(memory='hash'), dict(memory='nine', gate_
              dict(memory='nine', hot_index='hashed', hot_collision=4, engram_shared_tables=False, hot_layers=(1,)),
              dict(memory='hash', engram_hash='mdmix'),
              dict(memory='nine', gate_credit=0.1, hot_teacher=0.1, hot_ramp_iters=10, hot_dropout=0.1, hot_reg_ramp_iters=5,
-                  hot_collision=4, hot_collision_mode='semantic', hot_fingerprint_bits=8)]
+                  hot_collision=4, hot_collision_mode='semantic', hot_fingerprint_bits=8),
+             dict(memory='nine', ffn='moe', moe_router='switch', moe_bias_rate=0.01, embedding='mihe', embed_buckets=64),
+             dict(memory='hash', ffn='moe', moe_router='hash', moe_choices=2, moe_bias_rate=0.01, embedding='lowrank', embed_rank=4),
+             dict(memory='hash', ffn='moe', moe_router='balanced', embedding='mihe', embed_hash='mulxor', embed_buckets=64)]
 
 @pytest.mark.parametrize('opts', META_OPTS)
 def test_training_step_runs_on_one_device(gen_data, opts):

@@ -7,12 +7,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from conftest import ROOT, prepare, run
+from conftest import ROOT, prepare, run, run_killing
 from checkpoint import CKPT_VERSION, save_checkpoint
 from data import atomic_write
 from test_train import micro_config, rows, weights
@@ -53,25 +52,14 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path, gen
     run(['train.py', cfg_path, f"--out_dir='{ref}'"])
     out = str(tmp_path / 'killed')
     log = os.path.join(out, 'metrics.jsonl')
-    rng, kills, t_start = random.Random(0), 0, time.time()
-    while True:
+    def command():
         resume = os.path.exists(os.path.join(out, 'ckpt.pt'))
-        args = [sys.executable, 'train.py', cfg_path, f"--out_dir='{out}'"] + (["--init_from='resume'"] if resume else [])
-        p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 4:
-            start_rows = lines(log) if resume else 0
-            target = start_rows + rng.randint(3, 7)
-            while p.poll() is None and lines(log) < target:
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0, 0.08))
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-                kills += 1
-        _, err = p.communicate()
-        if p.returncode == 0:
-            break
-        assert p.returncode == -signal.SIGKILL, err.decode()[-2000:]
-        assert time.time() - t_start < 120
+        return [sys.executable, 'train.py', cfg_path, f"--out_dir='{out}'"] + (["--init_from='resume'"] if resume else [])
+    def started():
+        target = (lines(log) if os.path.exists(os.path.join(out, 'ckpt.pt')) else 0) + random_rows.randint(3, 7)
+        return lambda: lines(log) >= target
+    random_rows = random.Random(0)
+    kills = run_killing(command, started, random_rows, 4, lambda r: r.uniform(0, 0.08), 120)
     assert kills >= 3
     assert rows(ref, 'eval') == rows(out, 'eval') and rows(ref, 'train') == rows(out, 'train')
     a, b = weights(ref), weights(out)

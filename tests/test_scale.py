@@ -4,16 +4,12 @@ import glob
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
-import pytest
 
 import prepare_fineweb as pf
-from conftest import FINEWEB_CSV, ROOT, SHAKESPEARE, need_shared, prepare
+from conftest import FINEWEB_CSV, SHAKESPEARE, need_shared, prepare, run_killing
 
 ARTIFACTS = ['ngrams_o2_keys.npy', 'ngrams_o2_counts.npy', 'ngrams_o3_keys.npy', 'ngrams_o3_counts.npy',
              'hot/n50/o2_keys.npy', 'hot/n50/o3_counts.npy', 'hot/n200/o3_keys.npy', 'hot/n200/o2.mphf',
@@ -60,22 +56,9 @@ def test_prepare_killed_while_counting_resumes_to_the_same_bytes(tmp_path, corpu
             '--chunk_tokens', '1000', '--num_proc', '1']
     ref = prepare(tmp_path / 'ref', SHAKESPEARE, 'gpt2', *args[4:-2])
     out = str(tmp_path / 'killed')
-    rng, kills, t0 = random.Random(1), 0, time.time()
-    while True:
-        p = subprocess.Popen([sys.executable, 'prepare_fineweb.py', *args, '--out', out], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 3:
-            while p.poll() is None and not glob.glob(os.path.join(out, '.count_parts_*', '*.parquet')):
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.1, 1.5))
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-                kills += 1
-        _, err = p.communicate()
-        if p.returncode == 0:
-            break
-        assert p.returncode == -signal.SIGKILL, err.decode()[-2000:]
-        assert time.time() - t0 < 300
+    kills = run_killing(lambda: [sys.executable, 'prepare_fineweb.py', *args, '--out', out],
+                        lambda: lambda: bool(glob.glob(os.path.join(out, '.count_parts_*', '*.parquet'))),
+                        random.Random(1), 3, lambda r: r.uniform(0.1, 1.5), 300)
     assert kills >= 2
     for rel in ARTIFACTS + ['train.bin', 'val.bin', 'canonical.npy']:
         assert open(os.path.join(ref, rel), 'rb').read() == open(os.path.join(out, rel), 'rb').read(), rel

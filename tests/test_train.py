@@ -2,11 +2,10 @@ import glob
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run
+from conftest import run
 from configurator import ConfigError, apply_config
 import train
 

@@ -53,8 +53,7 @@ def test_a_damaged_mphf_is_refused_where_it_is_read(data_copy):
     with pytest.raises(DataError, match='o2.mphf does not match its checksum'):
         HotTier(data_copy, load_meta(data_copy), 50, 2).mphf()
 
-def test_prepare_reuse_checks_the_source_and_tokenizer(tmp_path, corpus, data_copy):
-    args = ['--num_proc', '1', '--hot_sizes', '50,200', '--val_frac', '0.1', '--out', data_copy]
+def test_prepare_reuse_checks_the_source_and_tokenizer(tmp_path, corpus):
     src, tok = str(tmp_path / 'c.txt'), str(tmp_path / 't.json')
     shutil.copy(corpus['txt'], src), shutil.copy(corpus['tokenizer'], tok)
     out = str(tmp_path / 'd2')
@@ -116,7 +115,6 @@ def test_a_damaged_checkpoint_is_refused_by_resume_and_eval(tmp_path, trained, h
     assert p.returncode == 1 and message in p.stderr and 'Traceback' not in p.stderr
 
 def test_a_pickle_with_code_is_refused(tmp_path):
-    import pickle
     class Evil:
         def __reduce__(self):
             return (os.system, ('echo pwned',))
@@ -253,8 +251,6 @@ def test_the_study_report_skips_bad_runs_and_names_them(tmp_path, gen_data):
 
 
 def test_a_truncated_mphf_is_caught_before_it_replaces_anything(tmp_path, data_copy):
-    import bbhash
-    keys = np.load(os.path.join(data_copy, 'hot', 'n50', 'o2_keys.npy'))
     good = os.path.join(data_copy, 'hot', 'n50', 'o2.mphf')
     bad = str(tmp_path / 'o2.mphf.tmp')
     open(bad, 'wb').write(open(good, 'rb').read()[:50])                    # what save() leaves on a full disk

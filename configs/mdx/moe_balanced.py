@@ -1,0 +1,6 @@
+# SABR with a frequency-balanced token -> expert assignment from the train unigram counts
+exec(open('configs/mdx/tiny_base.py').read())
+ffn = 'moe'
+moe_experts = 4
+moe_router = 'balanced'
+out_dir = 'out/mdx/moe_balanced_s0'

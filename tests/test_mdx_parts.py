@@ -1,0 +1,146 @@
+"""MD-mix model parts (issue 17): each kind's defining property, its parameter accounting, and the paper's
+model bit-identical with the part off."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from data import TokenData
+from mdx import embeddings
+from model import GPT, GPTConfig
+from test_model import tiny_model
+
+
+def batch(gen_data, starts=(0, 40)):
+    data = TokenData(gen_data, 2)
+    return tuple(torch.from_numpy(a) for a in data.windows('train', np.array(starts), 32))
+
+
+# -- token embeddings ------------------------------------------------------------
+
+def test_embedding_kinds_count_their_own_parameters():
+    V, C = 448, 32
+    counts = {e: GPT(GPTConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=C, block_size=16, memory='none', embedding=e,
+                               embed_rank=4, embed_tables=2, embed_buckets=64)).param_counts() for e in ('tied', 'untied', 'lowrank', 'mihe')}
+    assert counts['tied']['embedding'] == 0 and counts['untied']['embedding'] == V * C
+    assert counts['lowrank']['embedding'] == V * 4 + 4 * C and counts['mihe']['embedding'] == 2 * 64 * C // 2
+    for e, c in counts.items():
+        assert c['head'] == V * C and c['total'] - counts['tied']['total'] == c['embedding'], e
+
+def test_mihe_reads_one_row_per_table_at_the_hashed_index(gen_data):
+    x, y, c = batch(gen_data)
+    m = tiny_model(gen_data, 'nine', embedding='mihe', embed_tables=2, embed_buckets=64)
+    rows = embeddings.token_rows(448, 2, 64, 'mdmix')
+    W = m.transformer.wte.table.weight
+    expect = torch.cat([W[rows[x, 0]], W[64 + rows[x, 1]]], -1)
+    assert torch.equal(m.transformer.wte(x), expect)
+    assert rows.min() >= 0 and rows.max() < 64 and not torch.equal(rows[:, 0], rows[:, 1])   # salts decorrelate the tables
+    mul = embeddings.token_rows(448, 2, 64, 'mulxor')
+    assert not torch.equal(mul, rows)
+    assert torch.equal(embeddings.token_rows(448, 2, 64, 'mdmix', seed=1), embeddings.token_rows(448, 2, 64, 'mdmix', seed=1))
+    assert not torch.equal(embeddings.token_rows(448, 2, 64, 'mdmix', seed=1), rows)
+
+def test_mihe_full_collisions_match_the_expectation():
+    for kind in ('mdmix', 'mulxor'):
+        rows = embeddings.token_rows(50304, 2, 2048, kind)
+        pairs, expected = embeddings.full_collisions(rows, 2048)
+        assert expected == pytest.approx(math.comb(50304, 2) / 2048 ** 2)
+        assert abs(pairs - expected) < 4 * math.sqrt(expected), (kind, pairs, expected)   # ~Poisson(302)
+
+def test_lowrank_embedding_is_a_product_of_two_factors(gen_data):
+    x, _, _ = batch(gen_data)
+    m = tiny_model(gen_data, 'hash', embedding='lowrank', embed_rank=4)
+    e = m.transformer.wte
+    assert torch.allclose(e(x), e.codes.weight[x] @ e.up.weight.T, atol=1e-6)
+
+def test_untied_embedding_is_not_the_head(gen_data):
+    m = tiny_model(gen_data, 'hash', embedding='untied')
+    assert m.transformer.wte.weight.data_ptr() != m.lm_head.weight.data_ptr()
+    tied = tiny_model(gen_data, 'hash')
+    assert tied.transformer.wte.weight is tied.lm_head.weight
+
+
+# -- mixture of experts ----------------------------------------------------------
+
+def moe_model(gen_data, **kw):
+    return tiny_model(gen_data, 'hash', ffn='moe', **kw)
+
+def reference_moe(moe, x, expert, scale=None):
+    """Token by token: its expert's MLP, zero past the expert's capacity (tokens in order)."""
+    E, xf = moe.E, x.reshape(-1, x.shape[-1])
+    cap = math.ceil(moe.capacity * len(xf) / E)
+    seen, out = [0] * E, []
+    for t, e in enumerate(expert.tolist()):
+        H = moe.w_fc.shape[-1]
+        h = torch.nn.functional.gelu(xf[t] @ moe.w_fc[e] + moe.b_fc[e * H:(e + 1) * H])
+        y = h @ moe.w_proj[e] + moe.b_proj[e * len(xf[t]):(e + 1) * len(xf[t])]
+        out.append(y * (scale[t] if scale is not None else 1) if seen[e] < cap else torch.zeros_like(y))
+        seen[e] += 1
+    return torch.stack(out).view_as(x)
+
+@pytest.mark.parametrize('router', ['hash', 'switch'])
+def test_moe_dispatch_equals_running_each_tokens_expert(gen_data, router):
+    from model import ForwardPass
+    x_ids, _, _ = batch(gen_data)
+    m = moe_model(gen_data, moe_router=router, moe_capacity=0.6)        # small capacity: some tokens dropped
+    moe = m.transformer.h[0].mlp
+    with torch.no_grad():
+        for p in (moe.b_fc, moe.b_proj):
+            p.normal_()
+    x = torch.randn(2, 32, 32)
+    fwd = ForwardPass(m, x_ids, None, None)
+    expert, scale = moe.route(x.view(-1, 32), fwd)
+    y = moe(x, fwd)
+    assert moe.dropped > 0
+    assert torch.allclose(y, reference_moe(moe, x, expert, scale), atol=1e-5)
+
+def test_hash_routing_is_a_function_of_the_token_id_only(gen_data):
+    from mdx.hash_moe import hashed_experts
+    from model import ForwardPass
+    m = moe_model(gen_data)
+    moe0, moe1 = m.transformer.h[0].mlp, m.transformer.h[1].mlp
+    ids = torch.randint(0, 448, (2, 32))
+    e = moe0.route(torch.randn(64, 32), ForwardPass(m, ids, None, None))[0]
+    assert torch.equal(e, hashed_experts(448, 4, 0, 1)[ids.flatten(), 0])
+    assert torch.equal(e, moe0.route(torch.randn(64, 32), ForwardPass(m, ids, None, None))[0])   # not the hidden state
+    assert not torch.equal(moe0.candidates, moe1.candidates)          # a salt per layer
+
+def test_balanced_assignment_evens_the_unigram_mass(gen_data):
+    import checkpoint
+    from data import load_meta
+    m = moe_model(gen_data, moe_router='balanced')
+    u = m.index.unigram.double()
+    keys, cnt = checkpoint.load_counts(gen_data, load_meta(gen_data), 3, 'rawgrams')
+    assert u.sum() == cnt.sum()                                       # every train token once
+    shares = lambda e: torch.stack([u[e == k].sum() for k in range(4)]) / u.sum()
+    balanced, hashed = shares(m.transformer.h[0].mlp.candidates[:, 0]), shares(moe_model(gen_data).transformer.h[0].mlp.candidates[:, 0])
+    assert balanced.max() - balanced.min() <= u.max() / u.sum() + 1e-9  # LPT: within one token's mass
+    assert balanced.max() < hashed.max()
+
+def test_load_bias_moves_toward_balance_and_picks_the_candidate(gen_data):
+    from model import ForwardPass
+    m = moe_model(gen_data, moe_choices=2, moe_bias_rate=0.1)
+    moe = m.transformer.h[0].mlp
+    ids = torch.arange(64).view(2, 32)
+    cand = moe.candidates[ids.flatten()]
+    with torch.no_grad():
+        moe.load_bias.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    e = moe.route(torch.randn(64, 32), ForwardPass(m, ids, None, None))[0]
+    assert torch.equal(e, cand.max(-1).values)                        # the highest bias = the highest label here
+    m.train()
+    before = moe.load_bias.clone()
+    moe(torch.randn(2, 32, 32), ForwardPass(m, ids, None, None))
+    load = moe.load
+    step = 0.1 * torch.sign(load.mean() - load)
+    assert torch.allclose(moe.load_bias - before, step) and (step != 0).all()
+    m.eval()
+    moe(torch.randn(2, 32, 32), ForwardPass(m, ids, None, None))
+    assert torch.allclose(moe.load_bias - before, step)                # no update in eval
+
+def test_moe_has_the_dense_mlps_active_parameters(gen_data):
+    dense, moe = tiny_model(gen_data, 'hash'), moe_model(gen_data)
+    mlp = sum(p.numel() for p in dense.transformer.h[0].mlp.parameters())
+    assert sum(p.numel() for p in moe.transformer.h[0].mlp.parameters()) == 4 * mlp
+    switch = moe_model(gen_data, moe_router='switch')
+    assert sum(p.numel() for p in switch.transformer.h[0].mlp.parameters()) == 4 * mlp + 32 * 4

@@ -3,6 +3,7 @@ Speed, measured side by side in one process (never as a timed test).
 
   python bench.py                       # CPU: tiny configs + counting on 95M synthetic tokens + index/hash costs
   python bench.py --preset paper        # GPU: GPT-2 small, Hash-500K vs Nine-100/400K vs baseline (bf16, compile)
+  python bench.py --preset parts        # the MD-mix model parts (configs/mdx) beside the standard parts, tiny shapes
 
 Training steps (forward + backward + AdamW) of every config are timed interleaved, round-robin, after
 warm-up; the median step is reported with tok/s, MFU against the device's own peak, peak memory, the
@@ -30,8 +31,9 @@ PRESETS = {
 }
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx'],
-                   help='default: paper on CUDA, tiny on CPU; mdx: the MD-mix inference ideas on --ckpt')
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx', 'parts'],
+                   help='default: paper on CUDA, tiny on CPU; mdx: the MD-mix inference ideas on --ckpt; '
+                        'parts: the MD-mix model parts beside the standard ones (tiny shapes)')
     p.add_argument('--ckpt', default='out/quickstart/tiny_nine_s0/ckpt.pt', help='the trained checkpoint --preset mdx reads')
     p.add_argument('--device', default='auto', help="'auto' (cuda if available) | cpu | cuda")
     p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
@@ -63,9 +65,18 @@ from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from model import GPTConfig, device_peak_flops
 
 VOCAB = 50257
-# name -> (memory, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
-MEMORIES = {'baseline': ('none', 'adamw'), 'hash': ('hash', 'adamw'), 'nine': ('nine', 'adamw'),
-            'hash_rowwise': ('hash', 'rowwise'), 'nine_rowwise': ('nine', 'rowwise')}
+# name -> (GPTConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
+MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
+            'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise')}
+# the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine)
+PARTS = {name: ({'memory': 'none', **kw}, 'adamw') for name, kw in {
+    'tied_mlp': {}, 'untied': {'embedding': 'untied'}, 'lowrank': {'embedding': 'lowrank', 'embed_rank': 8},
+    'mihe': {'embedding': 'mihe', 'embed_buckets': 6288}, 'mihe_mulxor': {'embedding': 'mihe', 'embed_buckets': 6288, 'embed_hash': 'mulxor'},
+    'mihe_learned_seeds': {'embedding': 'mihe', 'embed_buckets': 6288, 'embed_seed_choices': 4},
+    'moe_hash': {'ffn': 'moe'}, 'moe_hash2': {'ffn': 'moe', 'moe_choices': 2, 'moe_bias_rate': 1e-3},
+    'moe_balanced': {'ffn': 'moe', 'moe_router': 'balanced'}, 'moe_switch': {'ffn': 'moe', 'moe_router': 'switch', 'moe_bias_rate': 1e-3},
+    'pkm_seeded': {'ffn': 'pkm', 'pkm_subkeys': 90}, 'pkm_learned': {'ffn': 'pkm', 'pkm_subkeys': 90, 'pkm_keys': 'learned'},
+    'nine': {'memory': 'nine'}}.items()}
 
 def synth_tokens(n, vocab, seed=0):
     """Zipf-like token ids (rank ~ u^3): a few ids very frequent, a long tail, like real text."""
@@ -95,12 +106,13 @@ def setup(preset, device, dtype, n_batches):
     batches = [torch.from_numpy(np.stack([tokens[s - 2:s + T + 1] for s in st]).astype(np.int64)).to(device) for st in starts]
     return p, tokens, index, B, T, device_type, autocast, batches
 
-def time_training(preset, device, steps, rounds, compile_model, dtype):
+def time_training(preset, device, steps, rounds, compile_model, dtype, configs=MEMORIES):
     p, tokens, index, B, T, device_type, autocast, batches = setup(preset, device, dtype, steps * rounds + 3)
+    index.register_buffer('unigram', torch.bincount(torch.from_numpy(tokens.astype(np.int64)), minlength=VOCAB))  # balanced MoE
     runs = {}
-    for name, (memory, table_opt) in MEMORIES.items():
+    for name, (settings, table_opt) in configs.items():
         torch.manual_seed(0)
-        cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, memory=memory, **p['model'], **p.get(memory, {}))
+        cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
         model = build_model(cfg, index).to(device)
         opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
         fwd = torch.compile(model) if compile_model else model
@@ -145,10 +157,18 @@ def time_training(preset, device, steps, rounds, compile_model, dtype):
                      'params': r['model'].param_counts()}
         if device_type == 'cuda':
             out[name]['peak_mem_gb'] = torch.cuda.max_memory_allocated() / 1e9
-    out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
-    out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
-    out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step'] for m in ('hash', 'nine')}
+    if configs is MEMORIES:
+        out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
+        out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
+        out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step'] for m in ('hash', 'nine')}
     return out
+
+def print_training(tr, names):
+    print(f"{'config':>18} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
+    for name in names:
+        r = tr[name]
+        print(f"{name:>18} {r['ms_per_step']:>9.1f} {r['tok_per_s']:>10,.0f} {('%.1f%%' % (100*r['mfu'])) if r['mfu'] else '–':>6} "
+              f"{100*r['optimizer_share']:>11.1f}% {r['params']['total']:>12,}")
 
 class SyntheticVal:
     """The synthetic stream as metrics.evaluate reads a data dir (windows with their n-gram context)."""
@@ -402,19 +422,19 @@ def main():
     res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',
            'torch': torch.__version__, 'preset': preset}
     print(f"device: {res['device']}, preset {preset}, torch {res['torch']}", flush=True)
-    if preset == 'mdx':
-        res['mdx'] = r = time_mdx(a.ckpt, a.device)
-        print(json.dumps(r, indent=1))
+    if preset in ('mdx', 'parts'):
+        if preset == 'mdx':
+            res['mdx'] = r = time_mdx(a.ckpt, a.device)
+            print(json.dumps(r, indent=1))
+        else:
+            res['parts'] = tr = time_training('tiny', a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, PARTS)
+            print_training(tr, PARTS)
         with open(a.out, 'w') as f:
             json.dump(res, f, indent=2)
         return
     if a.rounds:
         res['training'] = tr = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype)
-        print(f"{'config':>12} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
-        for name in MEMORIES:
-            r = tr[name]
-            print(f"{name:>12} {r['ms_per_step']:>9.1f} {r['tok_per_s']:>10,.0f} {('%.1f%%' % (100*r['mfu'])) if r['mfu'] else '–':>6} "
-                  f"{100*r['optimizer_share']:>11.1f}% {r['params']['total']:>12,}")
+        print_training(tr, MEMORIES)
         print(f"Nine/Hash tok/s = {tr['ratio_nine_over_hash_tok_per_s']:.3f}; Hash/baseline step time = {tr['ratio_hash_over_baseline_step_time']:.3f}")
         print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
         res['index'] = time_index(a.device)

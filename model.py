@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import variants
 from mdmix import NO_NOISE
-from mdx import cs_lora, embeddings, hash_moe
+from mdx import cs_lora, embeddings, hash_moe, pkm
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
@@ -52,6 +52,7 @@ class GPTConfig:
     embed_buckets: int = 8192     # mihe: B rows per table
     embed_hash: str = 'mdmix'     # mihe: 'mdmix' (MD-mix, a salt per table) | 'mulxor' (the Engram hash)
     embed_hash_seed: int = 0
+    embed_seed_choices: int = 1   # mihe: S > 1 candidate seeds per table, chosen by straight-through learned logits
     attention: str = 'causal'
     ffn: str = 'mlp'              # 'mlp' (GPT-2) | 'moe' (mdx/hash_moe.py)
     moe_experts: int = 4          # moe: E experts, each GPT-2's MLP
@@ -59,6 +60,11 @@ class GPTConfig:
     moe_choices: int = 1          # moe hash: hashed candidate experts per token (> 1: the one with the highest load bias)
     moe_capacity: float = 1.25    # moe: tokens per expert at most, as a multiple of tokens / E
     moe_bias_rate: float = 0.0    # moe: loss-free balancing, the load bias step (switch, or hash with choices > 1)
+    pkm_layers: tuple = (2, 4, 6) # pkm: blocks whose FFN adds a product-key memory (mdx/pkm.py)
+    pkm_keys: str = 'seeded'      # pkm: 'seeded' (fixed MD-mix codes) | 'learned' sub-keys
+    pkm_subkeys: int = 256        # pkm: n sub-keys per half: n^2 memory slots
+    pkm_key_dim: int = 32         # pkm: query dims per half
+    pkm_topk: int = 8             # pkm: sub-keys kept per half, and slots read
     block: str = 'prenorm'
     # Engram (paper Table 1/2)
     memory: str = 'none'
@@ -104,6 +110,10 @@ class GPTConfig:
         assert self.moe_router in ('hash', 'balanced', 'switch'), f"moe_router must be 'hash', 'balanced' or 'switch', got {self.moe_router!r}"
         assert self.ffn != 'moe' or (self.moe_experts >= 1 and self.moe_choices >= 1 and self.moe_capacity > 0), \
             "moe_experts and moe_choices must be >= 1 and moe_capacity > 0"
+        assert self.pkm_keys in ('seeded', 'learned'), f"pkm_keys must be 'seeded' or 'learned', got {self.pkm_keys!r}"
+        assert self.ffn != 'pkm' or 0 < self.pkm_topk <= self.pkm_subkeys, "pkm_topk must be in 1..pkm_subkeys"
+        bad = [l for l in self.pkm_layers if not 0 <= l < self.n_layer] if self.ffn == 'pkm' else []
+        assert not bad, f"pkm_layers {list(self.pkm_layers)} has {bad} outside the model's blocks 0..{self.n_layer - 1}"
         assert self.adapter in ('none', 'lora', 'cslora'), f"adapter must be 'none', 'lora' or 'cslora', got {self.adapter!r}"
         assert self.adapter == 'none' or self.adapter_rank > 0, f"adapter_rank must be > 0, got {self.adapter_rank}"
         if self.memory != 'none':
@@ -420,5 +430,5 @@ def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None
 EMBEDDINGS = {'tied': tied_embedding, 'untied': embeddings.untied_embedding, 'lowrank': embeddings.LowRankEmbedding,
               'mihe': embeddings.HashEmbedding}
 ATTENTION = {'causal': CausalSelfAttention}
-FFN = {'mlp': MLP, 'moe': hash_moe.MoE}
+FFN = {'mlp': MLP, 'moe': hash_moe.MoE, 'pkm': pkm.MLPWithPKM}
 BLOCKS = {'prenorm': Block}

@@ -75,12 +75,18 @@ embed_tables = 2              # mihe: T hash tables (n_embd / T each)
 embed_buckets = 8192          # mihe: B rows per table
 embed_hash = 'mdmix'          # mihe: 'mdmix' | 'mulxor'
 embed_hash_seed = 0           # mihe: seed of the salts / multipliers
-ffn = 'mlp'                   # the blocks' FFN: 'mlp' (GPT-2) | 'moe' (mixture of experts, mdx/hash_moe.py)
+embed_seed_choices = 1        # mihe: > 1 = learned seeds: that many candidate seeds per table, straight-through logits
+ffn = 'mlp'                   # the blocks' FFN: 'mlp' (GPT-2) | 'moe' (mixture of experts, mdx/hash_moe.py) | 'pkm' (+ product keys, mdx/pkm.py)
 moe_experts = 4               # moe: experts per layer, each GPT-2's MLP (active parameters = the dense MLP's)
 moe_router = 'hash'           # moe: 'hash' (MD-mix of the token id) | 'balanced' (unigram-count balanced) | 'switch' (learned top-1)
 moe_choices = 1               # moe hash: hashed candidates per token; > 1 picks the one with the highest load bias (least loaded)
 moe_capacity = 1.25           # moe: tokens per expert at most, x tokens / experts (the rest skip this FFN)
 moe_bias_rate = 0.0           # moe: loss-free load balancing step of the routing bias (0 = off)
+pkm_layers = (2, 4, 6)        # pkm: blocks whose FFN adds a product-key memory
+pkm_keys = 'seeded'           # pkm: 'seeded' (fixed MD-mix Rademacher codes) | 'learned' sub-keys
+pkm_subkeys = 256             # pkm: sub-keys per half (n^2 value rows per layer)
+pkm_key_dim = 32              # pkm: query dims per half
+pkm_topk = 8                  # pkm: top-k per half and slots read
 memory = 'nine'               # 'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier)
 engram_layers = (2, 4, 6)     # 0-based blocks with Engram memory (their tables are shared)
 ngram_orders = (2, 3)         # n-gram orders of the memory
@@ -181,8 +187,8 @@ def truncate_metrics(path, ckpt_iter):
 
 POSITIVE = ('eval_interval', 'log_interval', 'val_windows', 'eval_batch_size', 'batch_size', 'gradient_accumulation_steps',
             'block_size', 'n_layer', 'n_head', 'n_embd', 'engram_heads', 'engram_head_dim', 'table_size', 'hot_size',
-            'learning_rate', 'adapter_rank', 'embed_rank', 'embed_tables', 'embed_buckets', 'moe_experts', 'moe_choices',
-            'moe_capacity')
+            'learning_rate', 'adapter_rank', 'embed_rank', 'embed_tables', 'embed_buckets', 'embed_seed_choices', 'moe_experts', 'moe_choices',
+            'moe_capacity', 'pkm_subkeys', 'pkm_key_dim', 'pkm_topk')
 NON_NEGATIVE = ('ckpt_interval', 'max_iters', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'weight_decay', 'grad_clip',
                 'label_smoothing', 'hot_weight_decay', 'wk_decay', 'wk_reset_interval', 'noise_emb', 'noise_qk',
                 'noise_logits', 'noise_mem', 'seed', 'engram_hash_seed', 'noise_seed', 'adapter_pool', 'gate_credit', 'embed_hash_seed', 'moe_bias_rate',
@@ -190,7 +196,7 @@ NON_NEGATIVE = ('ckpt_interval', 'max_iters', 'warmup_iters', 'lr_decay_iters', 
 CHOICES = {'memory': ('none', 'hash', 'nine'), 'table_optimizer': ('adamw', 'rowwise'), 'hot_collision_mode': ('random', 'semantic'),
            'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'adapter': ('none', 'lora', 'cslora'),
            'embedding': tuple(EMBEDDINGS), 'embed_hash': ('mdmix', 'mulxor'), 'ffn': tuple(FFN),
-           'moe_router': ('hash', 'balanced', 'switch')}
+           'moe_router': ('hash', 'balanced', 'switch'), 'pkm_keys': ('seeded', 'learned')}
 
 def validate_config(cfg):
     """Every value in range and every combination able to train something, or ConfigError naming the key."""

@@ -18,6 +18,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import mdmix
 from engram import hash_multipliers, multiply_xor_hash
@@ -39,19 +40,33 @@ class LowRankEmbedding(nn.Module):
 
 
 class HashEmbedding(nn.Module):
-    """MIHE: T tables of B rows of C/T; token t reads row h_j(t) of table j (Eq. in the module doc)."""
+    """MIHE: T tables of B rows of C/T; token t reads row h_j(t) of table j (see the module doc).
+    embed_seed_choices = S > 1 (issue 17, part 4, the notes' "differentiable seeding"): each table has S
+    candidate hash seeds and a learned logit per seed; the forward uses the argmax seed (hard), the backward
+    the softmax (straight-through), so the logits learn which seed the loss prefers."""
 
     def __init__(self, config, lm_head=None):
         super().__init__()
-        T, B, C = config.embed_tables, config.embed_buckets, config.n_embd
-        assert C % T == 0, f"n_embd {C} must be divisible by embed_tables {T}"
-        self.T, self.B = T, B
+        T, B, C, S = config.embed_tables, config.embed_buckets, config.n_embd, config.embed_seed_choices
+        self.T, self.B, self.S = T, B, S
         self.table = nn.Embedding(T * B, C // T)
-        rows = token_rows(config.vocab_size, T, B, config.embed_hash, config.embed_hash_seed)
-        self.register_buffer('rows', rows + torch.arange(T) * B, persistent=False)   # (V, T) into the stacked tables
+        rows = torch.stack([token_rows(config.vocab_size, T, B, config.embed_hash, config.embed_hash_seed + s)
+                            for s in range(S)], -1)                                  # (V, T, S)
+        self.register_buffer('rows', rows + (torch.arange(T) * B)[:, None], persistent=False)   # into the stacked tables
+        self.seed_logits = nn.Parameter(torch.zeros(T * S)) if S > 1 else None    # 1-D: no weight decay
+        self.override = None                  # (T, S) weights to use instead (seed_gradient_check)
+
+    def seed_weights(self):
+        """(T, S): one-hot of each table's argmax seed in value, the softmax's gradient in backward."""
+        p = torch.softmax(self.seed_logits.view(self.T, self.S), -1)
+        hard = F.one_hot(p.argmax(-1), self.S).to(p.dtype)
+        return hard + p - p.detach()
 
     def forward(self, idx):
-        return self.table(self.rows[idx]).flatten(-2)
+        if self.seed_logits is None:
+            return self.table(self.rows[idx][..., 0]).flatten(-2)
+        w = self.seed_weights() if self.override is None else self.override
+        return (self.table(self.rows[idx]) * w.unsqueeze(-1).to(self.table.weight.dtype)).sum(-2).flatten(-2)
 
 
 def token_rows(vocab, T, B, kind='mdmix', seed=0):
@@ -70,3 +85,36 @@ def full_collisions(rows, B):
     _, counts = torch.unique(rows, dim=0, return_counts=True)
     pairs = int((counts * (counts - 1) // 2).sum())
     return pairs, math.comb(V, 2) / B ** T
+
+
+def seed_gradient_check(model, x, y, prev):
+    """Does the straight-through gradient predict what changing a seed does? For every table j and every
+    seed s other than its current one c: the first-order estimate dL/dw_{j,s} - dL/dw_{j,c} of moving the
+    table's weight from c to s, beside the real change L(seed s) - L(seed c) (finite difference, the same
+    batch, eval mode). Returns the rows and the share of pairs whose signs agree."""
+    emb = model.transformer.wte
+    was = model.training
+    model.eval()
+    w = F.one_hot(emb.seed_weights().argmax(-1), emb.S).float().requires_grad_()
+    loss = forward_with_seed_weights(model, x, y, prev, w)
+    loss.backward()
+    rows = []
+    with torch.no_grad():
+        for j in range(emb.T):
+            c = int(w[j].argmax())
+            for s in range(emb.S):
+                if s != c:
+                    w2 = w.detach().clone()
+                    w2[j] = F.one_hot(torch.tensor(s), emb.S).float()
+                    fd = float(forward_with_seed_weights(model, x, y, prev, w2) - loss)
+                    rows.append({'table': j, 'from': c, 'to': s, 'estimate': float(w.grad[j, s] - w.grad[j, c]), 'change': fd})
+    model.train(was)
+    agree = sum((r['estimate'] > 0) == (r['change'] > 0) for r in rows) / max(1, len(rows))
+    return rows, agree
+
+def forward_with_seed_weights(model, x, y, prev, w):
+    model.transformer.wte.override = w
+    try:
+        return model(x, y, prev=prev)[1]
+    finally:
+        model.transformer.wte.override = None

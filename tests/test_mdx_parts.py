@@ -144,3 +144,60 @@ def test_moe_has_the_dense_mlps_active_parameters(gen_data):
     assert sum(p.numel() for p in moe.transformer.h[0].mlp.parameters()) == 4 * mlp
     switch = moe_model(gen_data, moe_router='switch')
     assert sum(p.numel() for p in switch.transformer.h[0].mlp.parameters()) == 4 * mlp + 32 * 4
+
+
+# -- product-key memory ----------------------------------------------------------
+
+def test_product_keys_find_the_exact_top_k_of_all_slots(gen_data):
+    m = tiny_model(gen_data, 'none', ffn='pkm', pkm_layers=(1,), pkm_subkeys=16, pkm_key_dim=8, pkm_topk=4)
+    pkm = m.transformer.h[1].mlp.pkm
+    assert m.transformer.h[0].mlp.pkm is None and m.transformer.h[2].mlp.pkm is None
+    x = torch.randn(2, 5, 32)
+    q = pkm.query(x).unflatten(-1, (2, -1))
+    s1, s2 = (torch.einsum('btd,nd->btn', q[..., g, :], pkm.subkeys[g]) for g in (0, 1))
+    full = (s1[..., :, None] + s2[..., None, :]).flatten(-2)             # all n^2 slots
+    best, slots = full.topk(4, dim=-1)
+    expect = (pkm.values(slots) * torch.softmax(best, -1).unsqueeze(-1)).sum(-2)
+    assert torch.allclose(pkm(x), expect, atol=1e-6)
+
+def test_seeded_subkeys_are_fixed_codes_and_learned_ones_are_parameters(gen_data):
+    from mdx.pkm import seeded_codes
+    kw = dict(ffn='pkm', pkm_layers=(1, 2), pkm_subkeys=16, pkm_key_dim=8, pkm_topk=4)
+    seeded, learned = tiny_model(gen_data, 'none', **kw), tiny_model(gen_data, 'none', pkm_keys='learned', **kw)
+    a, b = seeded.transformer.h[1].mlp.pkm, seeded.transformer.h[2].mlp.pkm
+    assert torch.equal(a.subkeys, seeded_codes(16, 8, 1)) and set((a.subkeys * 8 ** 0.5).round().unique().tolist()) == {-1.0, 1.0}
+    assert not torch.equal(a.subkeys, b.subkeys)                        # a seed per layer
+    assert learned.param_counts()['total'] - seeded.param_counts()['total'] == 2 * (2 * 16 * 8)
+    assert torch.equal(learned.transformer.h[1].mlp.pkm.subkeys.detach(), a.subkeys)   # the same start
+
+
+# -- learned seeds (straight-through) -------------------------------------------
+
+def test_learned_seeds_forward_the_argmax_seed_and_train_the_logits(gen_data):
+    x, y, c = batch(gen_data)
+    kw = dict(embedding='mihe', embed_buckets=64)
+    m = tiny_model(gen_data, 'hash', embed_seed_choices=3, **kw)
+    emb = m.transformer.wte
+    with torch.no_grad():
+        emb.seed_logits.copy_(torch.tensor([0., 2., 0., 1., 0., 0.]))    # table 0 -> seed 1, table 1 -> seed 0
+    W = emb.table.weight
+    expect = torch.cat([W[embeddings.token_rows(448, 2, 64, 'mdmix', 1)[x, 0]],
+                        W[64 + embeddings.token_rows(448, 2, 64, 'mdmix', 0)[x, 1]]], -1)
+    assert torch.allclose(emb(x), expect, atol=1e-7)                   # the hard choice in value
+    m(x, y, prev=c)[1].backward()
+    assert emb.seed_logits.grad.abs().sum() > 0                        # the softmax's gradient
+    one = tiny_model(gen_data, 'hash', **kw)
+    assert one.transformer.wte.seed_logits is None and one.param_counts()['embedding'] == 2 * 64 * 16
+
+def test_seed_gradient_check_compares_estimate_and_real_change(gen_data):
+    x, y, c = batch(gen_data)
+    m = tiny_model(gen_data, 'hash', embedding='mihe', embed_buckets=64, embed_seed_choices=3)
+    rows, agree = embeddings.seed_gradient_check(m, x, y, c)
+    assert len(rows) == 2 * 2 and 0 <= agree <= 1
+    with torch.no_grad():
+        base = float(m.eval()(x, y, prev=c)[1])
+    r = rows[0]
+    w = torch.eye(3)[[0, 0]]
+    w[r['table']] = torch.eye(3)[r['to']]
+    with torch.no_grad():
+        assert r["change"] == pytest.approx(float(embeddings.forward_with_seed_weights(m, x, y, c, w)) - base, abs=1e-6)

@@ -68,7 +68,8 @@ VOCAB = 50257
 # name -> (GPTConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
 MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
             'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise')}
-# the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine)
+# the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
+# with and without the gate credit loss's extra forward)
 PARTS = {name: ({'memory': 'none', **kw}, 'adamw') for name, kw in {
     'tied_mlp': {}, 'untied': {'embedding': 'untied'}, 'lowrank': {'embedding': 'lowrank', 'embed_rank': 8},
     'mihe': {'embedding': 'mihe', 'embed_buckets': 6288}, 'mihe_mulxor': {'embedding': 'mihe', 'embed_buckets': 6288, 'embed_hash': 'mulxor'},
@@ -76,7 +77,7 @@ PARTS = {name: ({'memory': 'none', **kw}, 'adamw') for name, kw in {
     'moe_hash': {'ffn': 'moe'}, 'moe_hash2': {'ffn': 'moe', 'moe_choices': 2, 'moe_bias_rate': 1e-3},
     'moe_balanced': {'ffn': 'moe', 'moe_router': 'balanced'}, 'moe_switch': {'ffn': 'moe', 'moe_router': 'switch', 'moe_bias_rate': 1e-3},
     'pkm_seeded': {'ffn': 'pkm', 'pkm_subkeys': 90}, 'pkm_learned': {'ffn': 'pkm', 'pkm_subkeys': 90, 'pkm_keys': 'learned'},
-    'nine': {'memory': 'nine'}}.items()}
+    'nine': {'memory': 'nine'}, 'nine_gate_credit': {'memory': 'nine', 'gate_credit': 0.1}}.items()}
 
 def synth_tokens(n, vocab, seed=0):
     """Zipf-like token ids (rank ~ u^3): a few ids very frequent, a long tail, like real text."""

@@ -274,7 +274,7 @@ class GPT(nn.Module):
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
             if pn.endswith('c_proj.weight'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        for m in self.modules():                # parts that start from their own init (e.g. switched off)
+        for m in self.modules():                # parts with their own init (e.g. switched off) or that read the built model (its index)
             if hasattr(m, 'post_init'):
                 m.post_init(self)
         variants.finish(self)

@@ -187,8 +187,8 @@ def truncate_metrics(path, ckpt_iter):
 
 POSITIVE = ('eval_interval', 'log_interval', 'val_windows', 'eval_batch_size', 'batch_size', 'gradient_accumulation_steps',
             'block_size', 'n_layer', 'n_head', 'n_embd', 'engram_heads', 'engram_head_dim', 'table_size', 'hot_size',
-            'learning_rate', 'adapter_rank', 'embed_rank', 'embed_tables', 'embed_buckets', 'embed_seed_choices', 'moe_experts', 'moe_choices',
-            'moe_capacity', 'pkm_subkeys', 'pkm_key_dim', 'pkm_topk')
+            'learning_rate', 'adapter_rank', 'embed_rank', 'embed_tables', 'embed_buckets', 'embed_seed_choices',
+            'moe_experts', 'moe_choices', 'moe_capacity', 'pkm_subkeys', 'pkm_key_dim', 'pkm_topk')
 NON_NEGATIVE = ('ckpt_interval', 'max_iters', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'weight_decay', 'grad_clip',
                 'label_smoothing', 'hot_weight_decay', 'wk_decay', 'wk_reset_interval', 'noise_emb', 'noise_qk',
                 'noise_logits', 'noise_mem', 'seed', 'engram_hash_seed', 'noise_seed', 'adapter_pool', 'gate_credit', 'embed_hash_seed', 'moe_bias_rate',

@@ -16,7 +16,9 @@ moe_bias_rate toward balance: b_e += rate * sign(mean load - load_e), so overloa
 Dispatch is vectorized with a fixed capacity per expert, ceil(moe_capacity * tokens / E) (static shapes:
 one compiled graph): tokens past an expert's capacity get no FFN output this layer (the residual carries
 them), as in Switch. `load` and `dropped` (buffers) hold the last forward's per-expert token counts and
-dropped share.
+dropped share. Caveats: under DDP each process moves its load bias by its own batch's loads (buffers are
+not synchronized; the checkpoint keeps rank 0's); GPT.estimate_mfu counts every expert's weights, so it
+overstates a MoE model's FLOPs per token E-fold for the FFN.
 """
 import math
 

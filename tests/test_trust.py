@@ -15,7 +15,7 @@ import torch
 import prepare_fineweb as pf
 from checkpoint import CKPT_VERSION, save_checkpoint
 from conftest import ROOT, prepare, run
-from data import DataError, read_metrics
+from data import DataError, load_meta, read_metrics
 from test_train import micro_config, rows
 
 
@@ -268,3 +268,18 @@ def test_a_huge_one_line_document_is_cut_to_what_the_run_can_use(tmp_path, corpu
     prepare(tmp_path / 'd', str(src), corpus['tokenizer'], '--num_tokens', '1000', '--hot_sizes', '10')
     assert max(seen) == 1000 * pf.MAX_CHARS_PER_TOKEN
     assert json.load(open(tmp_path / 'd' / 'meta.json'))['tokens']['n_tokens'] == 1000
+
+def test_a_data_dir_from_before_the_baseline_counts_gets_a_clear_error_and_prepare_adds_only_them(tmp_path, corpus, data_copy):
+    from data import load_counts, save_json
+    meta = load_meta(data_copy)
+    for rel in ('rawgrams_o3_keys.npy', 'rawgrams_o3_counts.npy'):
+        os.remove(os.path.join(data_copy, rel))
+        meta['files'].pop(rel)
+    meta.pop('rawgrams')
+    save_json(os.path.join(data_copy, 'meta.json'), meta)                 # as prepared before the stage existed
+    with pytest.raises(DataError, match='no raw-id trigram counts.*Re-run python prepare_fineweb.py'):
+        load_counts(data_copy, load_meta(data_copy), 3, 'rawgrams')
+    before = os.stat(os.path.join(data_copy, 'ngrams_o3_keys.npy')).st_mtime_ns
+    prepare(data_copy, corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50,200', '--val_frac', '0.1')
+    assert os.stat(os.path.join(data_copy, 'ngrams_o3_keys.npy')).st_mtime_ns == before
+    assert len(load_counts(data_copy, load_meta(data_copy), 3, 'rawgrams')[0]) == load_meta(data_copy)['rawgrams']['distinct']

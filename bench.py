@@ -289,7 +289,8 @@ def counting_in_subprocess(n_tokens, engine, memory_limit, kind):
 def time_mdx(ckpt_path, device, n_pos=2048):
     """The MD-mix inference ideas on a trained checkpoint's real activations (issue 19), each beside the
     standard way: the bounded logit short-circuit vs the dense head, content-defined KV reuse vs a full
-    prefill, seeded vs k-means PQ codes for attention keys, Count-Sketch LoRA vs LoRA step time."""
+    prefill, seeded vs k-means PQ codes for attention keys, Count-Sketch LoRA vs LoRA step time, and the attention
+    work that sketches (idea A) and bucket bounds (idea B) skip, with the error against full attention."""
     from checkpoint import load_model
     from data import TokenData
     from mdx import cs_lora, logit_bound, pq_keys
@@ -384,6 +385,18 @@ def time_mdx(ckpt_path, device, n_pos=2048):
             loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
         out[f'{kind}_step_ms'] = timed(step)[0] * 1e3
         out[f'{kind}_params'] = sum(q.numel() for q in params)
+    # 5. attention work skipped by sketches (idea A) and by bucket bounds (idea B), the last layer's keys of
+    # every validation position pooled as one cache per head (the decode setting), against full softmax
+    from mdx import attention_sketch as sk
+    V = qs[0][..., 2 * C:].flatten(0, 1).float().view(-1, nh, C // nh)[:4096]
+    heads = [(Q[:, hd].contiguous(), K[:, hd].contiguous(), V[:, hd].contiguous()) for hd in range(nh)]
+    mean = lambda rs: {key: float(np.mean([r[key] for r in rs])) for key in ('kept_share', 'dropped_mass', 'rel_error')}
+    out['sketch_pruned'] = [{'width': r, 'tau': tau, **mean([sk.sketch_pruned(*h, r, tau, salt=hd) for hd, h in enumerate(heads)])}
+                            for r in (4, 8) for tau in (2.0, 4.0, 8.0)]
+    out['bucket_bounded'] = []
+    for tau in (1e-4, 1e-2, 1.0):
+        rs = [sk.bucket_bounded(*h, 64, tau, salt=hd) for hd, h in enumerate(heads)]
+        out['bucket_bounded'].append({'buckets': 64, 'tau': tau, **mean(rs), 'bound_holds': all(r['bound_holds'] for r in rs)})
     return out
 
 def time_index(device, n_pos=1 << 18, reps=10):

@@ -201,3 +201,39 @@ def test_seed_gradient_check_compares_estimate_and_real_change(gen_data):
     w[r['table']] = torch.eye(3)[r['to']]
     with torch.no_grad():
         assert r["change"] == pytest.approx(float(embeddings.forward_with_seed_weights(m, x, y, c, w)) - base, abs=1e-6)
+
+
+# -- attention sketches and bounds (issue 18, parts 3 and 4) ----------------------
+
+def test_count_sketch_estimates_inner_products_without_bias():
+    from mdx.attention_sketch import count_sketch
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(16, generator=g, dtype=torch.float64), torch.randn(16, generator=g, dtype=torch.float64)
+    est = torch.stack([count_sketch(q, 4, s) @ count_sketch(k, 4, s) for s in range(0, 4000, 2)])
+    assert abs(float(est.mean() - q @ k)) < 4 * float(est.std()) / len(est) ** 0.5    # unbiased
+    assert torch.allclose(count_sketch(q + k, 4, 7), count_sketch(q, 4, 7) + count_sketch(k, 4, 7))   # linear
+    assert float(est.std()) > 0.1                                       # a width-4 sketch of 16 dims is noisy
+
+def test_sketch_pruning_keeping_everything_is_exact_attention():
+    from mdx.attention_sketch import sketch_pruned
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(n, 16, generator=g) for n in (8, 200, 200))
+    full = sketch_pruned(q, k, v, 8, float('inf'))
+    assert full['kept_share'] == 1 and full['dropped_mass'] == 0 and full['rel_error'] < 1e-6
+    some = sketch_pruned(q, k, v, 8, 1.0)
+    assert some['kept_share'] < 1 and some['dropped_mass'] > 0
+
+def test_bucket_bound_holds_on_every_dropped_bucket():
+    from mdx.attention_sketch import bucket_bounded
+    g = torch.Generator().manual_seed(2)
+    centers = torch.randn(16, 16, generator=g) * 2                      # clustered keys: tight buckets
+    k = centers[torch.arange(512) % 16] + 0.05 * torch.randn(512, 16, generator=g)
+    q, v = centers[:4].repeat(8, 1) + 0.05 * torch.randn(32, 16, generator=g), torch.randn(512, 16, generator=g)
+    none = bucket_bounded(q, k, v, 32, 0.0)
+    assert none['dropped_buckets'] == 0 and none['rel_error'] < 1e-6
+    kept = []
+    for tau in (1e-4, 1e-2, 1.0):
+        r = bucket_bounded(q, k, v, 32, tau)
+        assert r['bound_holds'] and r['dropped_buckets'] > 0
+        kept.append(r['kept_share'])
+    assert kept == sorted(kept, reverse=True)

@@ -132,11 +132,11 @@ def main(argv=None):
     p.add_argument('--windows', type=int, default=64)
     p.add_argument('--batch', type=int, default=16)
     a = p.parse_args(argv)
-    model = load_model(a.ckpt)
+    model, _, data_dir, _ = load_model(a.ckpt)
     emb = model.transformer.wte
     if getattr(emb, 'seed_logits', None) is None:
         raise SystemExit(f"{a.ckpt} has no learned seeds (embedding='mihe' with embed_seed_choices > 1)")
-    data = TokenData(model_data_dir(a.ckpt), model.index.max_order - 1)
+    data = TokenData(data_dir, model.index.max_order - 1)
     T = model.config.block_size
     rows = []
     for s in range(0, a.windows, a.batch):
@@ -147,10 +147,6 @@ def main(argv=None):
     print(f"chosen seeds: {emb.seed_weights().argmax(-1).tolist()}; pairs (batch, table, other seed): {len(rows)}; "
           f"loss change when switching: min {min(r['change'] for r in rows):+.4f}, max {max(r['change'] for r in rows):+.4f}; "
           f"sign agreement of the straight-through estimate: {agree:.1%}")
-
-def model_data_dir(ckpt_path):
-    from checkpoint import read_checkpoint
-    return read_checkpoint(ckpt_path)['config']['data_dir']
 
 if __name__ == '__main__':
     main()

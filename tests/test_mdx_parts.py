@@ -237,3 +237,16 @@ def test_bucket_bound_holds_on_every_dropped_bucket():
         assert r['bound_holds'] and r['dropped_buckets'] > 0
         kept.append(r['kept_share'])
     assert kept == sorted(kept, reverse=True)
+
+
+def test_parts_switched_off_leave_the_model_bit_identical(gen_data):
+    """With embedding='tied' and ffn='mlp' the parts' own settings change nothing: same parameters, same
+    initial weights, same loss to the bit."""
+    x, y, c = batch(gen_data)
+    plain = tiny_model(gen_data, 'nine')
+    knobs = tiny_model(gen_data, 'nine', embed_rank=3, embed_tables=4, embed_buckets=64, embed_hash='mulxor', embed_seed_choices=3,
+                       moe_experts=8, moe_router='switch', moe_choices=2, moe_bias_rate=0.5, pkm_layers=(1,), pkm_keys='learned',
+                       pkm_subkeys=16, pkm_topk=2)
+    assert plain.param_counts() == knobs.param_counts()
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), knobs.state_dict().values()))
+    assert torch.equal(plain(x, y, prev=c)[1], knobs(x, y, prev=c)[1])

@@ -273,14 +273,17 @@ def md_key_stability(ks):
     rows = [[f"{p['iter_from']}→{p['iter_to']}", l, fmt(v['cos_hot']), fmt(v['cos_cold']),
              fmt(v['corr_alpha_stability'], '+.3f'), fmt(v['corr_alpha_loss'], '+.3f')]
             for p in ks['pairs'] for l, v in p['layers'].items()]
-    traj = [[g, r['iter'], r['n'], fmt(r['norm'], '.4f'), fmt(r['drift'], '.4f'), fmt(r['cos_to_final'], '.3f')]
-            for g, rs in ks['trajectories'].items() for r in rs]
     return (f"# Key stability: {ks['run']}\n\ncos(k_t before, k_t after) of W_K e_t for the same validation positions "
             f"between adjacent snapshots; correlations across positions at the later snapshot.\n\n" +
             md_table(['snapshots', 'layer', 'cos hot', 'cos cold', 'corr(α, stability)', 'corr(α, loss)'], rows) +
             "\n## N-gram embedding trajectories (§7.2 (3))\n\nThe memory rows of sample n-grams of the lowest order: "
             "hot, cold with rows of their own, cold colliding in every head; mean over the group.\n\n" +
-            md_table(['group', 'iter', 'n-grams', 'row norm', 'drift since previous', 'cos to final'], traj))
+            md_trajectories(ks['trajectories']))
+
+def md_trajectories(traj):
+    return md_table(['group', 'iter', 'n-grams', 'row norm', 'drift since previous', 'cos to final'],
+                    [[g, r['iter'], r['n'], fmt(r['norm'], '.4f'), fmt(r['drift'], '.4f'), fmt(r['cos_to_final'], '.3f')]
+                     for g, rs in traj.items() for r in rs])
 
 def figure_key_stability(ks, out_dir):
     plt = pyplot()
@@ -492,10 +495,7 @@ def md_data_side(d):
                           [f"{f['expected_fp_rate']:.2e}", fmt(f['hot_coverage_exact'], '.2%'), fmt(f['hot_coverage_fp'], '.2%')]
                           for f in d['fingerprints']])]
     for run, traj in d['trajectories'].items():
-        out += [f'\n## N-gram embedding trajectories (item 6): {run}\n\n',
-                md_table(['group', 'iter', 'n-grams', 'row norm', 'drift since previous', 'cos to final'],
-                         [[g, r['iter'], r['n'], fmt(r['norm'], '.4f'), fmt(r['drift'], '.4f'), fmt(r['cos_to_final'], '.3f')]
-                          for g, rs in traj.items() for r in rs])]
+        out += [f'\n## N-gram embedding trajectories (item 6): {run}\n\n', md_trajectories(traj)]
     return out
 
 def md_study(s):

@@ -208,10 +208,10 @@ def semantic_rows(index, order, c):
     by = torch.argsort(-c3, stable=True)
     by = by[torch.argsort(ctx[by], stable=True)]                      # by context, most frequent next token first
     ctx, nxt = ctx[by], nxt[by]
-    first = torch.searchsorted(ctx, keys & ((1 << 2 * ID_BITS) - 1))  # a bigram key is its own context
+    own = keys & ((1 << 2 * ID_BITS) - 1)                             # a bigram is its own context
+    first = torch.searchsorted(ctx, own)
     last = len(ctx) - 1
-    top = lambda i, ok: torch.where(ok & (ctx[i.clamp(max=last)] == keys & ((1 << 2 * ID_BITS) - 1)),
-                                    nxt[i.clamp(max=last)], 1 << ID_BITS)
+    top = lambda i, ok: torch.where(ok & (ctx[i.clamp(max=last)] == own), nxt[i.clamp(max=last)], 1 << ID_BITS)
     top1 = top(first, first <= last)
     top2 = top(first + 1, first + 1 <= last)
     order_of = torch.argsort(top1 * ((1 << ID_BITS) + 1) + top2, stable=True)

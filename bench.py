@@ -4,6 +4,7 @@ Speed, measured side by side in one process (never as a timed test).
   python bench.py                       # CPU: tiny configs + counting on 95M synthetic tokens + index/hash costs
   python bench.py --preset paper        # GPU: GPT-2 small, Hash-500K vs Nine-100/400K vs baseline (bf16, compile)
   python bench.py --preset parts        # the MD-mix model parts (configs/mdx) beside the standard parts, tiny shapes
+  python bench.py --preset compute      # reversible blocks vs stored activations vs checkpointing; LSH attention vs SDPA
 
 Training steps (forward + backward + AdamW) of every config are timed interleaved, round-robin, after
 warm-up; the median step is reported with tok/s, MFU against the device's own peak, peak memory, the
@@ -31,9 +32,10 @@ PRESETS = {
 }
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx', 'parts'],
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx', 'parts', 'compute'],
                    help='default: paper on CUDA, tiny on CPU; mdx: the MD-mix inference ideas on --ckpt; '
-                        'parts: the MD-mix model parts beside the standard ones (tiny shapes)')
+                        'parts: the MD-mix model parts beside the standard ones (tiny shapes); compute: memory and '
+                        'time of reversible blocks and LSH attention beside the standard ones')
     p.add_argument('--ckpt', default='out/quickstart/tiny_nine_s0/ckpt.pt', help='the trained checkpoint --preset mdx reads')
     p.add_argument('--device', default='auto', help="'auto' (cuda if available) | cpu | cuda")
     p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
@@ -62,6 +64,7 @@ import optim
 import prepare_fineweb as pf
 from checkpoint import build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
+from mdx import attention_lsh
 from model import GPTConfig, device_peak_flops
 
 VOCAB = 50257
@@ -77,7 +80,9 @@ PARTS = {name: ({'memory': 'none', **kw}, 'adamw') for name, kw in {
     'moe_hash': {'ffn': 'moe'}, 'moe_hash2': {'ffn': 'moe', 'moe_choices': 2, 'moe_bias_rate': 1e-3},
     'moe_balanced': {'ffn': 'moe', 'moe_router': 'balanced'}, 'moe_switch': {'ffn': 'moe', 'moe_router': 'switch', 'moe_bias_rate': 1e-3},
     'pkm_seeded': {'ffn': 'pkm', 'pkm_subkeys': 90}, 'pkm_learned': {'ffn': 'pkm', 'pkm_subkeys': 90, 'pkm_keys': 'learned'},
-    'nine': {'memory': 'nine'}, 'nine_gate_credit': {'memory': 'nine', 'gate_credit': 0.1}}.items()}
+    'nine': {'memory': 'nine'}, 'nine_gate_credit': {'memory': 'nine', 'gate_credit': 0.1},
+    'reversible': {'block': 'reversible'}, 'lsh': {'attention': 'lsh', 'lsh_bucket_size': 8, 'lsh_window': 8},
+    'sketch': {'attention': 'sketch'}, 'bucket': {'attention': 'bucket'}}.items()}
 
 def synth_tokens(n, vocab, seed=0):
     """Zipf-like token ids (rank ~ u^3): a few ids very frequent, a long tail, like real text."""
@@ -399,6 +404,106 @@ def time_mdx(ckpt_path, device, n_pos=2048):
         out['bucket_bounded'].append({'buckets': 64, 'tau': tau, **mean(rs), 'bound_holds': all(r['bound_holds'] for r in rs)})
     return out
 
+def timed_ms(fn, device, reps=3):
+    """The mean time of reps calls after one warm-up call, in ms (synchronized on CUDA)."""
+    sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) / reps * 1e3
+
+def time_reversible(device, B=8, T=256, C=256):
+    """Issue 18 part 1: reversible blocks vs the prenorm blocks storing every activation vs
+    torch.utils.checkpoint per block (reentrant, so what it saves is seen), vs depth: the bytes autograd
+    saves, the peak memory on CUDA, the forward + backward time; and how exactly the stack inverts itself
+    (fp32, bf16 autocast, bf16 weights)."""
+    from torch.utils.checkpoint import checkpoint
+    from mdmix import NO_NOISE
+    from mdx import reversible
+    from model import GPT, ForwardPass
+    def checkpointed(blocks, x, fwd):
+        for block in blocks:
+            x = checkpoint(block, x, fwd, use_reentrant=True)
+        return x
+    model_of = lambda n_layer, block: GPT(GPTConfig(vocab_size=512, n_layer=n_layer, n_head=4, n_embd=C, block_size=T, block=block)).to(device)
+    out = {'memory_time': [], 'inverse_rel_error': []}
+    x = torch.randint(0, 512, (B, T), device=device)
+    for n_layer in (2, 4, 8, 16):
+        for kind in ('prenorm', 'checkpoint', 'reversible'):
+            torch.manual_seed(0)
+            model = model_of(n_layer, 'reversible' if kind == 'reversible' else 'prenorm')
+            if kind == 'checkpoint':
+                model.stack = checkpointed
+            if device.startswith('cuda'):
+                torch.cuda.synchronize(), torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() if device.startswith('cuda') else 0
+            saved = reversible.saved_activation_bytes(lambda: model(x, x)[1], model.parameters())[1]
+            row = {'n_layer': n_layer, 'kind': kind, 'saved_mb': saved / 2**20,
+                   'step_ms': timed_ms(lambda: model(x, x)[1].backward(), device)}
+            if device.startswith('cuda'):
+                row['peak_mb'] = (torch.cuda.max_memory_allocated() - base) / 2**20
+            out['memory_time'].append(row)
+            print(f"  {kind:10s} n_layer {n_layer:2d}: saved {row['saved_mb']:7.1f} MB, fwd+bwd {row['step_ms']:7.1f} ms", flush=True)
+        h = torch.randn(B, T, C, device=device)
+        errors = {}
+        for prec in ('fp32', 'autocast_bf16', 'bf16'):
+            torch.manual_seed(0)
+            model = model_of(n_layer, 'reversible')
+            model = model.bfloat16() if prec == 'bf16' else model
+            fwd = ForwardPass(model, x, None, NO_NOISE)
+            fwd.memory = {}
+            with torch.no_grad(), torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=prec == 'autocast_bf16'):
+                x1 = x2 = h.to(next(model.parameters()).dtype)
+                for block in model.transformer.h:
+                    x1, x2, _ = block(x1, x2, fwd)
+                for block in reversed(model.transformer.h):
+                    x1, x2 = block.inverse(x1, x2, fwd)
+            errors[prec] = float(torch.maximum((x1.float() - h).abs(), (x2.float() - h).abs()).max() / h.abs().max())
+        out['inverse_rel_error'].append({'n_layer': n_layer, **errors})
+        print(f"  inverse of {n_layer} blocks, max error / max |x|: " + ', '.join(f"{k} {v:.1e}" for k, v in errors.items()), flush=True)
+    return out
+
+@torch.no_grad()
+def lsh_quality(q, k, v, proj, c, w, top=8):
+    """Recall of each query's `top` best past keys among the pairs LSH met, the share of causal pairs met,
+    and the output's relative error vs causal attention."""
+    T, H = q.size(2), q.size(1)
+    y, found = attention_lsh.lsh_attention(q, k, v, proj, c, w, pairs=True)
+    met = attention_lsh.attended(T, w, found, q.device)
+    s = (q @ k.transpose(-1, -2)).masked_fill(torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1), float('-inf'))
+    full = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return {'recall_top8': float(met[..., top:, :].gather(-1, s[..., top:, :].topk(top, -1).indices).float().mean()),
+            'pairs_share': float(met.float().sum() / (H * T * (T + 1) / 2)),
+            'rel_error': float(((y - full).norm(dim=-1) / full.norm(dim=-1)).mean())}
+
+def time_lsh(device, H=4, d=64, c=64, w=64, rounds=2):
+    """Issue 18 part 2: LSH attention vs SDPA (causal), T = 1K..16K: forward and forward + backward time,
+    and at T <= 4K lsh_quality on iid Gaussian and on clustered queries and keys (64 centers)."""
+    proj = torch.randn(rounds, d, attention_lsh.n_bits(16384 // c), generator=torch.Generator().manual_seed(0)).to(device)
+    out = []
+    for T in (1024, 2048, 4096, 8192, 16384):
+        g = torch.Generator().manual_seed(T)
+        centers = torch.randn(64, d, generator=g) * 2
+        data = {'gaussian': [torch.randn(1, H, T, d, generator=g) for _ in range(3)],
+                'clustered': [centers[torch.randint(0, 64, (1, H, T), generator=g)] + 0.5 * torch.randn(1, H, T, d, generator=g)
+                              for _ in range(2)] + [torch.randn(1, H, T, d, generator=g)]}
+        q, k, v = (t.to(device).clone().requires_grad_() for t in data['gaussian'])
+        lsh = lambda: attention_lsh.lsh_attention(q, k, v, proj, c, w)[0]
+        sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        row = {'T': T, 'sdpa_fwd_ms': timed_ms(lambda: sdpa().detach(), device), 'lsh_fwd_ms': timed_ms(lambda: lsh().detach(), device),
+               'sdpa_fwd_bwd_ms': timed_ms(lambda: sdpa().sum().backward(), device),
+               'lsh_fwd_bwd_ms': timed_ms(lambda: lsh().sum().backward(), device)}
+        row.update({name: lsh_quality(*(t.to(device) for t in qkv), proj, c, w) for name, qkv in data.items() if T <= 4096})
+        out.append(row)
+        print(f"  T {T:5d}: fwd SDPA {row['sdpa_fwd_ms']:8.1f} ms, LSH {row['lsh_fwd_ms']:8.1f} ms; fwd+bwd SDPA "
+              f"{row['sdpa_fwd_bwd_ms']:8.1f} ms, LSH {row['lsh_fwd_bwd_ms']:8.1f} ms" +
+              ''.join(f"; {n}: recall@8 {row[n]['recall_top8']:.3f}, pairs {row[n]['pairs_share']:.3f}, error {row[n]['rel_error']:.3f}"
+                      for n in data if n in row), flush=True)
+    return out
+
 def time_index(device, n_pos=1 << 18, reps=10):
     """Per-token cost of the memory index: keys, hashes (mulxor vs mdmix), hot lookup."""
     import mdmix
@@ -436,10 +541,12 @@ def main():
     res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',
            'torch': torch.__version__, 'preset': preset}
     print(f"device: {res['device']}, preset {preset}, torch {res['torch']}", flush=True)
-    if preset in ('mdx', 'parts'):
+    if preset in ('mdx', 'parts', 'compute'):
         if preset == 'mdx':
             res['mdx'] = r = time_mdx(a.ckpt, a.device)
             print(json.dumps(r, indent=1))
+        elif preset == 'compute':
+            res['compute'] = {'reversible': time_reversible(a.device), 'lsh': time_lsh(a.device)}
         else:
             res['parts'] = tr = time_training('tiny', a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, PARTS)
             print_training(tr, PARTS)

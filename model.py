@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import variants
 from mdmix import NO_NOISE
-from mdx import cs_lora, embeddings, hash_moe, pkm
+from mdx import attention_lsh, attention_sketch, cs_lora, embeddings, hash_moe, pkm, reversible
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
@@ -53,7 +53,14 @@ class GPTConfig:
     embed_hash: str = 'mdmix'     # mihe: 'mdmix' (MD-mix, a salt per table) | 'mulxor' (the Engram hash)
     embed_hash_seed: int = 0
     embed_seed_choices: int = 1   # mihe: S > 1 candidate seeds per table, chosen by straight-through learned logits
-    attention: str = 'causal'
+    attention: str = 'causal'     # 'causal' (GPT-2, SDPA) | 'lsh' (mdx/attention_lsh.py) | 'sketch' | 'bucket' (mdx/attention_sketch.py)
+    lsh_bucket_size: int = 64     # lsh: mean keys per bucket (T // it buckets) and the sorted chunk length
+    lsh_rounds: int = 2           # lsh: hash rounds
+    lsh_window: int = 64          # lsh: every query also reads the keys up to this many - 1 positions back
+    sketch_width: int = 4         # sketch: CountSketch width r
+    sketch_tau: float = 2.0       # sketch: pairs whose sketched score is more than tau below the row's best are skipped
+    bucket_count: int = 8         # bucket: key buckets
+    bucket_tau: float = 0.01      # bucket: buckets whose bound on their output contribution is below tau are dropped
     ffn: str = 'mlp'              # 'mlp' (GPT-2) | 'moe' (mdx/hash_moe.py)
     moe_experts: int = 4          # moe: E experts, each GPT-2's MLP
     moe_router: str = 'hash'      # moe: 'hash' (MD-mix of the token id) | 'balanced' (by unigram counts) | 'switch' (learned top-1)
@@ -65,7 +72,7 @@ class GPTConfig:
     pkm_subkeys: int = 256        # pkm: n sub-keys per half: n^2 memory slots
     pkm_key_dim: int = 32         # pkm: query dims per half
     pkm_topk: int = 8             # pkm: sub-keys kept per half, and slots read
-    block: str = 'prenorm'
+    block: str = 'prenorm'        # 'prenorm' (GPT-2) | 'reversible' (mdx/reversible.py: activations recomputed in backward)
     # Engram (paper Table 1/2)
     memory: str = 'none'
     engram_layers: tuple = (2, 4, 6)
@@ -114,6 +121,13 @@ class GPTConfig:
         assert self.ffn != 'pkm' or 0 < self.pkm_topk <= self.pkm_subkeys, "pkm_topk must be in 1..pkm_subkeys"
         bad = [l for l in self.pkm_layers if not 0 <= l < self.n_layer] if self.ffn == 'pkm' else []
         assert not bad, f"pkm_layers {list(self.pkm_layers)} has {bad} outside the model's blocks 0..{self.n_layer - 1}"
+        assert self.lsh_bucket_size >= 1 and self.lsh_rounds >= 0 and self.lsh_window >= 1, \
+            "lsh_bucket_size and lsh_window must be >= 1, lsh_rounds >= 0"
+        assert self.sketch_width >= 1 and self.sketch_tau >= 0 and self.bucket_count >= 1 and self.bucket_tau >= 0, \
+            "sketch_width and bucket_count must be >= 1, sketch_tau and bucket_tau >= 0"
+        assert self.block != 'reversible' or (self.ffn != 'moe' and not self.gate_credit), \
+            "block='reversible' re-runs every block in backward: MoE load statistics would update twice and gate_credit " \
+            "needs alpha's graph; use block='prenorm' with ffn='moe' or gate_credit"
         assert self.adapter in ('none', 'lora', 'cslora'), f"adapter must be 'none', 'lora' or 'cslora', got {self.adapter!r}"
         assert self.adapter == 'none' or self.adapter_rank > 0, f"adapter_rank must be > 0, got {self.adapter_rank}"
         if self.memory != 'none':
@@ -160,29 +174,35 @@ class ForwardPass:
 
 
 class CausalSelfAttention(nn.Module):
+    """GPT-2's attention; kernel: another way to attend (q, k, v, fwd) -> y, for the attention kinds of
+    mdx/ (None: scaled_dot_product_attention, flash attention on CUDA)."""
 
-    def __init__(self, config, layer_idx=0):
+    def __init__(self, config, layer_idx=0, kernel=None):
         super().__init__()
         self.layer_idx = layer_idx
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.kernel = kernel(config, layer_idx) if kernel is not None else self.sdpa
 
     def forward(self, x, fwd):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k = fwd.noise('q', q, self.layer_idx), fwd.noise('k', k, self.layer_idx)   # MD-mix (identity when off)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = self.kernel(q, k, v, fwd)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def sdpa(self, q, k, v, fwd):
         if fwd.kv is not None:          # sampling: attend to the cached tokens too, and cache these
             k, v = fwd.kv.extend(self.layer_idx, k, v)
         # flash attention on CUDA (is_causal); with a cached prefix, the causal mask shifted by its length
-        S = k.size(2)
-        mask = None if S == T else torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T,
-                                           dropout_p=self.dropout if self.training else 0)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        T, S = q.size(2), k.size(2)
+        mask = None if S == T else torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T,
+                                              dropout_p=self.dropout if self.training else 0)
 
 
 class MLP(nn.Module):
@@ -217,6 +237,14 @@ class Block(nn.Module):
             x = x + out
         x = x + self.attn(self.ln_1(x), fwd)
         x = x + self.mlp(self.ln_2(x), fwd)
+        return x
+
+    @staticmethod
+    def stack(blocks, x, fwd):
+        """How a block kind runs the whole stack: GPT.hidden's seam (mdx/reversible.py runs its blocks as one
+        autograd Function)."""
+        for block in blocks:
+            x = block(x, fwd)
         return x
 
 
@@ -270,6 +298,7 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = lm_head
+        self.stack = BLOCKS[config.block].stack     # how the blocks run, one by one or as a whole (mdx/reversible.py)
         self.apply(self._init_weights)
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
             if pn.endswith('c_proj.weight'):
@@ -331,8 +360,7 @@ class GPT(nn.Module):
         x = self.transformer.wte(fwd.idx) + self.transformer.wpe(torch.arange(pos, pos + T, device=fwd.idx.device))
         x = self.transformer.drop(fwd.noise('emb', x))
         fwd.memory = {l: self.memory_vector(fwd, l) for l in self.engram_layers}
-        for block in self.transformer.h:
-            x = block(x, fwd)
+        x = self.stack(self.transformer.h, x, fwd)
         return self.transformer.ln_f(x)
 
     def token_losses(self, x, targets, fwd):
@@ -429,6 +457,9 @@ def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None
 # Attention and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd).
 EMBEDDINGS = {'tied': tied_embedding, 'untied': embeddings.untied_embedding, 'lowrank': embeddings.LowRankEmbedding,
               'mihe': embeddings.HashEmbedding}
-ATTENTION = {'causal': CausalSelfAttention}
+ATTENTION = {'causal': CausalSelfAttention,
+             'lsh': lambda config, i: CausalSelfAttention(config, i, attention_lsh.LSHAttention),
+             'sketch': lambda config, i: CausalSelfAttention(config, i, attention_sketch.SketchAttention),
+             'bucket': lambda config, i: CausalSelfAttention(config, i, attention_sketch.BucketAttention)}
 FFN = {'mlp': MLP, 'moe': hash_moe.MoE, 'pkm': pkm.MLPWithPKM}
-BLOCKS = {'prenorm': Block}
+BLOCKS = {'prenorm': Block, 'reversible': reversible.RevBlock}

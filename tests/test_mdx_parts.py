@@ -246,7 +246,8 @@ def test_parts_switched_off_leave_the_model_bit_identical(gen_data):
     plain = tiny_model(gen_data, 'nine')
     knobs = tiny_model(gen_data, 'nine', embed_rank=3, embed_tables=4, embed_buckets=64, embed_hash='mulxor', embed_seed_choices=3,
                        moe_experts=8, moe_router='switch', moe_choices=2, moe_bias_rate=0.5, pkm_layers=(1,), pkm_keys='learned',
-                       pkm_subkeys=16, pkm_topk=2)
+                       pkm_subkeys=16, pkm_topk=2, lsh_bucket_size=4, lsh_rounds=3, lsh_window=2, sketch_width=2,
+                       sketch_tau=0.1, bucket_count=3, bucket_tau=0.5)
     assert plain.param_counts() == knobs.param_counts()
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), knobs.state_dict().values()))
     assert torch.equal(plain(x, y, prev=c)[1], knobs(x, y, prev=c)[1])

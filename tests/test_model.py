@@ -81,8 +81,8 @@ def test_window_keys_use_the_real_preceding_tokens(gen_data):
 
 
 def tiny_model(gen_data, memory, noise=None, **kw):
-    cfg = GPTConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
-                    engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8, **kw)
+    cfg = GPTConfig(**{**dict(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
+                              engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8), **kw})
     index, _ = checkpoint.load_index(gen_data, load_meta(gen_data), cfg)
     torch.manual_seed(0)
     return checkpoint.build_model(cfg, index, noise)

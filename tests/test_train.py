@@ -101,8 +101,9 @@ def test_resume_continues_exactly(tmp_path, gen_data):
     assert not any('_orig_mod' in k for k in a)
 
 
-def test_ddp_two_processes_match_one(tmp_path, gen_data):
-    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=6, lr_decay_iters=6, eval_interval=3)
+@pytest.mark.parametrize('block', ['prenorm', 'reversible'])   # reversible: gradients from one autograd Function
+def test_ddp_two_processes_match_one(tmp_path, gen_data, block):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=6, lr_decay_iters=6, eval_interval=3, block=block)
     run(['train.py', cfg_path, f"--out_dir='{tmp_path / 'one'}'"])
     run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', 'train.py', cfg_path,
          f"--out_dir='{tmp_path / 'two'}'"], env={**os.environ, 'OMP_NUM_THREADS': '1'})

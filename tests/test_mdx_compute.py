@@ -81,11 +81,24 @@ def test_reversible_gradients_equal_the_twin_that_stores_activations(gen_data, d
         loss_twin, g_twin = grads(twin(model), x, y, c)
     assert torch.equal(loss, loss_twin)
     assert g.keys() == g_twin.keys() and 'memory.table.weight' in g
-    tol = 1e-5 if dtype == 'float32' else 0.05
+    tol = 1e-5 if dtype == 'float32' else 1e-2     # bf16: a rebuilt input can flip a bf16 rounding (2.3e-3 seen)
     for n in g:
         assert torch.allclose(g[n], g_twin[n], rtol=tol, atol=tol * float(g_twin[n].abs().max())), n
     loss_other, g_other = grads(model, x, y, c, seed=2)     # another dropout draw: another gradient
     assert not torch.equal(g_other['transformer.h.0.attn.c_attn.weight'], g_twin['transformer.h.0.attn.c_attn.weight'])
+
+def test_reversible_backward_recomputes_under_the_forwards_autocast(gen_data):
+    x, y, c = batch(gen_data)
+    model = tiny_model(gen_data, 'nine', block='reversible')
+    seen = []
+    for m in model.transformer.h.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = model(x, y, prev=c)[1]
+    n_forward = len(seen)
+    loss.backward()                                    # outside autocast, as train.py does
+    assert len(seen) == 2 * n_forward and set(seen) == {torch.bfloat16}
 
 def test_reversible_activation_memory_is_flat_in_depth_and_the_twins_grows(gen_data):
     x, y, c = batch(gen_data)

@@ -36,10 +36,15 @@ class LSHAttention(nn.Module):
                              persistent=False)
 
     def forward(self, q, k, v, fwd):
-        if fwd.kv is not None:
-            raise NotImplementedError("attention='lsh' has no KV-cache path: sample with use_cache=False")
+        no_kv_cache('lsh', fwd)
         return lsh_attention(q, k, v, self.proj, self.c, self.w, self.salt)[0]
 
+
+def no_kv_cache(kind, fwd):
+    """The attention kinds of mdx/ attend over a whole window: sampling re-reads it instead of caching."""
+    if fwd.kv is not None:
+        raise NotImplementedError(f"attention='{kind}' has no KV-cache path: sample with use_cache=False "
+                                  "(sample.py --no_cache)")
 
 def n_bits(n_buckets):
     return max(1, math.ceil(math.log2(n_buckets)))
@@ -54,12 +59,12 @@ def buckets(x, proj, n_buckets, salt):
 
 def part(q, k, v, mask, scale):
     """Softmax attention of q (..., Q, d) over k, v (..., S, d) where mask (..., Q, S): the output and
-    the log partition sum (-inf where nothing is allowed)."""
+    the log partition sum (about -1e30 where nothing is allowed: a weight of 0, with finite gradients)."""
     s = (q @ k.transpose(-1, -2)).float().mul(scale).masked_fill(~mask, float('-inf'))
     m = s.amax(-1, keepdim=True).clamp(min=-1e30)
     p = torch.exp(s - m)
-    z = p.sum(-1, keepdim=True)
-    return (p.to(v.dtype) @ v) / z.clamp(min=1e-30).to(v.dtype), (m + z.log()).squeeze(-1)
+    z = p.sum(-1, keepdim=True).clamp(min=1e-30)
+    return (p.to(v.dtype) @ v) / z.to(v.dtype), (m + z.log()).squeeze(-1)
 
 def chunks(x, size, fill=0):
     """Pad dim 2 of x to a multiple of size and split it: (B, H, T, ...) -> (B, H, n, size, ...)."""
@@ -120,14 +125,17 @@ def lsh_attention(q, k, v, proj, c, w, salt=0, pairs=False):
     T = q.size(2)
     scale = 1 / math.sqrt(q.size(-1))
     n_buckets = max(1, T // c)
-    outs, lses = zip(local_part(q, k, v, w, scale))
-    outs, lses, found, earlier = list(outs), list(lses), [], []
+    out, lse = local_part(q, k, v, w, scale)
+    outs, lses, found, earlier = [out], [lse], [], []
     for r in range(proj.size(0)):
         bq, bk = (buckets(t, proj[r], n_buckets, salt + r) for t in (q, k))
-        out, lse, pr = round_part(q, k, v, bq, bk, earlier, c, w, scale)
-        outs.append(out), lses.append(lse), found.append(pr), earlier.append((bq, bk))
+        out, lse, pairs_r = round_part(q, k, v, bq, bk, earlier, c, w, scale)
+        outs.append(out)
+        lses.append(lse)
+        found.append(pairs_r)
+        earlier.append((bq, bk))
     lses = torch.stack(lses)
-    weight = torch.exp(lses - torch.logsumexp(lses, 0)).nan_to_num(0.0)    # each part's share of the union's mass
+    weight = torch.exp(lses - torch.logsumexp(lses, 0))                    # each part's share of the union's mass
     y = sum(wt[..., None].to(o.dtype) * o for wt, o in zip(weight, outs))
     return (y, found) if pairs else (y, None)
 

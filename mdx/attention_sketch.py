@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 import mdmix
+from mdx.attention_lsh import no_kv_cache
 
 
 def count_sketch(x, r, salt=0):
@@ -144,7 +145,7 @@ class SketchAttention(nn.Module):
         self.r, self.tau, self.salt = config.sketch_width, config.sketch_tau, layer_idx * 1009
 
     def forward(self, q, k, v, fwd):
-        assert fwd.kv is None, "attention='sketch' has no KV-cache path: sample with use_cache=False"
+        no_kv_cache('sketch', fwd)
         return masked_attention(q, k, v, sketch_keep(q, k, self.r, self.tau, self.salt, causal(q.size(2), q.device)))
 
 
@@ -158,7 +159,7 @@ class BucketAttention(nn.Module):
         self.register_buffer('proj', projection(config.n_embd // config.n_head, salt=self.salt), persistent=False)
 
     def forward(self, q, k, v, fwd):
-        assert fwd.kv is None, "attention='bucket' has no KV-cache path: sample with use_cache=False"
+        no_kv_cache('bucket', fwd)
         with torch.no_grad():        # which buckets to drop is a choice, not a function to differentiate
             b = key_buckets(k, self.n, self.salt, self.proj)
             keep = bucket_keep(q, k, b, causal_bucket_stats(k, v, b, self.n), self.tau, causal(q.size(2), q.device))[0]

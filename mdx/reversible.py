@@ -22,25 +22,27 @@ import torch.nn as nn
 
 
 class RevBlock(nn.Module):
+    """A prenorm block's parts (model.Block: ln_1, attn, ln_2, mlp and the Engram gate) run as F and G."""
 
     def __init__(self, config, layer_idx, engram=None):
         super().__init__()
-        from model import ATTENTION, FFN     # the part registries (model.py imports this module)
-        self.layer_idx, self.engram = layer_idx, engram
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = ATTENTION[config.attention](config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = FFN[config.ffn](config, layer_idx)
+        from model import Block              # model.py imports this module
+        self.layer_idx, self.parts = layer_idx, Block(config, layer_idx, engram)
+
+    @property
+    def engram(self):
+        return self.parts.engram
 
     def f(self, x, fwd):
         """F and the Engram layer's alpha (None elsewhere)."""
-        if self.engram is None:
-            return self.attn(self.ln_1(x), fwd), None
-        a, alpha = self.engram(x, fwd.memory[self.layer_idx], fwd)
-        return a + self.attn(self.ln_1(x + a), fwd), alpha
+        p = self.parts
+        if p.engram is None:
+            return p.attn(p.ln_1(x), fwd), None
+        a, alpha = p.engram(x, fwd.memory[self.layer_idx], fwd)
+        return a + p.attn(p.ln_1(x + a), fwd), alpha
 
     def g(self, x, fwd):
-        return self.mlp(self.ln_2(x), fwd)
+        return self.parts.mlp(self.parts.ln_2(x), fwd)
 
     def forward(self, x1, x2, fwd):
         f, alpha = self.f(x2, fwd)

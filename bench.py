@@ -512,16 +512,7 @@ def time_index(device, n_pos=1 << 18, reps=10):
     x = torch.from_numpy(tokens[:n_pos + 2].astype(np.int64)).to(device)[None]
     mult = hash_multipliers(0, 2, 2, 3).to(device)
 
-    def bench(fn):
-        fn()
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t0) / reps / n_pos * 1e9   # ns per position
+    bench = lambda fn: timed_ms(fn, device, reps) * 1e6 / n_pos    # ns per position
     keys = ngram_keys(index.canonical[x], 3, 2)
     return {'ns_per_position': {
         'keys_and_hot_lookup': bench(lambda: index(x, 2)),

@@ -1,0 +1,4 @@
+# Replica of Hash-800K (1.6x the main table): 2 x 2 x 96,000 x 16
+exec(open('configs/replica/hash_500k.py').read())
+table_size = 96_000
+out_dir = 'out/replica/hash_800k'

@@ -104,3 +104,45 @@ def data_baseline(data, index, starts, T, vocab):
     out['kn_hot_cold_delta'] = out['kn_loss_hot'] - out['kn_loss_cold']
     out['entropy_hot_cold_delta'] = out['entropy_hot'] - out['entropy_cold']
     return out
+
+
+# -----------------------------------------------------------------------------
+# which cold positions? (issue 25, item 5): unseen vs seen-rarely contexts, and copyable targets
+
+COUNT_BUCKETS = (('unseen', 0, 0), ('seen 1', 1, 1), ('seen 2-4', 2, 4), ('seen 5-19', 5, 19), ('seen >= 20', 20, None))
+
+def position_groups(data, index, starts, T):
+    """Per val position of the windows `starts` (flattened B*T): is_hot, the train count of its 2-gram
+    (canonical ids, the memory's key) and whether its target is copyable from the window (the bigram
+    (x_t, y_t) already occurred earlier in the same window: an induction head can predict it)."""
+    x, y, prev = data.windows('val', starts, T)
+    seq = torch.from_numpy(np.concatenate([prev, x], 1))
+    route = index(seq, index.max_order - 1)
+    keys, counts = load_counts(data.dir, data.meta, 2)
+    count2 = lookup(keys, counts, route.keys[2].numpy().ravel())
+    pair = pack(x.ravel(), y.ravel()).reshape(x.shape)                      # (B, T)
+    copyable = np.zeros(pair.shape, bool)
+    for b in range(pair.shape[0]):
+        _, first = np.unique(pair[b], return_index=True)
+        copyable[b] = True
+        copyable[b, first] = False
+    return route.is_hot.numpy().ravel(), count2, copyable.ravel()
+
+def group_rows(is_hot, count2, copyable, losses):
+    """Mean loss of each named per-position loss array per group: hot, then each cold count bucket,
+    each split into copyable / not; with the group's share of the positions."""
+    groups = [('hot', is_hot)] + [(f'cold, {name}', ~is_hot & (count2 >= lo) & (count2 <= (hi if hi is not None else count2.max())))
+                                  for name, lo, hi in COUNT_BUCKETS]
+    rows = []
+    for name, m in groups:
+        for sub, mm in (('all', m), ('copyable', m & copyable), ('not copyable', m & ~copyable)):
+            rows.append({'group': name, 'targets': sub, 'share': float(mm.mean()), 'positions': int(mm.sum()),
+                         **{k: float(v[mm].mean()) if mm.any() else None for k, v in losses.items()}})
+    return rows
+
+def kn_losses(data, starts, T, vocab):
+    """The KN trigram's per-position loss on the windows `starts` (flattened), as data_baseline scores it."""
+    kn = KneserNey(*load_counts(data.dir, data.meta, 3, 'rawgrams'), vocab)
+    x, y, prev = data.windows('val', starts, T)
+    seq = np.concatenate([prev, x], 1)
+    return -np.log(kn.prob(seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()))

@@ -49,8 +49,8 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import build_model, load_index, load_model, load_weights, lock_holder, read_checkpoint
-from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json
-from databaseline import data_baseline
+from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json, to_device
+from databaseline import data_baseline, group_rows, kn_losses, position_groups
 from metrics import evaluate, flip
 from model import GPTConfig, autocast_context
 
@@ -344,7 +344,7 @@ def load_run(run_dir):
     if os.path.exists(os.path.join(run_dir, 'summary.json')):
         with open(os.path.join(run_dir, 'summary.json')) as f:
             summary = json.load(f)
-    series = [(r['iter'], r['hot_cold_delta']) for r in evals]
+    series = [(r['iter'], r['hot_cold_delta']) for r in evals if r['iter'] > 0]   # iter 0: an untrained model's noise, not an advantage
     evolution = [{k: r.get(k) for k in ('iter', 'alpha_hot', 'alpha_cold', 'delta_alpha', 'hot_cold_delta',
                                          'val_loss', 'val_loss_hot', 'val_loss_cold')} for r in evals]
     data = f"{os.path.basename(cfg['data_dir'].rstrip('/'))} ({cfg.get('data_signature', {}).get('tokenizer', '?')})"
@@ -355,7 +355,7 @@ def load_run(run_dir):
             'memory': cfg['memory'], 'hot_size': cfg['hot_size'], 'table_size': cfg['table_size'],
             'final': evals[-1], 'flip': flip(series), 'evolution': evolution,
             'tok_per_s': summary.get('tok_per_s_median'), 'params': summary.get('params', {}).get('total'),
-            'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else []}
+            'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else [], 'max_iters': cfg['max_iters']}
 
 def data_sections(runs):
     """The study's data-side sections, per data dir / N_hot / validation set of its runs: the KN data
@@ -379,6 +379,41 @@ def data_sections(runs):
                                     for f in fingerprint_analysis(r['data_dir'], meta, r['hot_size'])]
         if r['snapshots'] >= 2:
             out['trajectories'][r['run']] = ngram_trajectories(r['run_dir'])
+    out['frequency'] = frequency_section(runs)
+    return out
+
+@torch.no_grad()
+def position_losses(ckpt_path, data, starts, hot_size):
+    """Per-position val loss (flattened B*T) of a checkpoint's model on the windows `starts`."""
+    model, ckpt, _, _ = load_model(ckpt_path, data.dir, hot_size)
+    T, bs = model.config.block_size, ckpt['config']['eval_batch_size']
+    out = []
+    for i in range(0, len(starts), bs):
+        x, y, prev = to_device(data.windows('val', starts[i:i + bs], T), 'cpu')
+        with autocast_context('cpu', ckpt['config']['dtype']):
+            _, _, info = model(x, y, prev=prev, diag=True)
+        out.append(info['loss'].float().reshape(-1).numpy())
+    return np.concatenate(out)
+
+def frequency_section(runs):
+    """Issue 25 item 5, per data dir / N_hot / validation set: the val positions by route and by how
+    often their 2-gram was seen in train (unseen vs seen rarely), each split by whether the target is
+    copyable from the window; the mean final loss of each config (seed mean) and of the KN trigram."""
+    out, groups = [], {}
+    for r in runs:
+        if os.path.exists(os.path.join(r['run_dir'], 'ckpt.pt')):
+            groups.setdefault((r['data_dir'], r['hot_size'], r['val_windows'], r['block_size']), []).append(r)
+    for (data_dir, hot_size, n_windows, T), rs in groups.items():
+        meta = load_meta(data_dir)
+        index, _ = load_index(data_dir, meta, GPTConfig(memory='nine', hot_size=hot_size))
+        data = TokenData(data_dir, index.max_order - 1)
+        starts = data.val_starts(T, n_windows)
+        losses = {'KN trigram': kn_losses(data, starts, T, meta['tokens']['vocab_size'])}
+        for name in sorted({r['config'] for r in rs}):
+            per_seed = [position_losses(os.path.join(r['run_dir'], 'ckpt.pt'), data, starts, hot_size) for r in rs if r['config'] == name]
+            losses[name] = np.mean(per_seed, 0)
+        out.append({'data': rs[0]['data'], 'hot_size': hot_size, 'val_windows': len(starts), 'iter': rs[0]['final']['iter'],
+                    'rows': group_rows(*position_groups(data, index, starts, T), losses), 'models': list(losses)})
     return out
 
 def mean_std(xs):
@@ -403,10 +438,90 @@ def study(runs):
             table5[name] = {'n_hot': rs[0]['hot_size'], 'hot_coverage': mean_std([r['final']['hot_share'] for r in rs])[0],
                             'flip_iters': [r['flip']['flip_iter'] for r in rs]}
         layers[name] = {f'L{l}': mean_std([r['final'].get(f'delta_alpha_L{l}') for r in rs])[0] for l in rs[0]['engram_layers']}
+    flips = {name: flip_summary(rs) for name, rs in sorted(groups.items())}
     return {'table3': table3, 'table4': {r['run']: {'config': r['config'], 'seed': r['seed'], **r['flip']} for r in runs},
+            'flip_summary': flips, 'patterns': patterns(flips, groups),
             'table5': table5, 'table6': {r['run']: r['evolution'] for r in runs},
             'table7': {name: rs[0]['final'].get('alpha_buckets') for name, rs in sorted(groups.items())},
             'delta_alpha_per_layer': layers}
+
+def flip_summary(rs):
+    """Table 4 over the seeds of one config: how many flipped, the flip iter (and its share of training)
+    as mean ± std over the seeds that flipped, the extremes as mean ± std over all seeds."""
+    f = [r['flip'] for r in rs]
+    its = [x['flip_iter'] for x in f if x['flip_iter'] is not None]
+    last = rs[0]['engram_layers'][-1] if rs[0]['engram_layers'] else None
+    post = [r['final'].get('delta_alpha') for r in rs if r['flip']['flip_iter'] is not None]
+    return {'seeds': len(rs), 'flipped': len(its), 'flip_iters': [x['flip_iter'] for x in f],
+            'flip_iter': mean_std(its), 'flip_frac': mean_std([i / rs[0]['max_iters'] for i in its]),
+            'max_hot_advantage': mean_std([x['max_hot_advantage'] for x in f]),
+            'max_cold_advantage': mean_std([x['max_cold_advantage'] for x in f]),
+            'post_flip_delta_alpha': mean_std(post), 'memory': rs[0]['memory'], 'hot_size': rs[0]['hot_size'],
+            'deepest_layer': last, 'deepest_delta_alpha': mean_std([r['final'].get(f'delta_alpha_L{last}') for r in rs])}
+
+def compare(a, b, n_a, n_b):
+    """a - b from (mean, std) pairs over n_a / n_b seeds: 'greater' / 'less' when |a - b| > 2 standard
+    errors (Welch), else 'unresolved'; None when either side has no value."""
+    if a[0] is None or b[0] is None:
+        return None
+    se = math.sqrt((a[1] or 0) ** 2 / n_a + (b[1] or 0) ** 2 / n_b)
+    d = a[0] - b[0]
+    return 'greater' if d > 2 * se and d > 0 else 'less' if d < -2 * se and d < 0 else 'unresolved'
+
+VERDICT = {True: 'reproduced', False: 'contradicted', None: 'not resolved'}
+
+def patterns(flips, groups):
+    """The paper's patterns (§5.2-5.5) tested on these runs, each with a verdict: reproduced /
+    contradicted / not resolved at this many seeds (differences within 2 standard errors) / not testable."""
+    nine = {n: f for n, f in flips.items() if f['memory'] == 'nine'}
+    hashes = {n: f for n, f in flips.items() if f['memory'] == 'hash'}
+    out = []
+
+    def add(name, paper_says, ours, verdict):
+        out.append({'pattern': name, 'paper': paper_says, 'ours': ours, 'verdict': verdict})
+    if flips:
+        n_runs, n_flip = sum(f['seeds'] for f in flips.values()), sum(f['flipped'] for f in flips.values())
+        never = [n for n, f in flips.items() if f['flipped'] == 0 and f['seeds'] >= 2]
+        add('1. every config flips', 'all 5 configs flip', f"{n_flip} of {n_runs} runs flip; configs with no flip: {', '.join(never) or 'none'}",
+            VERDICT[True if n_flip == n_runs else False if never else None])
+    for nn, hn in (('nine_100_400k', 'hash_500k'),):
+        if nn in nine and hn in hashes:
+            a, b = nine[nn], hashes[hn]
+            if not a['flipped'] or not b['flipped']:
+                add(f'2. {nn} flips earlier than {hn}', 'Nine iter 2000-2750 < Hash 3000', f"flips: {nn} {a['flipped']}/{a['seeds']}, {hn} {b['flipped']}/{b['seeds']}", 'not testable (no flip)')
+            else:
+                c = compare(b['flip_iter'], a['flip_iter'], b['flipped'], a['flipped'])
+                add(f'2. {nn} flips earlier than {hn}', 'Nine iter 2000-2750 < Hash 3000',
+                    f"{fmt_ms(a['flip_iter'], ',.0f')} vs {fmt_ms(b['flip_iter'], ',.0f')}", VERDICT[{'greater': True, 'less': False}.get(c)])
+                c = compare(a['max_cold_advantage'], b['max_cold_advantage'], a['seeds'], b['seeds'])
+                add(f'3. {nn} post-flip cold advantage > {hn}', 'Nine +0.10 to +0.17 > Hash +0.07 to +0.08',
+                    f"{fmt_ms(a['max_cold_advantage'], '+.3f')} vs {fmt_ms(b['max_cold_advantage'], '+.3f')}", VERDICT[{'greater': True, 'less': False}.get(c)])
+    flipped = {n: f for n, f in flips.items() if f['flipped'] and f['memory'] != 'none'}
+    if flipped:
+        ok = [f['post_flip_delta_alpha'][0] > 0 for f in flipped.values() if f['post_flip_delta_alpha'][0] is not None]
+        add('4. α_hot > α_cold persists after the flip', 'Δα > 0 at every eval after the flip',
+            ', '.join(f"{n} {fmt_ms(f['post_flip_delta_alpha'], '+.3f')}" for n, f in flipped.items()), VERDICT[all(ok) if ok else None])
+    else:
+        add('4. α_hot > α_cold persists after the flip', 'Δα > 0 at every eval after the flip', 'no run flips', 'not testable (no flip)')
+    if len(nine) >= 2:
+        by_size = sorted(nine.values(), key=lambda f: f['hot_size'])
+        means = [f['flip_iter'][0] for f in by_size]
+        ours = ', '.join(f"N_hot {f['hot_size']:,}: {fmt_ms(f['flip_iter'], ',.0f')} ({f['flipped']}/{f['seeds']})" for f in by_size)
+        if any(m is None for m in means):
+            add('Table 5: smaller N_hot flips earlier', '20K: 2000 < 50K: 2250 < 100K: 2750', ours, 'not testable (no flip)')
+        else:
+            pairs = [compare(b['flip_iter'], a['flip_iter'], b['flipped'], a['flipped']) for a, b in zip(by_size, by_size[1:])]
+            add('Table 5: smaller N_hot flips earlier', '20K: 2000 < 50K: 2250 < 100K: 2750', ours,
+                VERDICT[True if all(c == 'greater' for c in pairs) else False if any(c == 'less' for c in pairs) else None])
+    if nine:
+        vals = {n: f['deepest_delta_alpha'] for n, f in list(nine.items()) + list(hashes.items())}
+        ok = [f['deepest_delta_alpha'][0] < 0 for f in nine.values() if f['deepest_delta_alpha'][0] is not None]
+        add('§5.5: Nine\'s deepest Engram layer prefers cold', 'layer 6: Δα ≈ −0.06 for every Nine, > 0 for Hash-300K/500K',
+            ', '.join(f"{n} L{flips[n]['deepest_layer']} {fmt_ms(v, '+.3f')}" for n, v in vals.items()), VERDICT[all(ok) if ok else None])
+    return out
+
+def fmt_ms(ms, spec):
+    return f"{fmt(ms[0], spec)} ± {fmt(ms[1], spec)}" if ms[1] is not None else fmt(ms[0], spec)
 
 # -----------------------------------------------------------------------------
 # Markdown
@@ -494,6 +609,13 @@ def md_data_side(d):
                          [[f['data'], f"{f['hot_size']:,}", f['bits'], f['split']] + [f"{f[f'fp_rate_o{o}']:.2e}" for o in orders] +
                           [f"{f['expected_fp_rate']:.2e}", fmt(f['hot_coverage_exact'], '.2%'), fmt(f['hot_coverage_fp'], '.2%')]
                           for f in d['fingerprints']])]
+    for fr in d.get('frequency', []):
+        out += [f"\n## Which positions are hard? Val positions by route and 2-gram train count ({fr['data']}, N_hot {fr['hot_size']:,}, "
+                f"{fr['val_windows']} windows, final iter {fr['iter']})\n\nCold positions split by how often their 2-gram (the memory's key) "
+                "occurs in the train split: unseen vs seen rarely. Copyable: the target follows the same token earlier in the window "
+                "(an induction head can copy it). Mean final loss per group: each config's seed mean, and the KN trigram data baseline.\n\n",
+                md_table(['group', 'targets', 'share of positions'] + fr['models'],
+                         [[r['group'], r['targets'], fmt(r['share'], '.1%')] + [fmt(r[m], '.3f') for m in fr['models']] for r in fr['rows']])]
     for run, traj in d['trajectories'].items():
         out += [f'\n## N-gram embedding trajectories (item 6): {run}\n\n', md_trajectories(traj)]
     return out
@@ -528,6 +650,22 @@ def md_study(s):
                      f"{fmt(p.get('max_cold_advantage'), '+.3f')} (iter {fmt(p.get('max_cold_advantage_iter'))})"])
     out.append(md_table(['run', 'config', 'flip iter', 'paper', 'max hot advantage (pre-flip)', 'paper',
                          'max cold advantage (post-flip)', 'paper'], rows))
+    out.append('\n## Table 4 across seeds\n\nFlip iter and its share of training: mean ± std over the seeds that flipped; '
+               'extremes: mean ± std over all seeds. The paper\'s share is its flip iter / 5000.\n\n')
+    rows = []
+    for name, f in s['flip_summary'].items():
+        p = ref['table4'].get(name, {})
+        rows.append([name, f"{f['flipped']}/{f['seeds']}", fmt_ms(f['flip_iter'], ',.0f'), fmt(p.get('flip_iter')),
+                     fmt_ms(f['flip_frac'], '.0%'), fmt(p['flip_iter'] / 5000, '.0%') if p.get('flip_iter') else 'no paper row',
+                     fmt_ms(f['max_hot_advantage'], '+.3f'), fmt(p.get('max_hot_advantage'), '+.3f'),
+                     fmt_ms(f['max_cold_advantage'], '+.3f'), fmt(p.get('max_cold_advantage'), '+.3f')])
+    out.append(md_table(['config', 'flipped', 'flip iter', 'paper', 'share of training', 'paper', 'max hot advantage',
+                         'paper', 'max cold advantage', 'paper'], rows))
+    if s['patterns']:
+        out.append('\n## The paper\'s patterns, tested\n\nReproduced / contradicted when the difference is beyond 2 standard '
+                   'errors of the seed means (Welch); not resolved otherwise.\n\n')
+        out.append(md_table(['pattern', 'paper', 'ours (mean ± std over seeds)', 'verdict'],
+                            [[p['pattern'], p['paper'], p['ours'], f"**{p['verdict']}**"] for p in s['patterns']]))
     if s['table5']:
         out.append('\n## Table 5: N_hot ablation\n')
         out.append(md_table(['config', 'N_hot', 'hot coverage (val)', 'paper', 'flip iters', 'paper'],

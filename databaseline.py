@@ -146,3 +146,25 @@ def kn_losses(data, starts, T, vocab):
     x, y, prev = data.windows('val', starts, T)
     seq = np.concatenate([prev, x], 1)
     return -np.log(kn.prob(seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()))
+
+def trigram_counts(tokens):
+    """(sorted distinct packed raw-id trigrams, counts) of a token stream."""
+    t = np.asarray(tokens, np.int64)
+    return np.unique(pack(t[:-2], t[1:-1], t[2:]), return_counts=True)
+
+def kn_by_train_size(data, index, starts, T, vocab, fracs=(0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)):
+    """The KN trigram's hot - cold delta on the same val positions and is_hot labels when it counts only
+    the first `frac` of the train split: how the data's own hot/cold gap moves with the data seen (the
+    paper's flip as an estimation effect: rare contexts need data before their low entropy shows)."""
+    x, y, prev = data.windows('val', starts, T)
+    seq = np.concatenate([prev, x], 1)
+    a, b, c = seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()
+    hot = index(torch.from_numpy(seq), index.max_order - 1).is_hot.numpy().ravel()
+    train = data.splits['train']
+    rows = []
+    for f in fracs:
+        n = max(3, int(len(train) * f))
+        loss = -np.log(KneserNey(*trigram_counts(train[:n]), vocab).prob(a, b, c))
+        rows.append({'train_frac': f, 'train_tokens': n, 'kn_loss': float(loss.mean()), 'kn_loss_hot': float(loss[hot].mean()),
+                     'kn_loss_cold': float(loss[~hot].mean()), 'kn_hot_cold_delta': float(loss[hot].mean() - loss[~hot].mean())})
+    return rows

@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from checkpoint import build_model, load_index, load_model, load_weights, lock_holder, read_checkpoint
 from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json, to_device
-from databaseline import data_baseline, group_rows, kn_losses, position_groups
+from databaseline import data_baseline, group_rows, kn_by_train_size, kn_losses, position_groups
 from metrics import evaluate, flip
 from model import GPTConfig, autocast_context
 
@@ -361,7 +361,7 @@ def data_sections(runs):
     """The study's data-side sections, per data dir / N_hot / validation set of its runs: the KN data
     baseline (item 2), Algorithm 1's fingerprint false positives (item 1); and the n-gram trajectories of
     every run that kept weight snapshots (item 6)."""
-    out = {'baseline': [], 'fingerprints': [], 'trajectories': {}}
+    out = {'baseline': [], 'fingerprints': [], 'trajectories': {}, 'kn_by_size': []}
     seen = set()
     for r in runs:
         key = (r['data_dir'], r['hot_size'], r['val_windows'], r['block_size'])
@@ -375,6 +375,8 @@ def data_sections(runs):
             out['baseline'].append({'data': r['data'], 'hot_size': r['hot_size'], 'val_windows': len(starts),
                                     'model_hot_cold_delta_mean': float(np.mean(deltas)), 'runs': len(deltas),
                                     **data_baseline(data, index, starts, r['block_size'], meta['tokens']['vocab_size'])})
+            out['kn_by_size'].append({'data': r['data'], 'hot_size': r['hot_size'], 'val_windows': len(starts),
+                                      'rows': kn_by_train_size(data, index, starts, r['block_size'], meta['tokens']['vocab_size'])})
             out['fingerprints'] += [{'data': r['data'], 'hot_size': r['hot_size'], **f}
                                     for f in fingerprint_analysis(r['data_dir'], meta, r['hot_size'])]
         if r['snapshots'] >= 2:
@@ -609,6 +611,14 @@ def md_data_side(d):
                          [[f['data'], f"{f['hot_size']:,}", f['bits'], f['split']] + [f"{f[f'fp_rate_o{o}']:.2e}" for o in orders] +
                           [f"{f['expected_fp_rate']:.2e}", fmt(f['hot_coverage_exact'], '.2%'), fmt(f['hot_coverage_fp'], '.2%')]
                           for f in d['fingerprints']])]
+    for k in d.get('kn_by_size', []):
+        out += [f"\n## The data's own flip? KN trigram counted on growing shares of train ({k['data']}, N_hot {k['hot_size']:,})\n\n"
+                "The same val positions and is_hot labels; only the counts grow. A sign change of KN hot − cold with the data "
+                "seen is a flip without any model: rare contexts need data before their low entropy shows. Figure "
+                "`delta_vs_loss.png` puts every model eval on the same axes (hot − cold against val loss).\n\n",
+                md_table(['share of train', 'train tokens', 'KN loss', 'KN hot', 'KN cold', 'KN hot − cold'],
+                         [[fmt(r['train_frac'], '.1%'), f"{r['train_tokens']:,}", fmt(r['kn_loss']), fmt(r['kn_loss_hot']),
+                           fmt(r['kn_loss_cold']), fmt(r['kn_hot_cold_delta'], '+.4f')] for r in k['rows']])]
     for fr in d.get('frequency', []):
         out += [f"\n## Which positions are hard? Val positions by route and 2-gram train count ({fr['data']}, N_hot {fr['hot_size']:,}, "
                 f"{fr['val_windows']} windows, final iter {fr['iter']})\n\nCold positions split by how often their 2-gram (the memory's key) "
@@ -714,6 +724,23 @@ def figures(runs, s, out_dir):
         ax.set(xlabel='iter', ylabel='val_loss_hot − val_loss_cold', title='Hot/cold flip (Fig. 2); dotted: flip iter')
         ax.legend(fontsize=7)
         paths.append(save_fig(fig, out_dir, 'fig2_hot_cold_delta.png'))
+
+    kn = s.get('data_side', {}).get('kn_by_size', [])
+    if runs and kn:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for r in runs:
+            ev = [e for e in r['evolution'] if e['iter'] > 0]
+            ax.plot([e['val_loss'] for e in ev], [e['hot_cold_delta'] for e in ev], color=color[r['config']], marker='.', lw=0.8,
+                    label=f"{r['config']} s{r['seed']} (evals)")
+        for k in kn:
+            ax.plot([x['kn_loss'] for x in k['rows']], [x['kn_hot_cold_delta'] for x in k['rows']], 'k--', marker='s',
+                    label=f"KN trigram on growing shares of train (N_hot {k['hot_size']:,})")
+        ax.axhline(0, color='k', lw=0.8)
+        ax.invert_xaxis()
+        ax.set(xlabel='val loss (nats; training progresses to the right)', ylabel='val_loss_hot − val_loss_cold',
+               title='Hot − cold gap against progress: models vs the data (KN)')
+        ax.legend(fontsize=6)
+        paths.append(save_fig(fig, out_dir, 'delta_vs_loss.png'))
 
     buckets = {n: b for n, b in s['table7'].items() if b}
     if buckets:

@@ -706,6 +706,39 @@ def md_study(s):
 # -----------------------------------------------------------------------------
 # figures (matplotlib, Agg)
 
+def figure_flip(plt, runs, s, color, out_dir):
+    """Figure 2 against the share of training, so runs of any length sit beside the paper's Table 4
+    (its extremes and flip at iter / 5000): per config the seed mean ± std, each seed thin, its flips dotted."""
+    ref = paper()['table4']
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    groups = {}
+    for r in runs:
+        groups.setdefault(r['config'], []).append(r)
+    for name, rs in sorted(groups.items()):
+        c = color[name]
+        for r in rs:
+            ev = [e for e in r['evolution'] if e['iter'] > 0]
+            ax.plot([e['iter'] / r['max_iters'] for e in ev], [e['hot_cold_delta'] for e in ev], color=c, lw=0.5, alpha=0.5)
+            if r['flip']['flip_iter'] is not None:
+                ax.axvline(r['flip']['flip_iter'] / r['max_iters'], color=c, ls=':', lw=1)
+        its = sorted(set.intersection(*({e['iter'] for e in r['evolution'] if e['iter'] > 0} for r in rs)))
+        d = np.array([[{e['iter']: e['hot_cold_delta'] for e in r['evolution']}[i] for i in its] for r in rs])
+        x = np.array(its) / rs[0]['max_iters']
+        ax.plot(x, d.mean(0), color=c, lw=2, label=f"{name}: mean of {len(rs)} seed(s)" + (" ± std" if len(rs) > 1 else ''))
+        if len(rs) > 1:
+            ax.fill_between(x, d.mean(0) - d.std(0, ddof=1), d.mean(0) + d.std(0, ddof=1), color=c, alpha=0.15)
+        p = ref.get(name)
+        if p:
+            ax.plot([p['max_hot_advantage_iter'] / 5000, p['flip_iter'] / 5000, p['max_cold_advantage_iter'] / 5000],
+                    [p['max_hot_advantage'], 0, p['max_cold_advantage']], color=c, ls='--', marker='D', ms=6,
+                    label=f"paper {name}: Table 4 (max hot adv., flip, max cold adv.)")
+    ax.axhline(0, color='k', lw=0.8)
+    flipped = any(r['flip']['flip_iter'] is not None for r in runs)
+    ax.set(xlabel='share of training (iter / max_iters; paper: iter / 5000)', ylabel='val_loss_hot − val_loss_cold (nats)',
+           title='Hot/cold gap over training (Fig. 2)' + ('; dotted: a seed\'s flip' if flipped else '; no run flips'))
+    ax.legend(fontsize=6)
+    return save_fig(fig, out_dir, 'fig2_hot_cold_delta.png')
+
 def figures(runs, s, out_dir):
     plt = pyplot()
     names = sorted({r['config'] for r in runs} | set(s['table7']))
@@ -713,17 +746,7 @@ def figures(runs, s, out_dir):
     paths = []
 
     if runs:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for r in runs:
-            it = [e['iter'] for e in r['evolution']]
-            ax.plot(it, [e['hot_cold_delta'] for e in r['evolution']], color=color[r['config']], marker='.',
-                    label=f"{r['config']} s{r['seed']}")
-            if r['flip']['flip_iter'] is not None:
-                ax.axvline(r['flip']['flip_iter'], color=color[r['config']], ls=':', lw=1)
-        ax.axhline(0, color='k', lw=0.8)
-        ax.set(xlabel='iter', ylabel='val_loss_hot − val_loss_cold', title='Hot/cold flip (Fig. 2); dotted: flip iter')
-        ax.legend(fontsize=7)
-        paths.append(save_fig(fig, out_dir, 'fig2_hot_cold_delta.png'))
+        paths.append(figure_flip(plt, runs, s, color, out_dir))
 
     kn = s.get('data_side', {}).get('kn_by_size', [])
     if runs and kn:

@@ -46,17 +46,18 @@ def test_replica_configs_hold_the_papers_schedule_shape_depths_and_iso_parameter
 
 def test_replica_corpus_drops_duplicates_and_keeps_val_documents_out_of_the_tokenizer(tmp_path):
     # every document carries its own made-up word 40 times: the BPE merges it to one id only if it read the document
-    words = [''.join('bcdfghjklmnpqrstvwxz'[(i * 7 + k * 3) % 20] for k in range(9)) for i in range(40)]
+    consonants = 'bcdfghjklmnpqrstvwxz'
+    words = ['zq' + ''.join(consonants[(i + 400) // 20 ** k % 20] for k in range(3)) for i in range(40)]   # 40 distinct
     docs = [' '.join([w] * 40) + ' and some shared text.' for w in words]
     src = tmp_path / 'src.jsonl'
     src.write_text(''.join(json.dumps({'text': d}) + '\n' for d in docs + docs[:5]))   # 5 exact duplicates
     out = tmp_path / 'r'
-    p = run(['replica_corpus.py', '--source', str(src), '--out', str(out), '--vocab_size', '400', '--train_frac', '0.9'])
+    p = run(['replica_corpus.py', '--source', str(src), '--out', str(out), '--vocab_size', '1200', '--train_frac', '0.9'])
     assert '40 documents (5 duplicates or empty dropped)' in p.stdout
     kept = [json.loads(l)['text'] for l in (out / 'corpus.jsonl').read_text().splitlines()]
     assert sorted(kept) == sorted(docs) and kept != docs                                  # deduplicated, shuffled
     again = tmp_path / 'r2'
-    run(['replica_corpus.py', '--source', str(src), '--out', str(again), '--vocab_size', '400', '--train_frac', '0.9'])
+    run(['replica_corpus.py', '--source', str(src), '--out', str(again), '--vocab_size', '1200', '--train_frac', '0.9'])
     assert (again / 'corpus.jsonl').read_text() == (out / 'corpus.jsonl').read_text()      # the order is the seed's
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(out / 'tokenizer.json'))

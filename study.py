@@ -12,6 +12,7 @@ more work per second than one 2-thread run (tiny matmuls scale poorly across thr
 """
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,24 +30,41 @@ def command(cfg, name, seed, out_dir, extra):
     cmd = [sys.executable, os.path.join(HERE, 'train.py'), cfg, f'--seed={seed}', f"--out_dir='{out_dir}'", f"--wandb_group='{name}'"]
     return cmd + (["--init_from='resume'"] if resume else []) + extra, resume
 
+def forward_stops(running):
+    """A SIGTERM to study.py (a scheduler's stop) goes on to every run it started, so none is orphaned;
+    Ctrl-C already reaches them (one process group). study.py then waits for them and exits 128 + signal."""
+    def stop(signum, frame):
+        for proc, _, out_dir in running:
+            if proc.poll() is None and signum == signal.SIGTERM:
+                proc.send_signal(signum)
+        for proc, _, _ in running:
+            proc.wait()
+        print(f"stopped by {signal.Signals(signum).name}: {', '.join(d for _, _, d in running) or 'no run'} "
+              f"signalled; re-run study.py to continue", file=sys.stderr)
+        sys.exit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+
 def train_all(todo, extra, jobs):
     """Run every unfinished run, at most `jobs` at a time; stop at the first failure."""
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads) if jobs > 1 else None
     running = []
+    forward_stops(running)
     for i, (cfg, name, seed, out_dir) in enumerate(todo):
         if os.path.exists(os.path.join(out_dir, 'summary.json')):
             print(f"[{i + 1}/{len(todo)}] {out_dir}: finished, skipped")
             continue
         while len(running) >= jobs:
-            running = wait_one(running)
+            wait_one(running)
         cmd, resume = command(cfg, name, seed, out_dir, extra)
         print(f"[{i + 1}/{len(todo)}] {out_dir}: {'resuming' if resume else 'training'}", flush=True)
         running.append((subprocess.Popen(cmd, env=env), cmd, out_dir))
     while running:
-        running = wait_one(running)
+        wait_one(running)
 
 def wait_one(running):
+    """Wait until one of the running runs ends and remove it from the list; exit if it failed."""
     while True:
         for r in running:
             proc, cmd, out_dir = r
@@ -55,7 +73,8 @@ def wait_one(running):
                     for other, _, _ in running:
                         other.wait()
                     sys.exit(f"error: {out_dir} failed (command: {' '.join(cmd)}); fix it and re-run study.py to continue")
-                return [x for x in running if x is not r]
+                running.remove(r)
+                return
         time.sleep(1)
 
 def main(argv=None):

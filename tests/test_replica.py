@@ -136,3 +136,24 @@ def test_flip_ignores_the_untrained_eval(tmp_path):
     (d / 'metrics.jsonl').write_text(''.join(json.dumps({'kind': 'eval', 'iter': i, 'hot_cold_delta': v, 'val_loss': 5.0,
                                                          'n_positions': 8}) + '\n' for i, v in evals))
     assert load_run(str(d))['flip']['flip_iter'] is None
+
+def test_sigterm_to_study_stops_its_runs_too(tmp_path, gen_data):
+    """A scheduler's SIGTERM to study.py reaches the training runs it started: none keeps running orphaned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from test_train import micro_config
+    cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=100_000, lr_decay_iters=100_000, eval_interval=1000)
+    p = subprocess.Popen([sys.executable, 'study.py', cfg_path, '--seeds=0,1', '--jobs=2', f'--out={tmp_path}/runs',
+                          f'--report={tmp_path}/rep'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = [tmp_path / 'runs' / f'micro_s{s}' / 'metrics.jsonl' for s in (0, 1)]
+    t0 = time.time()
+    while not all(m.exists() for m in metrics) and time.time() - t0 < 120:
+        time.sleep(0.2)
+    children = subprocess.run(['pgrep', '-P', str(p.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 2
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM and 'stopped by SIGTERM' in err and 'Traceback' not in err
+    assert all(not os.path.exists(f'/proc/{c}') for c in children)

@@ -523,7 +523,8 @@ def patterns(flips, groups):
     return out
 
 def fmt_ms(ms, spec):
-    return f"{fmt(ms[0], spec)} ± {fmt(ms[1], spec)}" if ms[1] is not None else fmt(ms[0], spec)
+    """mean ± std (the std without the mean's sign)."""
+    return f"{fmt(ms[0], spec)} ± {fmt(ms[1], spec.lstrip('+'))}" if ms[1] is not None else fmt(ms[0], spec)
 
 # -----------------------------------------------------------------------------
 # Markdown
@@ -751,10 +752,13 @@ def figures(runs, s, out_dir):
     kn = s.get('data_side', {}).get('kn_by_size', [])
     if runs and kn:
         fig, ax = plt.subplots(figsize=(8, 4.5))
+        labelled = set()
         for r in runs:
             ev = [e for e in r['evolution'] if e['iter'] > 0]
+            first = r['config'] not in labelled
+            labelled.add(r['config'])
             ax.plot([e['val_loss'] for e in ev], [e['hot_cold_delta'] for e in ev], color=color[r['config']], marker='.', lw=0.8,
-                    label=f"{r['config']} s{r['seed']} (evals)")
+                    label=f"{r['config']}: every eval of its {sum(q['config'] == r['config'] for q in runs)} seed(s)" if first else None)
         for k in kn:
             ax.plot([x['kn_loss'] for x in k['rows']], [x['kn_hot_cold_delta'] for x in k['rows']], 'k--', marker='s',
                     label=f"KN trigram on growing shares of train (N_hot {k['hot_size']:,})")

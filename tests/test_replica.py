@@ -157,3 +157,15 @@ def test_sigterm_to_study_stops_its_runs_too(tmp_path, gen_data):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 128 + signal.SIGTERM and 'stopped by SIGTERM' in err and 'Traceback' not in err
     assert all(not os.path.exists(f'/proc/{c}') for c in children)
+
+def test_max_hot_advantage_ordering_verdict_needs_no_flip():
+    from eval_stratified import mean_std, patterns
+    def nine(n_hot, adv):
+        f = flips('nine', [None, None], hot_size=n_hot)
+        f['max_hot_advantage'] = mean_std(adv)
+        return f
+    fl = {'nine_20_480k': nine(20_000, [-0.15, -0.16]), 'nine_100_400k': nine(100_000, [-0.25, -0.26])}
+    p = {x['pattern'][:8]: x['verdict'] for x in patterns(fl, {})}
+    assert p['Table 4:'] == 'reproduced' and p['Table 5:'] == 'not testable (no flip)'
+    fl['nine_20_480k']['max_hot_advantage'] = mean_std([-0.35, -0.36])
+    assert {x['pattern'][:8]: x['verdict'] for x in patterns(fl, {})}['Table 4:'] == 'contradicted'

@@ -86,14 +86,19 @@ class KneserNey:
         return np.where(seen > 0, ent, np.nan), seen
 
 
+def val_triples(data, starts, T):
+    """The val windows `starts` with the tokens before them, seq (B, n_prev + T), and each position's
+    trigram as flat arrays: context a = x[t-1], b = x[t], target c = x[t+1]."""
+    x, y, prev = data.windows('val', starts, T)
+    seq = np.concatenate([prev, x], 1)
+    return seq, seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()
+
 @torch.no_grad()
 def data_baseline(data, index, starts, T, vocab):
     """KN loss and next-token entropy on the validation windows `starts`, overall and split by is_hot
     (the index's route labels, as the model's metrics)."""
     kn = KneserNey(*load_counts(data.dir, data.meta, 3, 'rawgrams'), vocab)
-    x, y, prev = data.windows('val', starts, T)
-    seq = np.concatenate([prev, x], 1)                                     # (B, n_prev + T)
-    a, b, c = seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()
+    seq, a, b, c = val_triples(data, starts, T)
     loss = -np.log(kn.prob(a, b, c))
     ent, seen = kn.next_token_entropy(a, b)
     hot = index(torch.from_numpy(seq), index.max_order - 1).is_hot.numpy().ravel()
@@ -109,30 +114,28 @@ def data_baseline(data, index, starts, T, vocab):
 # -----------------------------------------------------------------------------
 # which cold positions? (issue 25, item 5): unseen vs seen-rarely contexts, and copyable targets
 
-COUNT_BUCKETS = (('unseen', 0, 0), ('seen 1', 1, 1), ('seen 2-4', 2, 4), ('seen 5-19', 5, 19), ('seen >= 20', 20, None))
+COUNT_BUCKETS = (('unseen', 0, 0), ('seen 1', 1, 1), ('seen 2-4', 2, 4), ('seen 5-19', 5, 19), ('seen >= 20', 20, np.inf))
 
 def position_groups(data, index, starts, T):
     """Per val position of the windows `starts` (flattened B*T): is_hot, the train count of its 2-gram
     (canonical ids, the memory's key) and whether its target is copyable from the window (the bigram
     (x_t, y_t) already occurred earlier in the same window: an induction head can predict it)."""
-    x, y, prev = data.windows('val', starts, T)
-    seq = torch.from_numpy(np.concatenate([prev, x], 1))
-    route = index(seq, index.max_order - 1)
+    seq, _, b, c = val_triples(data, starts, T)
+    route = index(torch.from_numpy(seq), index.max_order - 1)
     keys, counts = load_counts(data.dir, data.meta, 2)
     count2 = lookup(keys, counts, route.keys[2].numpy().ravel())
-    pair = pack(x.ravel(), y.ravel()).reshape(x.shape)                      # (B, T)
+    pair = pack(b, c).reshape(len(seq), T)                                  # (B, T): (x_t, y_t)
     copyable = np.zeros(pair.shape, bool)
-    for b in range(pair.shape[0]):
-        _, first = np.unique(pair[b], return_index=True)
-        copyable[b] = True
-        copyable[b, first] = False
+    for w in range(len(pair)):
+        _, first = np.unique(pair[w], return_index=True)
+        copyable[w] = True
+        copyable[w, first] = False
     return route.is_hot.numpy().ravel(), count2, copyable.ravel()
 
 def group_rows(is_hot, count2, copyable, losses):
     """Mean loss of each named per-position loss array per group: hot, then each cold count bucket,
     each split into copyable / not; with the group's share of the positions."""
-    groups = [('hot', is_hot)] + [(f'cold, {name}', ~is_hot & (count2 >= lo) & (count2 <= (hi if hi is not None else count2.max())))
-                                  for name, lo, hi in COUNT_BUCKETS]
+    groups = [('hot', is_hot)] + [(f'cold, {name}', ~is_hot & (count2 >= lo) & (count2 <= hi)) for name, lo, hi in COUNT_BUCKETS]
     rows = []
     for name, m in groups:
         for sub, mm in (('all', m), ('copyable', m & copyable), ('not copyable', m & ~copyable)):
@@ -143,9 +146,7 @@ def group_rows(is_hot, count2, copyable, losses):
 def kn_losses(data, starts, T, vocab):
     """The KN trigram's per-position loss on the windows `starts` (flattened), as data_baseline scores it."""
     kn = KneserNey(*load_counts(data.dir, data.meta, 3, 'rawgrams'), vocab)
-    x, y, prev = data.windows('val', starts, T)
-    seq = np.concatenate([prev, x], 1)
-    return -np.log(kn.prob(seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()))
+    return -np.log(kn.prob(*val_triples(data, starts, T)[1:]))
 
 def trigram_counts(tokens):
     """(sorted distinct packed raw-id trigrams, counts) of a token stream."""
@@ -156,9 +157,7 @@ def kn_by_train_size(data, index, starts, T, vocab, fracs=(0.01, 0.03, 0.1, 0.2,
     """The KN trigram's hot - cold delta on the same val positions and is_hot labels when it counts only
     the first `frac` of the train split: how the data's own hot/cold gap moves with the data seen (the
     paper's flip as an estimation effect: rare contexts need data before their low entropy shows)."""
-    x, y, prev = data.windows('val', starts, T)
-    seq = np.concatenate([prev, x], 1)
-    a, b, c = seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()
+    seq, a, b, c = val_triples(data, starts, T)
     hot = index(torch.from_numpy(seq), index.max_order - 1).is_hot.numpy().ravel()
     train = data.splits['train']
     rows = []

@@ -148,9 +148,10 @@ def kn_losses(data, starts, T, vocab):
     kn = KneserNey(*load_counts(data.dir, data.meta, 3, 'rawgrams'), vocab)
     return -np.log(kn.prob(*val_triples(data, starts, T)[1:]))
 
-def trigram_counts(tokens):
-    """(sorted distinct packed raw-id trigrams, counts) of a token stream."""
-    t = np.asarray(tokens, np.int64)
+def trigram_counts(tokens, pad):
+    """(sorted distinct packed raw-id trigrams, counts) of a token stream, counted as prepare counts its
+    rawgrams: one trigram ending at every position, the pad id before the stream's first token."""
+    t = np.concatenate([[pad, pad], np.asarray(tokens, np.int64)])
     return np.unique(pack(t[:-2], t[1:-1], t[2:]), return_counts=True)
 
 def kn_by_train_size(data, index, starts, T, vocab, fracs=(0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)):
@@ -163,7 +164,7 @@ def kn_by_train_size(data, index, starts, T, vocab, fracs=(0.01, 0.03, 0.1, 0.2,
     rows = []
     for f in fracs:
         n = max(3, int(len(train) * f))
-        loss = -np.log(KneserNey(*trigram_counts(train[:n]), vocab).prob(a, b, c))
+        loss = -np.log(KneserNey(*trigram_counts(train[:n], pad=vocab), vocab).prob(a, b, c))
         rows.append({'train_frac': f, 'train_tokens': n, 'kn_loss': float(loss.mean()), 'kn_loss_hot': float(loss[hot].mean()),
                      'kn_loss_cold': float(loss[~hot].mean()), 'kn_hot_cold_delta': float(loss[hot].mean() - loss[~hot].mean())})
     return rows

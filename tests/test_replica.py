@@ -169,3 +169,35 @@ def test_max_hot_advantage_ordering_verdict_needs_no_flip():
     assert p['Table 4:'] == 'reproduced' and p['Table 5:'] == 'not testable (no flip)'
     fl['nine_20_480k']['max_hot_advantage'] = mean_std([-0.35, -0.36])
     assert {x['pattern'][:8]: x['verdict'] for x in patterns(fl, {})}['Table 4:'] == 'contradicted'
+
+def test_kn_on_the_whole_train_share_equals_the_data_baseline(gen_data):
+    """Two paths to one number: KN from trigrams counted here on 100% of train = KN from prepare's counts."""
+    from checkpoint import load_index
+    from data import TokenData, load_meta
+    from databaseline import data_baseline, kn_by_train_size
+    from model import GPTConfig
+    meta = load_meta(gen_data)
+    index, _ = load_index(gen_data, meta, GPTConfig(memory='nine', hot_size=200))
+    data = TokenData(gen_data, index.max_order - 1)
+    starts = data.val_starts(32, 8)
+    rows = kn_by_train_size(data, index, starts, 32, meta['tokens']['vocab_size'], fracs=(0.1, 1.0))
+    base = data_baseline(data, index, starts, 32, meta['tokens']['vocab_size'])
+    assert rows[-1]['kn_loss'] == pytest.approx(base['kn_loss'], abs=1e-12)
+    assert rows[-1]['kn_hot_cold_delta'] == pytest.approx(base['kn_hot_cold_delta'], abs=1e-12)
+    assert rows[0]['kn_loss'] > rows[-1]['kn_loss']                     # fewer counts, worse KN
+
+def test_copyable_marks_exactly_the_repeated_bigrams_of_each_window(gen_data):
+    import numpy as np
+    from checkpoint import load_index
+    from data import TokenData, load_meta
+    from databaseline import position_groups
+    from model import GPTConfig
+    meta = load_meta(gen_data)
+    index, _ = load_index(gen_data, meta, GPTConfig(memory='nine', hot_size=200))
+    data = TokenData(gen_data, index.max_order - 1)
+    starts = data.val_starts(32, 4)
+    is_hot, count2, copyable = position_groups(data, index, starts, 32)
+    x, y, _ = data.windows('val', starts, 32)
+    expect = [any((x[w, s], y[w, s]) == (x[w, t], y[w, t]) for s in range(t)) for w in range(len(x)) for t in range(32)]
+    assert copyable.tolist() == expect and 0 < copyable.mean() < 1
+    assert (count2[is_hot] > 0).all()                                   # every hot position's 2-gram occurs in train

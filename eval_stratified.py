@@ -361,7 +361,7 @@ def data_sections(runs):
     """The study's data-side sections, per data dir / N_hot / validation set of its runs: the KN data
     baseline (item 2), Algorithm 1's fingerprint false positives (item 1); and the n-gram trajectories of
     every run that kept weight snapshots (item 6)."""
-    out = {'baseline': [], 'fingerprints': [], 'trajectories': {}, 'kn_by_size': []}
+    out = {'baseline': [], 'fingerprints': [], 'trajectories': {}, 'kn_by_size': [], 'frequency': []}
     seen = set()
     for r in runs:
         key = (r['data_dir'], r['hot_size'], r['val_windows'], r['block_size'])
@@ -375,13 +375,14 @@ def data_sections(runs):
             out['baseline'].append({'data': r['data'], 'hot_size': r['hot_size'], 'val_windows': len(starts),
                                     'model_hot_cold_delta_mean': float(np.mean(deltas)), 'runs': len(deltas),
                                     **data_baseline(data, index, starts, r['block_size'], meta['tokens']['vocab_size'])})
+            same = [q for q in runs if (q['data_dir'], q['hot_size'], q['val_windows'], q['block_size']) == key]
+            out['frequency'] += [f for f in [frequency_section(same, meta, index, data, starts)] if f]
             out['kn_by_size'].append({'data': r['data'], 'hot_size': r['hot_size'], 'val_windows': len(starts),
                                       'rows': kn_by_train_size(data, index, starts, r['block_size'], meta['tokens']['vocab_size'])})
             out['fingerprints'] += [{'data': r['data'], 'hot_size': r['hot_size'], **f}
                                     for f in fingerprint_analysis(r['data_dir'], meta, r['hot_size'])]
         if r['snapshots'] >= 2:
             out['trajectories'][r['run']] = ngram_trajectories(r['run_dir'])
-    out['frequency'] = frequency_section(runs)
     return out
 
 @torch.no_grad()
@@ -397,26 +398,21 @@ def position_losses(ckpt_path, data, starts, hot_size):
         out.append(info['loss'].float().reshape(-1).numpy())
     return np.concatenate(out)
 
-def frequency_section(runs):
-    """Issue 25 item 5, per data dir / N_hot / validation set: the val positions by route and by how
-    often their 2-gram was seen in train (unseen vs seen rarely), each split by whether the target is
-    copyable from the window; the mean final loss of each config (seed mean) and of the KN trigram."""
-    out, groups = [], {}
-    for r in runs:
-        if os.path.exists(os.path.join(r['run_dir'], 'ckpt.pt')):
-            groups.setdefault((r['data_dir'], r['hot_size'], r['val_windows'], r['block_size']), []).append(r)
-    for (data_dir, hot_size, n_windows, T), rs in groups.items():
-        meta = load_meta(data_dir)
-        index, _ = load_index(data_dir, meta, GPTConfig(memory='nine', hot_size=hot_size))
-        data = TokenData(data_dir, index.max_order - 1)
-        starts = data.val_starts(T, n_windows)
-        losses = {'KN trigram': kn_losses(data, starts, T, meta['tokens']['vocab_size'])}
-        for name in sorted({r['config'] for r in rs}):
-            per_seed = [position_losses(os.path.join(r['run_dir'], 'ckpt.pt'), data, starts, hot_size) for r in rs if r['config'] == name]
-            losses[name] = np.mean(per_seed, 0)
-        out.append({'data': rs[0]['data'], 'hot_size': hot_size, 'val_windows': len(starts), 'iter': rs[0]['final']['iter'],
-                    'rows': group_rows(*position_groups(data, index, starts, T), losses), 'models': list(losses)})
-    return out
+def frequency_section(rs, meta, index, data, starts):
+    """Issue 25 item 5, for the runs `rs` of one data dir / N_hot / validation set (those with a ckpt.pt):
+    the val positions by route and by how often their 2-gram was seen in train (unseen vs seen rarely),
+    each split by whether the target is copyable from the window; the mean final loss of each config (seed
+    mean) and of the KN trigram. None when no run kept a checkpoint."""
+    rs = [r for r in rs if os.path.exists(os.path.join(r['run_dir'], 'ckpt.pt'))]
+    if not rs:
+        return None
+    T, hot_size = rs[0]['block_size'], rs[0]['hot_size']
+    losses = {'KN trigram': kn_losses(data, starts, T, meta['tokens']['vocab_size'])}
+    for name in sorted({r['config'] for r in rs}):
+        per_seed = [position_losses(os.path.join(r['run_dir'], 'ckpt.pt'), data, starts, hot_size) for r in rs if r['config'] == name]
+        losses[name] = np.mean(per_seed, 0)
+    return {'data': rs[0]['data'], 'hot_size': hot_size, 'val_windows': len(starts), 'iter': rs[0]['final']['iter'],
+            'rows': group_rows(*position_groups(data, index, starts, T), losses), 'models': list(losses)}
 
 def mean_std(xs):
     xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]

@@ -19,6 +19,9 @@ import sys
 import time
 from contextlib import nullcontext
 
+from configurator import HelpFormatter
+
+PAPER_VOCAB = 128_815           # DeepSeek-V3's tokenizer (the paper's); padded to 128,832 in the model
 PRESETS = {
     # the tiny CPU config (configs/tiny.py) with small tables
     'tiny': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64, engram_head_dim=16), batch_size=8,
@@ -26,10 +29,15 @@ PRESETS = {
     # the tiny backbone with the paper's 128M-parameter tables: where the table optimizer dominates
     'tiny_paper_tables': dict(model=dict(n_layer=8, n_head=4, n_embd=64, block_size=64), batch_size=8,
                               hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
-    # the paper's GPT-2 small (Table 1/2) on GPT-2's vocabulary: Hash-500K vs Nine-100/400K
+    # the paper's GPT-2 small (Table 1/2) at the paper's vocabulary: Hash-500K vs Nine-100/400K
     # (the paper's global batch of 16 x 1024 as one micro-batch: train.py's default split)
-    'paper': dict(model=dict(), batch_size=16, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
+    'paper': dict(model=dict(), batch_size=16, vocab=PAPER_VOCAB, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
 }
+
+# name -> (GPTConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
+MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
+            'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise')}
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx', 'parts', 'compute'],
@@ -47,16 +55,19 @@ def parse_args(argv=None):
     p.add_argument('--count_data', default='iid', choices=('iid', 'text'),
                    help="synthetic tokens for counting: iid Zipf (nearly every 3-gram distinct) or text-like phrases")
     p.add_argument('--no_compile', action='store_true', help='no torch.compile on CUDA')
+    p.add_argument('--configs', default=','.join(MEMORIES), help=f'the training configs timed, of {",".join(MEMORIES)}')
+    p.add_argument('--micro_batches', default='', help='CUDA: peak memory of one Hash and one Nine step per micro-batch, e.g. 8,16')
     p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
     p.add_argument('--out', default='bench.json', help='all figures as JSON')
-    return p.parse_args(argv)
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows the module docstring as written and every default."""
+    a = p.parse_args(argv)
+    if set(a.configs.split(',')) - set(MEMORIES):
+        p.error(f"--configs: unknown {sorted(set(a.configs.split(',')) - set(MEMORIES))}; choose among {','.join(MEMORIES)}")
+    return a
 
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
+import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
 
@@ -67,10 +78,7 @@ from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from mdx import attention_lsh
 from model import GPTConfig, device_peak_flops
 
-VOCAB = 50257
-# name -> (GPTConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
-MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
-            'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise')}
+VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
 # with and without the gate credit loss's extra forward)
 PARTS = {name: ({'memory': 'none', **kw}, 'adamw') for name, kw in {
@@ -103,8 +111,9 @@ def setup(preset, device, dtype, n_batches):
     """Synthetic stream, its index (hot tier of the preset's N_hot), autocast, and n_batches batches of
     windows with their 2 tokens of n-gram context: (B, 2 + T + 1) each."""
     p = PRESETS[preset]
-    tokens = synth_tokens(2_000_000, VOCAB)
-    index = synth_index(tokens, VOCAB, p['nine']['hot_size'])
+    vocab = p.get('vocab', VOCAB)
+    tokens = synth_tokens(2_000_000, vocab)
+    index = synth_index(tokens, vocab, p['nine']['hot_size'])
     B, T = p['batch_size'], p['model'].get('block_size', 1024)
     device_type = 'cuda' if device.startswith('cuda') else 'cpu'
     autocast = torch.autocast(device_type, dtype=dtype) if device_type == 'cuda' else nullcontext()
@@ -114,11 +123,12 @@ def setup(preset, device, dtype, n_batches):
 
 def time_training(preset, device, steps, rounds, compile_model, dtype, configs=MEMORIES):
     p, tokens, index, B, T, device_type, autocast, batches = setup(preset, device, dtype, steps * rounds + 3)
-    index.register_buffer('unigram', torch.bincount(torch.from_numpy(tokens.astype(np.int64)), minlength=VOCAB))  # balanced MoE
+    vocab = p.get('vocab', VOCAB)
+    index.register_buffer('unigram', torch.bincount(torch.from_numpy(tokens.astype(np.int64)), minlength=vocab))  # balanced MoE
     runs = {}
     for name, (settings, table_opt) in configs.items():
         torch.manual_seed(0)
-        cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
+        cfg = GPTConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
         model = build_model(cfg, index).to(device)
         opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
         fwd = torch.compile(model) if compile_model else model
@@ -163,10 +173,36 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
                      'params': r['model'].param_counts()}
         if device_type == 'cuda':
             out[name]['peak_mem_gb'] = torch.cuda.max_memory_allocated() / 1e9
-    if configs is MEMORIES:
+    if {'nine', 'hash'} <= set(out):
         out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
+    if {'hash', 'baseline'} <= set(out):
         out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
-        out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step'] for m in ('hash', 'nine')}
+    out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step']
+                                                 for m in ('hash', 'nine') if {m, f'{m}_rowwise'} <= set(out)}
+    return out
+
+def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
+    """CUDA: the peak memory (GB) of one eager training step (forward, backward, AdamW) per micro-batch size,
+    or 'OOM'; what decides the micro-batch that fits (train.py halves it on an out-of-memory error)."""
+    p, tokens, index, _, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
+    vocab, out = p.get('vocab', VOCAB), {}
+    for m in memories:
+        for B in batch_sizes:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            try:
+                model = build_model(GPTConfig(vocab_size=-(-vocab // 64) * 64, memory=m, **p['model'], **p[m]), index).to(device)
+                opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
+                b = batch[:1].expand(B, -1)
+                with autocast:
+                    loss = model(b[:, 2:-1], b[:, 3:], prev=b[:, :2])[1]
+                loss.backward()
+                opt.step()
+                torch.cuda.synchronize()
+                out[f'{m}_micro_batch_{B}_gb'] = torch.cuda.max_memory_allocated() / 1e9
+            except torch.cuda.OutOfMemoryError:
+                out[f'{m}_micro_batch_{B}_gb'] = 'OOM'
+            model = opt = loss = None
     return out
 
 def print_training(tr, names):
@@ -194,7 +230,7 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
     from checkpoint import CKPT_VERSION, CheckpointWriter, save_checkpoint
     from metrics import evaluate
     p, tokens, index, B, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
-    cfg = GPTConfig(vocab_size=-(-VOCAB // 64) * 64, memory='nine', **p['model'], **p['nine'])
+    cfg = GPTConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, memory='nine', **p['model'], **p['nine'])
     model = build_model(cfg, index).to(device)
     opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
     sync = torch.cuda.synchronize if device_type == 'cuda' else (lambda: None)
@@ -520,6 +556,61 @@ def time_index(device, n_pos=1 << 18, reps=10):
         'hash_mdmix_2heads': bench(lambda: mdmix.mdmix_hash(keys, mult[1, :, 0], 400_000)),
     }}
 
+def paper_state(memory, vocab=PAPER_VOCAB):
+    """A real paper-shape training state on the CPU: GPT-2 small at the paper's padded vocabulary with the
+    128M-parameter tables, AdamW moments filled by one step (what ckpt.pt holds at paper scale)."""
+    p = PRESETS['paper']
+    index = synth_index(synth_tokens(200_000, vocab), vocab, p['nine']['hot_size'])
+    cfg = GPTConfig(vocab_size=-(-vocab // 64) * 64, memory=memory, **p['model'], **p[memory])
+    model = build_model(cfg, index)
+    opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), 'cpu')
+    for q in model.parameters():
+        q.grad = torch.full_like(q, 1e-3)
+    opt.step()
+    return model, opt
+
+def time_ckpt_budget(memory='nine', step_s=0.058, intervals=(250, 500, 1000), saves=3):
+    """The loop's time lost to checkpointing at paper shapes: a GPU step simulated by a sleep of step_s (the
+    paper's 16 x 1024 tokens at ~280K tok/s), train.py's CheckpointWriter saving the real state every
+    `interval` iters to this machine's disk. Per interval: the lost fraction of the loop's wall time, the
+    seconds each save() blocked the loop (the copy, and any wait for the previous write) and each background
+    write's seconds; and the file's size."""
+    import tempfile
+    from checkpoint import CKPT_VERSION, CheckpointWriter
+    model, opt = paper_state(memory)
+    state = lambda it: {'format_version': CKPT_VERSION, 'iter_num': it, 'model': model.state_dict(),
+                        'optimizer': opt.state_dict(), 'model_args': vars(model.config)}
+    out = {'memory': memory, 'step_s': step_s, 'params': model.param_counts()['total'], 'intervals': {}}
+    with tempfile.TemporaryDirectory(dir='.') as d:
+        path, writer, writes = os.path.join(d, 'ckpt.pt'), CheckpointWriter(), []
+        timed_write = writer._write
+        def write(*args):
+            t = time.perf_counter()
+            timed_write(*args)
+            writes.append(time.perf_counter() - t)
+        writer._write = write
+        writer.save(path, state(0))                   # steady state: the writer's CPU buffers exist
+        writer.wait()
+        out['ckpt_gb'] = os.path.getsize(path) / 1e9
+        for interval in intervals:
+            blocked, writes[:] = [], []
+            t0 = time.perf_counter()
+            for it in range(1, saves * interval + 1):
+                time.sleep(step_s)
+                if it % interval == 0:
+                    t = time.perf_counter()
+                    writer.save(path, state(it))
+                    blocked.append(time.perf_counter() - t)
+            loop = time.perf_counter() - t0
+            writer.wait()
+            ideal = saves * interval * step_s
+            out['intervals'][interval] = {'lost_fraction': (loop - ideal) / loop, 'save_blocked_s': blocked,
+                                          'write_s': list(writes)}
+            print(f"ckpt every {interval} iters ({interval * step_s:.1f} s of GPU steps): {100 * (loop - ideal) / loop:.2f}% "
+                  f"of the loop lost; save() blocked {', '.join(f'{b:.2f}' for b in blocked)} s; writes "
+                  f"{', '.join(f'{w:.1f}' for w in writes)} s ({out['ckpt_gb']:.2f} GB)", flush=True)
+    return out
+
 def main():
     a = parse_args()
     if a.device == 'auto':
@@ -545,12 +636,16 @@ def main():
             json.dump(res, f, indent=2)
         return
     if a.rounds:
-        res['training'] = tr = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype)
-        print_training(tr, MEMORIES)
-        print(f"Nine/Hash tok/s = {tr['ratio_nine_over_hash_tok_per_s']:.3f}; Hash/baseline step time = {tr['ratio_hash_over_baseline_step_time']:.3f}")
+        configs = {k: MEMORIES[k] for k in a.configs.split(',')}
+        res['training'] = tr = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, configs)
+        print_training(tr, configs)
+        print(', '.join(f"{k} = {tr[k]:.3f}" for k in ('ratio_nine_over_hash_tok_per_s', 'ratio_hash_over_baseline_step_time') if k in tr))
         print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
         res['index'] = time_index(a.device)
         print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()), flush=True)
+    if a.micro_batches and cuda:
+        res['peak_memory'] = pm = peak_memory(preset, a.device, dtype, [int(b) for b in a.micro_batches.split(',')])
+        print('peak memory of one step: ' + ', '.join(f"{k} {v if isinstance(v, str) else f'{v:.1f} GB'}" for k, v in pm.items()), flush=True)
     if a.ckpt_steps:
         res['checkpointing'] = c = time_checkpointing('paper' if cuda else 'tiny_paper_tables', a.device, dtype, a.ckpt_steps)
         print(f"eval + checkpoint ({c['ckpt_gb']:.2f} GB incl. AdamW moments): eval {c['eval_s']:.2f}s, snapshot {c['snapshot_s']:.2f}s, "

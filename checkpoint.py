@@ -2,17 +2,13 @@
 The model factory and checkpoints: what ties a model to a data dir (the format version, the data
 signature: tokenizer, canonical map, hot tier checksums), building the model with its data-derived
 parts, checkpoints that carry a checksum of their content and are written in the background, loading
-with messages that say what differs, and the lock that gives a run dir one writer.
+with messages that say what differs.
 Shared by train.py, eval_stratified.py and bench.py.
 """
-import fcntl
 import hashlib
-import json
 import os
 import pickle
-import socket
 import threading
-import time
 import zipfile
 
 import numpy as np
@@ -57,19 +53,25 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
                                            "bash quickstart.sh makes out/quickstart/tiny_nine_s0/ckpt.pt).")
     data_dir = data_dir or ckpt['config']['data_dir']
     meta = load_meta(data_dir)
-    args = dict(ckpt['model_args'])
+    args = dict(ckpt.get('model_args', {}))
     if hot_size and hot_size != args['hot_size']:
         if args['memory'] == 'nine':
             raise DataError(f"{ckpt_path} is a Nine model routed by N_hot={args['hot_size']}; its is_hot labels "
                             f"are its routes, so --hot_size {hot_size} does not apply.")
         args['hot_size'] = hot_size
-    mcfg = GPTConfig(**args)
+    try:
+        mcfg = GPTConfig(**args)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{ckpt_path} has model settings this code cannot build ({e}). Only load checkpoints this repo wrote.") from None
     index, current = load_index(data_dir, meta, mcfg)
     saved = dict(ckpt['data_signature'])
     if mcfg.hot_size != ckpt['model_args']['hot_size']:
         saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
     check_signature(saved, current, f"checkpoint {ckpt_path}")
-    model = build_model(mcfg, index)
+    try:
+        model = build_model(mcfg, index)
+    except (ConfigError, TypeError, ValueError) as e:
+        raise DataError(f"{ckpt_path} has model settings this code cannot build ({e}). Only load checkpoints this repo wrote.") from None
     load_weights(model, ckpt['model'], f"checkpoint {ckpt_path}")
     model.eval()
     return model, ckpt, data_dir, meta
@@ -129,7 +131,15 @@ def read_checkpoint(path, shown=None):
 def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
     if not os.path.exists(path):
         raise DataError(f"no checkpoint at {path}. {hint}")
-    return read_checkpoint(path)
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a directory, not a checkpoint; pass the file inside it, e.g. {os.path.join(path, 'ckpt.pt')}")
+    ckpt = read_checkpoint(path)
+    args = ckpt.get('model_args', {})
+    unknown = sorted(set(args) - set(GPTConfig.__dataclass_fields__)) if isinstance(args, dict) else ['model_args']
+    if unknown:
+        raise DataError(f"{path} has model settings this code does not know ({', '.join(map(str, unknown[:4]))}). "
+                        f"Only load checkpoints this repo wrote.")
+    return ckpt
 
 def nonfinite(named_tensors):
     """Names of floating-point tensors with a NaN or inf (one host sync for all of them)."""
@@ -167,9 +177,14 @@ class CheckpointWriter:
         self.wait()
         leaves, spec = tree_flatten(state)
         bufs = self.buffers.setdefault(str(spec), {})
-        copied = []
+        copied, seen = [], {}
         for i, v in enumerate(leaves):
             if isinstance(v, torch.Tensor):
+                view = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()), v.dtype)
+                if view in seen:            # a tied weight (wte = lm_head): one buffer, so torch.save stores it once
+                    copied.append(copied[seen[view]])
+                    continue
+                seen[view] = i
                 b = bufs.get(i)
                 if b is None or b.shape != v.shape or b.dtype != v.dtype:
                     b = bufs[i] = torch.empty(v.shape, dtype=v.dtype, pin_memory=v.is_cuda)
@@ -188,8 +203,15 @@ class CheckpointWriter:
             if done is not None:
                 done.synchronize()
             save_checkpoint(path, snapshot)
-        except BaseException as e:      # handed to the training thread by wait()
-            self.error = e
+        except BaseException as e:      # handed to the training thread by check() / wait(), as one line for the user
+            why = e if isinstance(e, DataError) else f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+            self.error = DataError(f"writing {path} failed ({why}); the previous {os.path.basename(path)} is untouched. "
+                                   f"Free disk space (or fix the cause) and continue with --init_from='resume'.")
+
+    def check(self):
+        """Raise a failed background write now (at a step boundary), without waiting for a running one."""
+        if self.thread is not None and not self.thread.is_alive():
+            self.wait()
 
     def wait(self):
         if self.thread is not None:
@@ -198,41 +220,3 @@ class CheckpointWriter:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-
-
-class RunLock:
-    """One writer per run dir: an exclusive flock on out_dir/.lock, held for the life of the process (the
-    kernel drops it when the process dies, even by kill -9, so a stale lock cannot block a resume).
-    The file names the holder for the message the second writer gets."""
-
-    def __init__(self, out_dir):
-        os.makedirs(out_dir, exist_ok=True)
-        self.path = os.path.join(out_dir, '.lock')
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise DataError(f"{out_dir} is in use by another run ({lock_holder(out_dir)}). Wait for it to finish, "
-                            f"stop it, or use another out_dir.") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
-                                      'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
-
-def lock_holder(out_dir):
-    """Who holds out_dir's lock ('pid N on host H since T'), or None when no live process holds it."""
-    path = os.path.join(out_dir, '.lock')
-    if not os.path.exists(path):
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None                                  # nobody holds it (a dead holder's lock is released)
-    except BlockingIOError:
-        try:
-            h = json.loads(os.pread(fd, 4096, 0) or b'{}')
-        except ValueError:
-            h = {}
-        return f"pid {h.get('pid', '?')} on host {h.get('host', '?')} since {h.get('started', '?')}"
-    finally:
-        os.close(fd)

@@ -4,12 +4,16 @@ A config file is plain Python that assigns known keys; --key=value overrides are
 literal_eval (falling back to a string) and must keep the default's type. Unknown keys, wrong types,
 missing files and syntax errors stop the run with a message that says how to fix them.
 """
+import argparse
 import difflib
 import os
 from ast import literal_eval
 
 class ConfigError(Exception):
     pass
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The scripts' argparse --help: the module docstring as written and every default."""
 
 def _closest(key, known):
     m = difflib.get_close_matches(key, known, n=1, cutoff=0.5)

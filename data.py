@@ -17,48 +17,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 import torch
 
+from fsafe import DataError, atomic_write, save_json   # noqa: F401 (re-exported: the data layer's writes)
+
 FORMAT_VERSION = 2              # 2: meta.json['files'] holds the sha256 of every artifact
-UMASK = os.umask(0o022)
-os.umask(UMASK)                      # read the process umask (the call sets it; put it back)
-
-class DataError(Exception):
-    """Bad or mismatched input; the message says what is wrong and how to fix it."""
-
-# -----------------------------------------------------------------------------
-# atomic writes
-
-def atomic_write(path, write_fn, mode='wb', check=None):
-    """write_fn(file) writes the content; the file appears at `path` only when complete (and, with
-    check, only once check(temp path) has read it back without raising)."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        os.chmod(tmp, 0o666 & ~UMASK)        # mkstemp makes 0600; give the file what open() would
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    dfd = os.open(d, os.O_RDONLY)   # make the rename itself durable
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-def save_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + '\n'), mode='w')
 
 def save_npy(path, arr):
     atomic_write(path, lambda f: np.save(f, arr))
@@ -92,7 +57,29 @@ def load_meta(data_dir):
         if stage not in meta:
             raise DataError(f"{data_dir} is incomplete (stage '{stage}' never finished). "
                             f"Re-run the same prepare_fineweb.py command to finish it.")
+    check_meta_against_files(data_dir, meta)
     return meta
+
+def check_meta_against_files(data_dir, meta):
+    """meta.json's sizes agree with the artifacts (a hand-edited vocabulary or token count is refused): token
+    counts with the bins' sizes, the vocabulary with the canonical map's length."""
+    t = meta['tokens']
+    fix = f"meta.json was edited or belongs to another build; rebuild with {prepare_command(data_dir, meta)} --overwrite"
+    try:
+        itemsize = np.dtype(t['dtype']).itemsize
+        for split in ('train', 'val'):
+            path = os.path.join(data_dir, f'{split}.bin')
+            if os.path.exists(path) and os.path.getsize(path) != t[f'n_{split}'] * itemsize:
+                raise DataError(f"{path} holds {os.path.getsize(path) / itemsize:,.1f} tokens, meta.json says "
+                                f"{t[f'n_{split}']:,}: the file was cut short or replaced after prepare. Re-run "
+                                f"{prepare_command(data_dir, meta)} (it verifies every file and rebuilds what is damaged).")
+        canon = os.path.join(data_dir, 'canonical.npy')
+        n_canon = len(np.load(canon, mmap_mode='r')) if os.path.exists(canon) else t['vocab_size'] + 1
+        if n_canon != t['vocab_size'] + 1 or meta['canonical'].get('vocab_size') != t['vocab_size']:
+            raise DataError(f"{data_dir}/meta.json says the vocabulary has {t['vocab_size']:,} ids, its canonical map "
+                            f"covers {n_canon - 1:,}: {fix}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{data_dir}/meta.json lacks or garbles {e}: {fix}") from None
 
 def prepare_command(data_dir, meta):
     """The prepare_fineweb.py command that built (and so repairs) a data dir."""

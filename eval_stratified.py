@@ -20,6 +20,8 @@ import os
 import re
 import sys
 
+from configurator import HelpFormatter
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument('--ckpt', help='one checkpoint: deep report')
@@ -36,20 +38,27 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if sum(map(bool, (a.ckpt, a.runs, a.key_stability))) != 1:
         p.error('give exactly one of --ckpt, --runs or --key_stability')
+    if a.val_windows is not None and a.val_windows < 1 or a.hot_size is not None and a.hot_size < 1:
+        p.error(f"--val_windows and --hot_size must be >= 1 (got {a.val_windows}, {a.hot_size})")
+    if a.device.startswith('cuda') and not cuda_available():
+        p.error(f"--device {a.device}: this machine has no CUDA device; use --device cpu")
     return a
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows the module docstring as written and every default."""
+def cuda_available():
+    import torch
+    return torch.cuda.is_available()
 
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
+import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import build_model, load_index, load_model, load_weights, lock_holder, read_checkpoint
+from checkpoint import build_model, load_index, load_model, load_weights, read_checkpoint
 from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json, to_device
+from fsafe import lock_holder
 from databaseline import data_baseline, group_rows, kn_by_train_size, kn_losses, position_groups
 from metrics import evaluate, flip
 from model import GPTConfig, autocast_context
@@ -150,17 +159,13 @@ def evaluate_checkpoint(ckpt_path, data_dir=None, val_windows=None, hot_size=Non
 # -----------------------------------------------------------------------------
 # key stability across snapshots (§6.3: does the gate favour stable keys rather than low loss?)
 
-def pearson(a, b):
-    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
-    d = (a.norm() * b.norm()).item()
-    return (a @ b).item() / d if d > 0 else float('nan')
-
 @torch.no_grad()
-def key_stability(run_dir, data_dir=None, val_windows=None):
+def key_stability(run_dir, data_dir=None, val_windows=None, device='cpu', batch_size=None):
     """Cosine similarity of k_t = W_K e_t between adjacent weight snapshots (train with
     save_snapshots=True), hot vs cold positions, per Engram layer; and, at the later snapshot, the
     correlation across positions of alpha with key stability and of alpha with loss. The keys are
-    the gates' own (EngramGate.key on the memory vector each layer reads in the model's forward)."""
+    the gates' own (EngramGate.key on the memory vector each layer reads in the model's forward).
+    Both snapshots run batch by batch on `device` and only sums are kept: memory does not grow with the windows."""
     snaps = snapshot_paths(run_dir)
     if len(snaps) < 2:
         raise DataError(f"{run_dir}/snapshots has {len(snaps)} snapshot(s); key stability needs two or more. "
@@ -178,26 +183,52 @@ def key_stability(run_dir, data_dir=None, val_windows=None):
         if index is None:
             index, _ = load_index(data_dir, meta, mcfg)
             data = TokenData(data_dir, index.max_order - 1)
-            T = mcfg.block_size
-            starts = data.val_starts(T, val_windows or cfg['val_windows'])
-            x, y, p = (torch.from_numpy(a) for a in data.windows('val', starts, T))
+            starts = data.val_starts(mcfg.block_size, val_windows or cfg['val_windows'])
         model = build_model(mcfg, index)
         load_weights(model, snap['model'], f'snapshot {path}')
-        model.eval()
-        cur = {'iter': snap['iter_num'], **gate_keys(model, x, y, p)}
+        model.eval().to(device)
         if prev is not None:
-            row = {'iter_from': prev['iter'], 'iter_to': cur['iter'], 'layers': {}}
-            hot = cur['hot']
-            for li, l in enumerate(model.engram_layers):
-                cos = (prev['k'][li] * cur['k'][li]).sum(-1)
-                a = cur['alpha'][li]
-                row['layers'][f'L{l}'] = {'cos_hot': float(cos[hot].mean()) if hot.any() else None,
-                                          'cos_cold': float(cos[~hot].mean()) if (~hot).any() else None,
-                                          'corr_alpha_stability': pearson(a.flatten(), cos.flatten()),
-                                          'corr_alpha_loss': pearson(a.flatten(), cur['loss'].flatten())}
-            pairs.append(row)
-        prev = cur
+            pairs.append({'iter_from': prev[1], 'iter_to': snap['iter_num'],
+                          'layers': stability_pair(prev[0], model, data, starts, batch_size or cfg.get('eval_batch_size', 16), device)})
+        prev = (model, snap['iter_num'])
     return {'run': os.path.basename(run_dir.rstrip('/')), 'pairs': pairs, 'trajectories': ngram_trajectories(run_dir, data_dir)}
+
+def stability_pair(before, after, data, starts, batch_size, device):
+    """Per Engram layer: mean cos(k before, k after) at hot and at cold positions, and the correlations of the
+    later alpha with that stability and with the loss, accumulated over batches of windows."""
+    T = after.config.block_size
+    sums = {l: {'hot': [0.0, 0], 'cold': [0.0, 0], 'stab': Moments(), 'loss': Moments()} for l in after.engram_layers}
+    for i in range(0, len(starts), batch_size):
+        x, y, p = to_device(data.windows('val', starts[i:i + batch_size], T), device)
+        k0, cur = gate_keys(before, x, y, p)['k'], gate_keys(after, x, y, p)
+        for li, l in enumerate(after.engram_layers):
+            cos, a, s = (k0[li] * cur['k'][li]).sum(-1), cur['alpha'][li], sums[l]
+            for name, where in (('hot', cur['hot']), ('cold', ~cur['hot'])):
+                s[name][0] += float(cos[where].double().sum())
+                s[name][1] += int(where.sum())
+            s['stab'].add(a, cos)
+            s['loss'].add(a, cur['loss'])
+    return {f'L{l}': {'cos_hot': s['hot'][0] / s['hot'][1] if s['hot'][1] else None,
+                      'cos_cold': s['cold'][0] / s['cold'][1] if s['cold'][1] else None,
+                      'corr_alpha_stability': s['stab'].pearson(), 'corr_alpha_loss': s['loss'].pearson()}
+            for l, s in sums.items()}
+
+class Moments:
+    """Running sums of two paired series (float64): their Pearson correlation without keeping them."""
+
+    def __init__(self):
+        self.n, self.a, self.b, self.aa, self.bb, self.ab = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+
+    def add(self, a, b):
+        a, b = a.double().flatten(), b.double().flatten()
+        self.n += a.numel()
+        self.a, self.b = self.a + float(a.sum()), self.b + float(b.sum())
+        self.aa, self.bb, self.ab = self.aa + float(a @ a), self.bb + float(b @ b), self.ab + float(a @ b)
+
+    def pearson(self):
+        n = self.n
+        cov, va, vb = self.ab - self.a * self.b / n, self.aa - self.a ** 2 / n, self.bb - self.b ** 2 / n
+        return cov / math.sqrt(va * vb) if va > 0 and vb > 0 else float('nan')
 
 def snapshot_paths(run_dir):
     return sorted(glob.glob(os.path.join(run_dir, 'snapshots', 'iter_*.pt')))
@@ -318,6 +349,8 @@ def config_name(cfg):
     """Runs of one config across seeds share a name: the wandb group, else out_dir minus a _s<seed> suffix."""
     return cfg.get('wandb_group') or re.sub(r'_s\d+$', '', os.path.basename(cfg['out_dir'].rstrip('/')))
 
+RUN_CONFIG_KEYS = ('data_dir', 'out_dir', 'seed', 'block_size', 'memory', 'hot_size', 'table_size', 'engram_layers', 'max_iters')
+
 def load_run(run_dir):
     path = os.path.join(run_dir, 'metrics.jsonl')
     if not os.path.exists(path):
@@ -340,6 +373,14 @@ def load_run(run_dir):
             cfg = json.load(f)
     except (OSError, ValueError) as e:
         raise DataError(f"{run_dir}/config.json is missing or damaged ({e}); it is not a complete run dir.") from None
+    missing = [k for k in RUN_CONFIG_KEYS if k not in cfg] if isinstance(cfg, dict) else list(RUN_CONFIG_KEYS)
+    if missing:
+        raise DataError(f"{run_dir}/config.json lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}: "
+                        f"not written by train.py (or edited); retrain the run.")
+    last = evals[-1].get('val_loss')
+    if not isinstance(last, (int, float)) or not math.isfinite(last):        # (hot/cold may be NaN: no hot position)
+        raise DataError(f"{run_dir}'s last eval (iter {evals[-1]['iter']}) has a non-finite val_loss ({last}): the run "
+                        f"diverged; it is not averaged into any table.")
     summary = {}
     if os.path.exists(os.path.join(run_dir, 'summary.json')):
         with open(os.path.join(run_dir, 'summary.json')) as f:
@@ -355,7 +396,8 @@ def load_run(run_dir):
             'memory': cfg['memory'], 'hot_size': cfg['hot_size'], 'table_size': cfg['table_size'],
             'final': evals[-1], 'flip': flip(series), 'evolution': evolution,
             'tok_per_s': summary.get('tok_per_s_median'), 'params': summary.get('params', {}).get('total'),
-            'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else [], 'max_iters': cfg['max_iters']}
+            'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else [], 'max_iters': cfg['max_iters'],
+            'provenance': cfg.get('provenance') or {}}
 
 def data_sections(runs):
     """The study's data-side sections, per data dir / N_hot / validation set of its runs: the KN data
@@ -480,7 +522,7 @@ def patterns(flips, groups):
     if flips:
         n_runs, n_flip = sum(f['seeds'] for f in flips.values()), sum(f['flipped'] for f in flips.values())
         never = [n for n, f in flips.items() if f['flipped'] == 0 and f['seeds'] >= 2]
-        add('1. every config flips', 'all 5 configs flip', f"{n_flip} of {n_runs} runs flip; configs with no flip: {', '.join(never) or 'none'}",
+        add('1. every config flips', 'all 5 configs flip', f"{n_flip} of {n_runs} runs flip; configs that never flip over 2+ seeds: {', '.join(never) or 'none'}",
             VERDICT[True if n_flip == n_runs else False if never else None])
     for nn, hn in (('nine_100_400k', 'hash_500k'),):
         if nn in nine and hn in hashes:
@@ -546,12 +588,12 @@ def md_table(header, rows):
                      ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]) + '\n'
 
 def md_buckets(buckets, ref=None, ref_name='paper'):
+    """α buckets; the paper's columns only beside the config that has them (ref)."""
     rows = []
     for i, b in enumerate(buckets or []):
-        p = ref[i] if ref else {}
-        rows.append([f"[{b['lo']:.1f}, {b['hi']:.1f}{']' if b['hi'] == 1.0 else ')'}", fmt(b['mean_loss']),
-                     fmt(b['hot_share'], '.1%'), f"{b['count']:,}", fmt(p.get('mean_loss'), '.2f'), fmt(p.get('hot_share'), '.1%')])
-    return md_table(['α range', 'mean loss', 'hot share', 'count', f'{ref_name} loss', f'{ref_name} hot share'], rows)
+        row = [f"[{b['lo']:.1f}, {b['hi']:.1f}{']' if b['hi'] == 1.0 else ')'}", fmt(b['mean_loss']), fmt(b['hot_share'], '.1%'), f"{b['count']:,}"]
+        rows.append(row + ([fmt(ref[i]['mean_loss'], '.2f'), fmt(ref[i]['hot_share'], '.1%')] if ref else []))
+    return md_table(['α range', 'mean loss', 'hot share', 'count'] + ([f'{ref_name} loss', f'{ref_name} hot share'] if ref else []), rows)
 
 def md_checkpoint(rep):
     m, ref = rep['metrics'], paper()
@@ -633,6 +675,31 @@ def md_data_side(d):
         out += [f'\n## N-gram embedding trajectories (item 6): {run}\n\n', md_trajectories(traj)]
     return out
 
+def at_iter(v, it, missing):
+    return f"{fmt(v, '+.3f')} (iter {fmt(it)})" if v is not None else f"none ({missing})"
+
+def paper_table(headers, rows, names, ref_rows, what):
+    """A table with its 'paper' (and 'Δ') columns where one of its configs has a paper counterpart; otherwise
+    those columns go, and a sentence says the paper has no such row (not a column of dashes)."""
+    if any(n in ref_rows for n in names):
+        return md_table(headers, rows)
+    keep = [i for i, h in enumerate(headers) if h not in ('paper', 'Δ')]
+    return (f"No paper counterpart: the paper's {what} has rows for {', '.join(sorted(ref_rows))} only, "
+            f"and these configs are none of them.\n\n" + md_table([headers[i] for i in keep], [[r[i] for i in keep] for r in rows]))
+
+def md_provenance(runs):
+    """What made the runs: one row per distinct (commit, versions, device, processes), with its runs."""
+    groups = {}
+    for r in runs:
+        p = r['provenance']
+        commit = (p.get('git_commit') or 'unknown')[:10] + (' (+ changes)' if p.get('git_dirty') else '')
+        key = (commit, p.get('torch', '?'), p.get('cuda') or '–', p.get('device', '?'), p.get('world_size', '?'))
+        groups.setdefault(key, []).append(r['run'])
+    return ('\n## Provenance\n\nThe code, libraries and machine of each run (from its config.json); runs made by '
+            'different code are not strictly comparable.\n\n' +
+            md_table(['commit', 'torch', 'CUDA', 'device', 'processes', 'runs'],
+                     [[*k, ', '.join(v)] for k, v in groups.items()]))
+
 def md_study(s):
     ref = paper()
     out = ['# Engram-Nine study report\n', 'Paper numbers: 95M FineWeb-Edu tokens, DeepSeek-V3 tokenizer, 5000 iters. '
@@ -642,49 +709,54 @@ def md_study(s):
     datas = sorted({t['data'] for t in s['table3'].values()})
     if len(datas) > 1:
         out.append(f"\n**Warning: these runs were trained on different data ({'; '.join(datas)}); their losses are not comparable.**\n")
+    out.append(md_provenance(s['runs']))
     out.append('\n## Table 3: final validation loss across seeds\n')
     rows = []
     for name, t in s['table3'].items():
         p = ref['table3'].get(name, {})
-        rows.append([name, t['data'], t['val_windows'], len(t['seeds']), t['iter'], f"{fmt(t['val_loss'])} ± {fmt(t['val_loss_std'])}",
+        rows.append([name, t['data'], t['val_windows'], len(t['seeds']), t['iter'],
+                     fmt(t['val_loss']) + (f" ± {fmt(t['val_loss_std'])}" if len(t['seeds']) > 1 else ''),
                      fmt(p.get('val_loss')), diff(t['val_loss'], p.get('val_loss')), fmt(t['hot_cold_delta'], '+.4f'),
                      fmt(p.get('hot_cold_delta'), '+.2f'), fmt(t['tok_per_s'], ',.0f'), fmt(p.get('tok_per_s')),
                      fmt(t['params'], ','), fmt(p.get('params'), ',')])
-    out.append(md_table(['config', 'data', 'val windows', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper',
-                         'tok/s', 'paper', 'params', 'paper'], rows))
+    out.append(paper_table(['config', 'data', 'val windows', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper',
+                            'tok/s', 'paper', 'params', 'paper'], rows, s['table3'], ref['table3'], 'Table 3'))
     out.append('\n## Table 4: hot/cold flip\n\nWithout a flip ("none"), the extremes are taken over the whole run.\n\n')
     rows = []
     for run, f in s['table4'].items():
         p = ref['table4'].get(f['config'], {})
         rows.append([run, f['config'], fmt(f['flip_iter']) if f['flip_iter'] is not None else 'none', fmt(p.get('flip_iter')),
-                     f"{fmt(f['max_hot_advantage'], '+.3f')} (iter {fmt(f['max_hot_advantage_iter'])})",
+                     at_iter(f['max_hot_advantage'], f['max_hot_advantage_iter'], 'never < 0'),
                      f"{fmt(p.get('max_hot_advantage'), '+.3f')} (iter {fmt(p.get('max_hot_advantage_iter'))})",
-                     f"{fmt(f['max_cold_advantage'], '+.3f')} (iter {fmt(f['max_cold_advantage_iter'])})",
+                     at_iter(f['max_cold_advantage'], f['max_cold_advantage_iter'], 'never > 0'),
                      f"{fmt(p.get('max_cold_advantage'), '+.3f')} (iter {fmt(p.get('max_cold_advantage_iter'))})"])
-    out.append(md_table(['run', 'config', 'flip iter', 'paper', 'max hot advantage (pre-flip)', 'paper',
-                         'max cold advantage (post-flip)', 'paper'], rows))
+    out.append(paper_table(['run', 'config', 'flip iter', 'paper', 'max hot advantage (pre-flip)', 'paper',
+                            'max cold advantage (post-flip)', 'paper'], rows, [f['config'] for f in s['table4'].values()],
+                           ref['table4'], 'Table 4'))
     out.append('\n## Table 4 across seeds\n\nFlip iter and its share of training: mean ± std over the seeds that flipped; '
                'extremes: mean ± std over all seeds. The paper\'s share is its flip iter / 5000.\n\n')
     rows = []
     for name, f in s['flip_summary'].items():
         p = ref['table4'].get(name, {})
-        rows.append([name, f"{f['flipped']}/{f['seeds']}", fmt_ms(f['flip_iter'], ',.0f'), fmt(p.get('flip_iter')),
-                     fmt_ms(f['flip_frac'], '.0%'), fmt(p['flip_iter'] / 5000, '.0%') if p.get('flip_iter') else 'no paper row',
+        rows.append([name, f"{f['flipped']}/{f['seeds']}", fmt_ms(f['flip_iter'], ',.0f') if f['flipped'] else 'none',
+                     fmt(p.get('flip_iter')), fmt_ms(f['flip_frac'], '.0%') if f['flipped'] else 'none', fmt(p['flip_iter'] / 5000, '.0%') if p.get('flip_iter') else '–',
                      fmt_ms(f['max_hot_advantage'], '+.3f'), fmt(p.get('max_hot_advantage'), '+.3f'),
                      fmt_ms(f['max_cold_advantage'], '+.3f'), fmt(p.get('max_cold_advantage'), '+.3f')])
-    out.append(md_table(['config', 'flipped', 'flip iter', 'paper', 'share of training', 'paper', 'max hot advantage',
-                         'paper', 'max cold advantage', 'paper'], rows))
+    out.append(paper_table(['config', 'flipped', 'flip iter', 'paper', 'share of training', 'paper', 'max hot advantage',
+                            'paper', 'max cold advantage', 'paper'], rows, s['flip_summary'], ref['table4'], 'Table 4'))
     if s['patterns']:
         out.append('\n## The paper\'s patterns, tested\n\nReproduced / contradicted when the difference is beyond 2 standard '
                    'errors of the seed means (Welch); not resolved otherwise.\n\n')
         out.append(md_table(['pattern', 'paper', 'ours (mean ± std over seeds)', 'verdict'],
                             [[p['pattern'], p['paper'], p['ours'], f"**{p['verdict']}**"] for p in s['patterns']]))
     if s['table5']:
-        out.append('\n## Table 5: N_hot ablation\n')
-        out.append(md_table(['config', 'N_hot', 'hot coverage (val)', 'paper', 'flip iters', 'paper'],
-                            [[n, t['n_hot'], fmt(t['hot_coverage'], '.1%'), fmt(ref['table5'].get(n, {}).get('hot_coverage'), '.0%'),
-                              ', '.join(fmt(i) for i in t['flip_iters']), fmt(ref['table5'].get(n, {}).get('flip_iter'))]
-                             for n, t in s['table5'].items()]))
+        out.append('\n## Table 5: N_hot ablation\n\nHot coverage of the eval windows (the positions every loss here is '
+                   'measured on; prepare_fineweb.py prints the whole val split\'s, which differs when the windows are few).\n\n')
+        out.append(paper_table(['config', 'N_hot', 'hot coverage (eval windows)', 'paper', 'flip iters', 'paper'],
+                               [[n, t['n_hot'], fmt(t['hot_coverage'], '.1%'), fmt(ref['table5'].get(n, {}).get('hot_coverage'), '.0%'),
+                                 ', '.join(fmt(i) for i in t['flip_iters'] if i is not None) or 'none',
+                                 fmt(ref['table5'].get(n, {}).get('flip_iter'))]
+                                for n, t in s['table5'].items()], s['table5'], ref['table5'], 'Table 5'))
     out += md_data_side(s['data_side'])
     out.append('\n## Table 6: α_hot / α_cold evolution\n')
     for run, rows in s['table6'].items():
@@ -700,6 +772,9 @@ def md_study(s):
             out.append(f'\n### {name}\n')
             out.append(md_buckets(b, ref['table7']['buckets'] if name == ref['table7']['config'] else None,
                                   f"paper {ref['table7']['config']}"))
+    if ref['table7']['config'] not in s['table7']:
+        out.append(f"\n(The paper's Table 7 is {ref['table7']['config']}'s, not among these configs: " + '; '.join(
+            f"[{b['lo']:.1f}, {b['hi']:.1f}): loss {b['mean_loss']}, hot {b['hot_share']:.1%}" for b in ref['table7']['buckets']) + ')\n')
     out.append('\n## Figure 4: per-layer Δα = α_hot − α_cold at the final eval\n')
     layer_names = sorted({l for v in s['delta_alpha_per_layer'].values() for l in v}, key=lambda x: int(x[1:]))
     out.append(md_table(['config'] + layer_names, [[n] + [fmt(v.get(l), '+.3f') for l in layer_names]
@@ -780,9 +855,9 @@ def figures(runs, s, out_dir):
             a1.bar(x, [v['mean_loss'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
             a2.bar(x, [v['hot_share'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
         labels = [f"{v['lo']:.1f}–{v['hi']:.1f}" for v in next(iter(buckets.values()))]
-        for a, t in ((a1, '(a) mean loss by α bucket'), (a2, '(b) hot share by α bucket')):
+        for a, t, y in ((a1, '(a) mean loss by α bucket', 'mean loss (nats)'), (a2, '(b) hot share by α bucket', 'share of positions that are hot')):
             a.set_xticks(np.arange(len(labels)) + 0.4 - w / 2, labels)
-            a.set(xlabel='α (layer mean)', title=t)
+            a.set(xlabel='α (layer mean)', ylabel=y, title=t)
         a1.legend(fontsize=7)
         paths.append(save_fig(fig, out_dir, 'fig3_alpha_buckets.png'))
 
@@ -799,7 +874,9 @@ def figures(runs, s, out_dir):
                     b.set_hatch('//')
         ax.axhline(0, color='k', lw=0.8)
         ax.set_xticks(np.arange(len(lnames)) + 0.4 - w / 2, lnames)
-        ax.set(ylabel='Δα = α_hot − α_cold', title='Per-layer gate preference (Fig. 4); hatched: prefers cold')
+        hatched = any((v.get(l) or 0.0) < 0 for v in layers.values() for l in lnames)
+        ax.set(xlabel='Engram layer', ylabel='Δα = α_hot − α_cold',
+               title='Per-layer gate preference (Fig. 4)' + ('; hatched: prefers cold' if hatched else '; every layer prefers hot'))
         ax.legend(fontsize=7)
         paths.append(save_fig(fig, out_dir, 'fig4_delta_alpha_layers.png'))
 
@@ -864,7 +941,7 @@ def main(argv=None):
     try:
         if a.key_stability:
             out = a.report or os.path.join(a.key_stability, 'eval')
-            rep = key_stability(a.key_stability, a.data_dir, a.val_windows)
+            rep = key_stability(a.key_stability, a.data_dir, a.val_windows, a.device)
             md = md_key_stability(rep)
             images = figure_key_stability(rep, out)
         elif a.ckpt:

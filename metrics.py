@@ -123,3 +123,17 @@ def flip(series):
     return {'flip_iter': flip_iter,
             'max_hot_advantage': neg[0] if neg else None, 'max_hot_advantage_iter': neg[1] if neg else None,
             'max_cold_advantage': pos[0] if pos else None, 'max_cold_advantage_iter': pos[1] if pos else None}
+
+def wandb_row(m):
+    """An eval's metrics as wandb panels group them (one section each in the default workspace, iter on the x
+    axis): loss/ (val, hot, cold), flip/ (the hot - cold delta: Figure 2; the hot share), alpha/ (the gate
+    on hot and cold positions, mean and per layer: Figure 3), alpha_buckets/ (the mean loss of each alpha
+    bucket, mean over layers: Table 7 / Figure 4). NaN values (e.g. alpha of a model without memory) are left out."""
+    row = {'loss/val': m['val_loss'], 'loss/val_hot': m['val_loss_hot'], 'loss/val_cold': m['val_loss_cold'],
+           'flip/hot_cold_delta': m['hot_cold_delta'], 'flip/hot_share': m['hot_share']}
+    for k, v in m.items():
+        if k.startswith(('alpha_hot', 'alpha_cold', 'delta_alpha')):
+            row[f'alpha/{k}'] = v
+    for b in m.get('alpha_buckets', []):
+        row[f"alpha_buckets/loss_{b['lo']:.1f}_{b['hi']:.1f}"] = b['mean_loss']
+    return {k: v for k, v in row.items() if isinstance(v, (int, float)) and math.isfinite(v)}

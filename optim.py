@@ -61,11 +61,12 @@ def configure_optimizers(model, weight_decay, learning_rate, betas, device_type,
     return RowwiseAdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
 
 
-def hot_row_mask(memory):
-    """(rows,) bool: which table rows belong to a hot tier (no host sync: safe inside a CUDA step)."""
+def hot_rows(memory):
+    """The hot tier's table rows as a strided view (sets x orders, hot rows x K, d): each order's block of rows
+    starts with its hot rows, so a slice reaches them all, with no boolean mask (whose nonzero is a host sync)
+    and no gather/scatter."""
     per_order = memory.rows_per_set // len(memory.orders)
-    r = torch.arange(memory.n_sets * memory.rows_per_set, device=memory.table.weight.device)
-    return (r % per_order) < memory.hot_rows * memory.K
+    return memory.table.weight.view(-1, per_order, memory.d)[:, :memory.hot_rows * memory.K]
 
 
 @torch.no_grad()
@@ -83,5 +84,4 @@ def gate_maintenance(model, it, lr, wk_decay=0.0, wk_reset_interval=0, hot_weigh
             if wk_reset_interval and it > 0 and it % wk_reset_interval == 0:
                 torch.nn.init.normal_(w.weight, mean=0.0, std=0.02)
     if hot_weight_decay and model.memory is not None and model.memory.nine:
-        mask = hot_row_mask(model.memory)
-        model.memory.table.weight[mask] *= 1 - lr * hot_weight_decay
+        hot_rows(model.memory).mul_(1 - lr * hot_weight_decay)

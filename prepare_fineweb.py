@@ -23,8 +23,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from configurator import HelpFormatter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -50,8 +53,10 @@ def parse_args(argv=None):
                    help='positions per counting chunk (the duckdb engine resumes at chunk granularity)')
     p.add_argument('--overwrite', action='store_true', help='discard a data dir built with other arguments')
     args = p.parse_args(argv)
-    args.orders = sorted(int(x) for x in args.orders.split(','))
-    args.hot_sizes = sorted({int(x) for x in args.hot_sizes.split(',')})
+    args.orders, args.hot_sizes = int_list(p, '--orders', args.orders), int_list(p, '--hot_sizes', args.hot_sizes)
+    if len(set(args.orders)) != len(args.orders) or len(set(args.hot_sizes)) != len(args.hot_sizes):
+        p.error(f"--orders and --hot_sizes must not repeat a value, got {args.orders} and {args.hot_sizes}")
+    args.orders, args.hot_sizes = sorted(args.orders), sorted(args.hot_sizes)
     if any(s <= 0 for s in args.hot_sizes):
         p.error(f"--hot_sizes must be positive, got {args.hot_sizes}")
     if not args.orders or args.orders[0] < 1 or args.orders[-1] > 3:
@@ -69,24 +74,29 @@ def parse_args(argv=None):
     args.max_order = args.orders[-1]
     return args
 
+def int_list(p, flag, text):
+    try:
+        return [int(x.replace('_', '')) for x in text.split(',')]
+    except ValueError:
+        p.error(f"{flag} must be comma-separated integers such as 2,3 or 20000,50000 (got {text!r}; write 5000, not 5k)")
+
 def parse_size(s):
     """'4GB', '500MB', '12.5G', '1024' (bytes) -> bytes."""
     s = s.strip().upper().removesuffix('B')
     mult = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}.get(s[-1:], 1)
     return int(float(s[:-1] if s[-1:] in 'KMGT' else s) * mult)
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows the module docstring as written and every default."""
-
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
+import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, data_file, file_sha256, hot_files,
                   save_json, save_npy, sha256_file)
+from fsafe import TEMP_SUFFIX, UMASK, DirLock, private_temp_dir, remove_stale_temps
 from engram import canonical_map, ngram_keys, hot_lookup
 
 FINEWEB = 'HuggingFaceFW/fineweb-edu'
@@ -288,16 +298,17 @@ def readable(rows, source):
 
 def tokenize(args, tok, out):
     """Stream documents through a worker pool into one temp file, then split it into train/val."""
-    tmp = os.path.join(out, '.stream.bin.tmp')
+    fd, tmp = tempfile.mkstemp(dir=out, prefix='.stream.', suffix=TEMP_SUFFIX)   # exclusive: no planted link followed
+    os.fchmod(fd, 0o666 & ~UMASK)          # it becomes train.bin: the mode open() would give
     dtype = np.uint16 if tok.n_vocab <= 2**16 else np.uint32
-    n = 0
+    n, seen = 0, {'docs': 0, 'with_text': 0}
     max_chars = args.num_tokens * MAX_CHARS_PER_TOKEN
     pool = mp.get_context('spawn').Pool(args.num_proc, _init_worker, (tok.spec, max_chars)) if args.num_proc > 1 else None
     if pool is None:
         _init_worker(tok.spec, max_chars)
     try:
-        with open(tmp, 'wb') as f, tqdm(total=args.num_tokens, unit='tok', unit_scale=True, desc='tokenize') as bar:
-            texts = iter_texts(args.source, args.text_column)
+        with os.fdopen(fd, 'wb') as f, tqdm(total=expected_tokens(args), unit='tok', unit_scale=True, desc='tokenize') as bar:
+            texts = count_text(iter_texts(args.source, args.text_column), seen)
             for docs in (pool.imap(_encode, texts) if pool else map(_encode, texts)):
                 for ids in docs:
                     ids = ids[:args.num_tokens - n]
@@ -312,9 +323,10 @@ def tokenize(args, tok, out):
     finally:
         if pool:
             pool.terminate()
-    if n < 2 * (args.max_order + 1):
+    if n < 2 * (args.max_order + 1) or not seen['with_text']:
         os.remove(tmp)
-        raise DataError(f"source '{args.source}' gave only {n} tokens; it is empty or too short.")
+        raise DataError(f"source '{args.source}' gave only {n} tokens from {seen['docs']} documents, {seen['with_text']} "
+                        f"of them with any text (not whitespace); it is empty or too short.")
     if n < args.num_tokens:
         print(f"note: the source has {n:,} tokens, fewer than --num_tokens {args.num_tokens:,}; using all of them.")
     n_val = max(1, int(round(n * args.val_frac)))
@@ -329,6 +341,19 @@ def tokenize(args, tok, out):
         f.truncate(n_train * np.dtype(dtype).itemsize)
     os.replace(tmp, os.path.join(out, 'train.bin'))
     return {'dtype': np.dtype(dtype).name, 'n_tokens': n, 'n_train': n_train, 'n_val': n_val}
+
+def expected_tokens(args):
+    """The progress bar's total: --num_tokens, or fewer for local files (a token is at least a byte)."""
+    if args.source == 'fineweb-edu':
+        return args.num_tokens
+    return min(args.num_tokens, sum(os.path.getsize(f) for f in local_files(args.source)[0]))
+
+def count_text(batches, seen):
+    """The batches unchanged, counting documents and those with any non-whitespace text."""
+    for texts in batches:
+        seen['docs'] += len(texts)
+        seen['with_text'] += sum(bool(t and t.strip()) for t in texts)
+        yield texts
 
 def source_info(source):
     if source == 'fineweb-edu':
@@ -391,7 +416,9 @@ def count_duckdb(tokens, canon, orders, max_order, out, memory_limit, progress=T
     n = len(tokens)
     work = os.path.join(out, f'.count_parts_{name}_{file_sha256(os.path.join(out, "train.bin"))[:16]}_{chunk}')
     for old in glob.glob(os.path.join(out, f'.count_parts_{name}_*')):
-        if old != work:
+        if os.path.islink(old) or not os.path.isdir(old):
+            os.remove(old)                           # never ours: nothing is written through it
+        elif old != work:
             shutil.rmtree(old)                       # parts of other tokens or chunking: never mixed in
     os.makedirs(work, exist_ok=True)
     for ci, start in enumerate(tqdm(range(0, n, chunk), desc='count n-grams (parts)', disable=not progress)):
@@ -521,10 +548,14 @@ def build_hot_tier(top, top_counts, n_hot, order, out):
     save_npy(os.path.join(out, files['keys']), slot_keys)
     save_npy(os.path.join(out, files['counts']), slot_counts)
     mphf_path = os.path.join(out, files['mphf'])
-    tmp = mphf_path + '.tmp'
-    mphf.save(tmp)
-    check_saved_mphf(tmp, os.path.join(out, files['keys']))
-    os.replace(tmp, mphf_path)
+    work = private_temp_dir(os.path.dirname(mphf_path))     # bbhash writes by name: in a dir nobody else can enter
+    try:
+        tmp = os.path.join(work, 'o.mphf')
+        mphf.save(tmp)
+        check_saved_mphf(tmp, os.path.join(out, files['keys']))
+        os.replace(tmp, mphf_path)
+    finally:
+        shutil.rmtree(work)
     return {'n_keys': int(len(top)), 'min_count': int(top_counts[-1]) if len(top) else 0,
             'train_positions_covered': int(top_counts.sum())}, list(files.values())
 
@@ -571,51 +602,91 @@ def coverage(data_dir, meta, tokens, prefix, canon, progress=True):
 
 # -----------------------------------------------------------------------------
 
-def check_writable(out):
+def read_meta(out, overwrite):
+    """What --out holds: None (nothing yet), or its meta.json ({} if damaged and --overwrite)."""
+    meta_path = os.path.join(out, 'meta.json')
+    if not os.path.exists(meta_path):
+        return None
     try:
-        os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, '.write_probe')
-        open(probe, 'w').close()
-        os.remove(probe)
-    except OSError as e:
-        raise DataError(f"cannot write to --out {out}: {e.strerror}. Choose a writable directory.") from None
+        with open(meta_path) as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        if not overwrite:
+            raise DataError(f"{meta_path} is damaged (not JSON), so what {out} holds is unknown. "
+                            f"Pass --overwrite to rebuild it, or use another --out.") from None
+        return {}
 
 def prepare(args):
+    """Check every input before anything is written, lock --out, then build: in place (a new dir, or the
+    missing stages of this one), or with --overwrite of another build aside, swapped in only when complete."""
     out = args.out
-    meta_path = os.path.join(out, 'meta.json')
     tokens_args = {'source': args.source, 'text_column': args.text_column, 'tokenizer': args.tokenizer,
                    'num_tokens': args.num_tokens, 'val_frac': args.val_frac}
-    meta = None
-    if os.path.exists(meta_path):
-        try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-        except (ValueError, UnicodeDecodeError):
-            if not args.overwrite:
-                raise DataError(f"{meta_path} is damaged (not JSON), so what {out} holds is unknown. "
-                                f"Pass --overwrite to rebuild it, or use another --out.") from None
-            meta = {}
-        if meta.get('tokens', {}).get('args') != tokens_args or meta.get('format_version') != FORMAT_VERSION:
+    tok = Tokenizer(args.tokenizer)
+    if tok.n_vocab + 1 >= 1 << 21:
+        raise DataError(f"vocabulary of {tok.n_vocab} ids does not fit 21-bit n-gram key slots.")
+    if args.source != 'fineweb-edu':
+        local_files(args.source)            # fail on a bad source before anything is written
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"--out {out} is a file, not a directory. Choose another --out.")
+    restore_swapped_out(out)
+    created = not os.path.exists(out)
+    try:
+        lock = DirLock(out)
+    except OSError as e:
+        raise DataError(f"cannot write to --out {out}: {e.strerror}. Choose a writable directory.") from None
+    try:
+        removed = remove_stale_temps(out) + remove_stale_builds(out)
+        if removed:
+            print(f"removed {removed} temp file(s) of earlier runs that were killed")
+        meta = read_meta(out, args.overwrite)
+        if meta is not None and (meta.get('tokens', {}).get('args') != tokens_args or meta.get('format_version') != FORMAT_VERSION):
             if not args.overwrite:
                 raise DataError(f"{out} holds data built with other arguments "
                                 f"({meta.get('tokens', {}).get('args')}); this run asks for {tokens_args}. "
                                 f"Use another --out, or pass --overwrite to rebuild it.")
-            shutil.rmtree(out)
-            meta = None
-    tok = Tokenizer(args.tokenizer)
-    if tok.n_vocab + 1 >= 1 << 21:
-        raise DataError(f"vocabulary of {tok.n_vocab} ids does not fit 21-bit n-gram key slots.")
-    if meta is None and args.source != 'fineweb-edu':
-        local_files(args.source)            # fail on a bad source before anything is written
-    created = not os.path.exists(out)
-    check_writable(out)
-    meta = meta or {'format_version': FORMAT_VERSION}
-    try:
-        return run_stages(args, tok, meta, tokens_args)
+            return build_aside(args, tok, tokens_args)
+        return run_stages(args, tok, meta or {'format_version': FORMAT_VERSION}, tokens_args)
     except BaseException:
-        if created and not os.path.exists(meta_path):   # nothing finished: leave no trace
+        if created and not os.path.exists(os.path.join(out, 'meta.json')):   # nothing finished: leave no trace
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        lock.release()
+
+def build_aside(args, tok, tokens_args):
+    """--overwrite: the new data dir is built beside the old one and replaces it only once complete, so a
+    failure (bad source, full disk, Ctrl-C) keeps the old one."""
+    out = os.path.abspath(args.out)
+    build = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=f'.{os.path.basename(out)}.build.', suffix=TEMP_SUFFIX)
+    try:
+        meta = run_stages(argparse.Namespace(**{**vars(args), 'out': build}), tok, {'format_version': FORMAT_VERSION}, tokens_args)
+        old = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=f'.{os.path.basename(out)}.old.', suffix=TEMP_SUFFIX)
+        os.rename(out, os.path.join(old, 'data'))
+        os.rename(build, out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    shutil.rmtree(old)
+    print(f"replaced {args.out} with the new build")
+    return meta
+
+def restore_swapped_out(out):
+    """A kill between build_aside's two renames leaves the old data dir in its .old. dir and no --out: put it back."""
+    if not os.path.exists(out):
+        for old in glob.glob(os.path.join(os.path.dirname(os.path.abspath(out)), f'.{glob.escape(os.path.basename(out))}.old.*{TEMP_SUFFIX}')):
+            if os.path.isdir(os.path.join(old, 'data')):
+                os.rename(os.path.join(old, 'data'), out)
+                print(f"restored {out} (an --overwrite was killed before its new build was complete)")
+                return
+
+def remove_stale_builds(out):
+    """Builds aside (and old dirs being swapped out) of an --overwrite that was killed: only called under out's lock."""
+    out = os.path.abspath(out)
+    stale = glob.glob(os.path.join(os.path.dirname(out), f'.{glob.escape(os.path.basename(out))}.*{TEMP_SUFFIX}'))
+    for d in stale:
+        shutil.rmtree(d) if os.path.isdir(d) and not os.path.islink(d) else os.remove(d)
+    return len(stale)
 
 STAGES = ('tokens', 'canonical', 'ngrams', 'hot', 'coverage', 'rawgrams')   # each depends on the ones before it
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The main job, offline, on the data shipped in assets/: Tiny Shakespeare with GPT-2's BPE -> data dir
 # -> tiny Nine and tiny Hash (iso-parameter) -> the stratified study report. Re-running reuses what is done.
+# Arguments go to every train.py run (e.g. `bash quickstart.sh --max_iters=40` for a shorter look).
+# wandb: offline runs in ./wandb unless you are logged in (`wandb sync wandb/offline-run-*` uploads them later).
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./setup.sh
-export WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 start=$(date +%s)
 python prepare_fineweb.py --source assets/tinyshakespeare.txt --tokenizer gpt2 --out data/shakespeare
-python study.py configs/tiny_nine.py configs/tiny_hash.py --seeds=0 --out=out/quickstart --report=reports/quickstart
+python study.py configs/tiny_nine.py configs/tiny_hash.py --seeds=0 --out=out/quickstart --report=reports/quickstart -- "$@"
 echo "quickstart done in $(( $(date +%s) - start )) s: runs in out/quickstart/, report in reports/quickstart/report.md (+ PNG figures)"

@@ -12,11 +12,13 @@ import argparse
 import sys
 import time
 
+from configurator import HelpFormatter
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument('--ckpt', required=True, help="a run's ckpt.pt or best.pt")
     p.add_argument('--start', default='\n', help='the prompt, or FILE:path to read it from a file')
-    p.add_argument('--num_samples', type=int, default=3, help='samples to draw')
+    p.add_argument('--num_samples', type=int, default=3, help='samples to draw (generated SAMPLE_BATCH at a time: memory stays bounded)')
     p.add_argument('--max_new_tokens', type=int, default=200, help='tokens per sample')
     p.add_argument('--temperature', type=float, default=0.8, help='0 = greedy')
     p.add_argument('--top_k', type=int, default=200, help='sample among the k most likely tokens (0 = all)')
@@ -28,14 +30,16 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if a.num_samples < 1 or a.max_new_tokens < 1 or a.temperature < 0 or not 0 < a.top_p <= 1 or a.top_k < 0:
         p.error('--num_samples and --max_new_tokens must be >= 1, --temperature >= 0, --top_k >= 0, 0 < --top_p <= 1')
+    if a.device.startswith('cuda'):
+        import torch
+        if not torch.cuda.is_available():
+            p.error(f"--device {a.device}: this machine has no CUDA device; use --device cpu (or auto)")
     return a
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows the module docstring as written and every default."""
 
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
+import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import torch
 
 from checkpoint import load_model
@@ -53,28 +57,34 @@ def prompt_ids(tok, start):
             raise DataError(f"cannot read the prompt file {start[5:]}: {e}") from None
     return [tok.eot] + tok.encode_batch([text])[0]
 
+SAMPLE_BATCH = 32      # samples generated together
+
 def main(argv=None):
     a = parse_args(argv)
     device = ('cuda' if torch.cuda.is_available() else 'cpu') if a.device == 'auto' else a.device
     try:
         model, ckpt, data_dir, meta = load_model(a.ckpt, a.data_dir)
         tok = Tokenizer.of(meta)
+        ids = prompt_ids(tok, a.start)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     model.to(device)
-    ids = prompt_ids(tok, a.start)
-    x = torch.tensor([ids] * a.num_samples, dtype=torch.long, device=device)
     gen = torch.Generator(device=device).manual_seed(a.seed)
     t0 = time.time()
-    with autocast_context(device.split(':')[0], ckpt['config']['dtype']):
-        y = model.generate(x, a.max_new_tokens, a.temperature, a.top_k or None, a.top_p, use_cache=not a.no_cache, generator=gen)
+    for first in range(0, a.num_samples, SAMPLE_BATCH):
+        x = torch.tensor([ids] * min(SAMPLE_BATCH, a.num_samples - first), dtype=torch.long, device=device)
+        with autocast_context(device.split(':')[0], ckpt['config']['dtype']):
+            y = model.generate(x, a.max_new_tokens, a.temperature, a.top_k or None, a.top_p, use_cache=not a.no_cache, generator=gen)
+        for row in y.tolist():
+            print(tok.decode(row[1:]))
+            print('---------------', flush=True)
     dt = time.time() - t0
-    for row in y.tolist():
-        print(tok.decode(row[1:]))
-        print('---------------')
     print(f"{a.num_samples} x {a.max_new_tokens} tokens in {dt:.2f} s ({a.num_samples * a.max_new_tokens / dt:,.0f} tok/s, "
           f"{'no cache' if a.no_cache else 'KV cache'}, {device}); checkpoint {a.ckpt} at iter {ckpt['iter_num']}", file=sys.stderr)
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(128 + 2)

@@ -10,6 +10,11 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then 
 _key=$(cat "$_here/requirements.txt" "$_here/requirements-dev.txt" "$_here/setup.sh" | sha256sum | cut -c1-12)
 venv="${ENGRAM_VENV:-$HOME/.cache/engram-nine/venv-$_flavor-$_key}"
 if [ ! -f "$venv/.complete" ]; then
+  if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1 && ! command -v clang++ >/dev/null 2>&1; then
+    echo "error: no C++ compiler (c++, g++ or clang++): bbhash (the MPHF of the hot tier) builds from source." >&2
+    echo "  Install one: sudo apt-get install g++ (Debian/Ubuntu), sudo dnf install gcc-c++ (Fedora), xcode-select --install (macOS)." >&2
+    eval "$_opts"; return 1 2>/dev/null || exit 1
+  fi
   echo "setting up $venv (torch: $_flavor) ..."
   rm -rf "$venv"
   python3 -m venv "$venv"

@@ -19,8 +19,11 @@ import inspect
 import json
 import math
 import os
+import shutil
+import signal
 import time
 
+import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -29,12 +32,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import optim
 import variants
 from mdx import cs_lora
-from checkpoint import (CKPT_VERSION, CheckpointWriter, RunLock, build_model, check_signature, load_checkpoint, load_index,
+from checkpoint import (CKPT_VERSION, CheckpointWriter, build_model, check_signature, load_checkpoint, load_index,
                         load_weights, nonfinite)
 from configurator import ConfigError, apply_config
 from data import DataError, TokenData, atomic_write, read_metrics, save_json, to_device
+from fsafe import DirLock, append_line, remove_stale_temps
 from mdmix import Noise
-from metrics import evaluate
+from provenance import provenance
+from metrics import evaluate, wandb_row
 from model import EMBEDDINGS, FFN, GPTConfig, autocast_context, device_peak_flops
 
 _not_config = set(globals())   # everything defined above; the config keys are what the block below adds
@@ -48,12 +53,15 @@ log_interval = 10             # iters between train-loss lines (the only host sy
 val_windows = 400             # the fixed validation set: the first N windows of val (paper: 100 eval iters x 4)
 eval_batch_size = 16          # windows per eval forward (a speed knob: the validation set does not change)
 eval_only = False             # evaluate the initial (or resumed) model once and stop
-ckpt_interval = 250           # iters between saves of ckpt.pt ("last": resumes exactly), and at the end; 0 = end only
+ckpt_interval = 1000          # iters between saves of ckpt.pt (exact resume), also at the end and on a stop signal; 0 = end only (1000: a paper-scale write outlasts 250 GPU iters)
 save_best = False             # also keep best.pt: the weights of the eval with the lowest val_loss
 save_snapshots = False        # weights-only snapshot at every eval (for key-stability analyses)
 init_from = 'scratch'         # 'scratch' | 'resume' (from out_dir/ckpt.pt) | path/to/ckpt.pt (fine-tune its model)
+overwrite = False             # True: a run that does not resume may replace the run out_dir holds (else it refuses)
+final_ckpt = 'full'           # at the end, ckpt.pt keeps: 'full' (resumable further) | 'weights' (1/3 of the size: study.py's default)
+dry_run = False               # check the config and data dir, print the run's footprint (parameters, disk) as JSON, write nothing
 # wandb
-wandb_log = False             # log to wandb (WANDB_MODE=offline works without a network)
+wandb_log = False             # log to wandb (study.py and quickstart.sh turn it on; offline without a login)
 wandb_project = 'engram-nine'   # wandb project name
 wandb_group = ''              # runs of one config across seeds (default: none)
 wandb_run_name = ''           # default: the out_dir's name
@@ -155,7 +163,7 @@ min_lr = 6e-5                 # the end of the cosine
 # system
 backend = 'nccl'              # DDP backend on CUDA; CPU always uses gloo
 device = 'auto'               # 'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...
-dtype = 'auto'                # 'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' | 'float16'
+dtype = 'auto'                # 'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' ('float16' is refused: no GradScaler)
 compile = True                # torch.compile (CUDA only)
 resume_changes = ()           # experiment keys a resume may change on purpose, e.g. ('learning_rate',); 'global_batch'
 # -----------------------------------------------------------------------------
@@ -215,6 +223,8 @@ def validate_config(cfg):
     for k in NON_NEGATIVE:
         if not cfg[k] >= 0:
             raise ConfigError(f"--{k} must be >= 0, got {cfg[k]!r}")
+    if cfg['final_ckpt'] not in ('full', 'weights'):
+        raise ConfigError(f"--final_ckpt must be 'full' or 'weights', got {cfg['final_ckpt']!r}")
     for k, choices in CHOICES.items():
         if cfg[k] not in choices:
             raise ConfigError(f"--{k} must be one of {choices}, got {cfg[k]!r}")
@@ -231,6 +241,9 @@ def validate_config(cfg):
         raise ConfigError(f"--beta1 and --beta2 must be in (0, 1), got {cfg['beta1']}, {cfg['beta2']}")
     if cfg['decay_lr'] and cfg['warmup_iters'] > cfg['lr_decay_iters']:
         raise ConfigError(f"--warmup_iters {cfg['warmup_iters']} > --lr_decay_iters {cfg['lr_decay_iters']}: no decay would happen")
+    if cfg['dtype'] == 'float16':
+        raise ConfigError("--dtype='float16' needs loss scaling (a GradScaler), which this loop does not do: its "
+                          "small gradients would flush to zero. Use 'bfloat16' (A100/H100, the default on CUDA) or 'float32'.")
     if cfg['min_lr'] > cfg['learning_rate']:
         raise ConfigError(f"--min_lr {cfg['min_lr']} > --learning_rate {cfg['learning_rate']}")
     if cfg['memory'] == 'none':
@@ -257,7 +270,7 @@ def validate_config(cfg):
 
 # keys whose change makes another experiment: a resume must keep them (resume_changes lists deliberate exceptions)
 RUN_KEYS = ('data_dir', 'out_dir', 'eval_interval', 'log_interval', 'eval_batch_size', 'eval_only', 'ckpt_interval',
-            'save_best', 'save_snapshots', 'init_from', 'wandb_log', 'wandb_project', 'wandb_group', 'wandb_run_name',
+            'save_best', 'save_snapshots', 'init_from', 'overwrite', 'final_ckpt', 'dry_run', 'wandb_log', 'wandb_project', 'wandb_group', 'wandb_run_name',
             'batch_size', 'gradient_accumulation_steps', 'max_iters', 'backend', 'device', 'dtype', 'compile',
             'resume_changes')
 
@@ -291,6 +304,14 @@ def init_distributed(cfg):
         torch.cuda.set_device(dev)
     return True, dist.get_rank(), dist.get_world_size(), dev
 
+def available_ram():
+    """Bytes of memory the kernel can give this process now (MemAvailable), else the machine's total."""
+    try:
+        with open('/proc/meminfo') as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError):
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
 def wrap_ddp(model, device_type):
     """DDP without broadcast_buffers: the buffers are the n-gram index (data, identical on every rank,
     several MB), not state to synchronize before every forward."""
@@ -308,10 +329,10 @@ class Trainer:
         resolve_system(cfg)
         self.ddp, self.rank, self.world, self.dev = init_distributed(cfg)
         self.master = self.rank == 0
-        G = cfg['gradient_accumulation_steps']
-        if G % self.world:
-            raise ConfigError(f"gradient_accumulation_steps {G} must be divisible by the {self.world} DDP processes")
-        self.local_G = G // self.world
+        self.stop_signal, self.stopped = 0, 0     # the signal asked to stop, the one the run stopped on
+        if cfg['gradient_accumulation_steps'] % self.world:
+            self.split_for_world()
+        self.local_G = cfg['gradient_accumulation_steps'] // self.world
         self.device_type = 'cuda' if self.dev.startswith('cuda') else 'cpu'
         self.autocast = autocast_context(self.device_type, cfg['dtype'])
         if self.device_type == 'cuda':
@@ -323,7 +344,23 @@ class Trainer:
         self.metrics_path = os.path.join(self.out_dir, 'metrics.jsonl')
         self.setup_data()
         self.setup_model()
-        self.setup_logs()
+        if not cfg['dry_run']:
+            self.setup_logs()
+
+    def split_for_world(self):
+        """torchrun with more processes than micro-steps: the same global batch in smaller micro-batches (the
+        windows are split-invariant, so it is the same run), or an error when the windows do not divide."""
+        cfg, world = self.cfg, self.world
+        B, G = cfg['batch_size'], cfg['gradient_accumulation_steps']
+        total = B * G
+        if total % world:
+            raise ConfigError(f"the global batch of {total} windows (batch_size {B} x gradient_accumulation_steps {G}) "
+                              f"does not divide over {world} processes; use a process count that divides {total}")
+        b = max(d for d in range(1, B + 1) if (total // world) % d == 0)
+        cfg['batch_size'], cfg['gradient_accumulation_steps'] = b, total // b
+        if self.master:
+            print(f"{world} processes: micro-batches of {b} windows, {total // b // world} per process per iter "
+                  f"(the global batch of {total} windows unchanged)")
 
     def setup_data(self):
         cfg = self.cfg
@@ -355,7 +392,16 @@ class Trainer:
                     f"    {k}: checkpoint {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in sorted(diff.items()))) +
                     f"\n  Resume with the checkpoint's values, or allow the change explicitly: "
                     f"--resume_changes=\"{tuple(sorted(diff))}\"")
-            self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt['best_val_loss'], ckpt.get('wandb_id')
+            self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
+        self.finished = ckpt is not None and self.iter_num >= cfg['max_iters'] and not cfg['eval_only']
+        if self.finished:                   # nothing to build: main() says so and stops
+            return
+        if ckpt is not None and 'optimizer' not in ckpt:
+            raise DataError(f"{self.ckpt_path} holds the weights only (a finished run saved with final_ckpt='weights'), so "
+                            f"training cannot resume from it. Evaluate or sample it, or retrain with --final_ckpt='full'.")
+        self.check_memory(index)
+        if cfg['dry_run']:
+            return
         noise = Noise.from_config(cfg) if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')) else None
         self.raw_model = build_model(self.mcfg, index, noise)
         if ckpt is not None:
@@ -384,6 +430,36 @@ class Trainer:
             self.model = wrap_ddp(self.model, self.device_type)
         self.writer = CheckpointWriter()
 
+    def check_memory(self, index):
+        """Refuse a run that cannot fit before allocating it (a typo in block_size or n_embd would otherwise take
+        all memory), with the estimate: fp32 weights, grads and two AdamW moments (16 B per parameter, counted on
+        the meta device) plus, on CPU, the activations of a micro-batch (roughly). On CUDA the activations are
+        the micro-batch fallback's job."""
+        c, m = self.cfg, self.mcfg
+        with torch.device('meta'):
+            n = self.n_params = sum(p.numel() for p in build_model(m, index).parameters())
+        state = 16 * n
+        act = c['batch_size'] * c['block_size'] * (m.n_layer * m.n_embd * 34 + m.vocab_size * 8)
+        if self.device_type == 'cuda':
+            need, have = state, torch.cuda.get_device_properties(self.dev).total_memory
+        else:
+            need, have = state + act, available_ram()
+        if need > have:
+            raise ConfigError(f"this run needs about {need / 2**30:,.1f} GiB ({n:,} parameters: {state / 2**30:,.1f} GiB of "
+                              f"weights, grads and AdamW moments" + ('' if self.device_type == 'cuda' else
+                              f"; {act / 2**30:,.1f} GiB of activations per micro-batch") + f") but {self.dev} has "
+                              f"{have / 2**30:,.1f} GiB. Lower --batch_size (raise --gradient_accumulation_steps to keep the "
+                              f"global batch), --block_size or the model size.")
+
+    def footprint(self):
+        """What the run keeps on disk (bytes): ckpt.pt (fp32 weights; + two AdamW moments unless final_ckpt='weights'),
+        best.pt and the snapshots when asked, and the temp file of a write in progress (a full checkpoint)."""
+        c, weights = self.cfg, 4 * self.n_params
+        full = 3 * weights
+        snapshots = (c['max_iters'] // c['eval_interval'] + 2) * weights if c['save_snapshots'] else 0
+        keeps = (weights if c['final_ckpt'] == 'weights' else full) + (weights if c['save_best'] else 0) + snapshots
+        return {'params': self.n_params, 'ckpt_bytes': full, 'keeps_bytes': keeps, 'temp_bytes': full}
+
     def fine_tune_base(self):
         """The checkpoint a fine-tune starts from; its model is this run's (the config's model keys follow it)."""
         cfg = self.cfg
@@ -401,12 +477,20 @@ class Trainer:
         cfg, self.run = self.cfg, None
         if not self.master:
             return
-        self.lock = RunLock(self.out_dir)
+        self.lock = DirLock(self.out_dir)
+        if self.finished:
+            return
+        if remove_stale_temps(self.out_dir):
+            print(f"removed the temp files of writes killed in {self.out_dir}")
+        self.clear_run_dir()
         if self.resumed_at is not None:
             truncate_metrics(self.metrics_path, self.iter_num)
-        elif os.path.exists(self.metrics_path):
-            os.remove(self.metrics_path)   # a fresh run starts a fresh log
-        save_json(os.path.join(self.out_dir, 'config.json'), {**cfg, 'data_signature': self.signature})   # what reports group runs by
+        save_json(os.path.join(self.out_dir, 'config.json'), {**cfg, 'data_signature': self.signature,   # what reports group runs by
+                                                              'provenance': provenance(self.dev, self.world)})
+        if cfg['decay_lr'] and cfg['max_iters'] < cfg['lr_decay_iters']:
+            print(f"note: --max_iters {cfg['max_iters']} < lr_decay_iters {cfg['lr_decay_iters']}: the cosine stops part way "
+                  f"(lr {get_lr(cfg['max_iters'], cfg):.2e} at the end, not {cfg['min_lr']:.0e}); pass --lr_decay_iters="
+                  f"{cfg['max_iters']} to decay fully")
         pc = self.raw_model.param_counts()
         t = self.data.meta['tokens']
         B, G, T = cfg['batch_size'], cfg['gradient_accumulation_steps'], cfg['block_size']
@@ -416,11 +500,34 @@ class Trainer:
         print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | "
               + (f"adapters {pc['adapter']:,} (the only ones trained) | " if pc['adapter'] else '') + f"total {pc['total']:,}")
         if cfg['wandb_log']:
-            import wandb
+            try:
+                import wandb
+            except ImportError:
+                print("note: wandb is not installed here; logging to metrics.jsonl only (pip install wandb for dashboards)")
+                return
             self.run = wandb.init(project=cfg['wandb_project'], group=cfg['wandb_group'] or None,
                                   name=cfg['wandb_run_name'] or os.path.basename(self.out_dir.rstrip('/')),
                                   config={**cfg, 'params': pc}, id=self.wandb_id, resume='allow')
             self.wandb_id = self.run.id
+
+    def clear_run_dir(self):
+        """What the run dir holds stops being true once this run starts: summary.json first (a run cut short
+        must never look finished); a fresh run replaces a run only when told (--overwrite=True)."""
+        summary = os.path.join(self.out_dir, 'summary.json')
+        if self.resumed_at is not None:
+            if os.path.exists(summary):
+                os.remove(summary)          # resumed to train further: finished again only at its new end
+            return
+        held = [f for f in ('summary.json', 'ckpt.pt') if os.path.lexists(os.path.join(self.out_dir, f))]
+        if held and not self.cfg['overwrite']:
+            raise DataError(f"{self.out_dir} holds a run ({', '.join(held)}); a fresh run would destroy it. Resume it "
+                            f"with --init_from='resume', choose another --out_dir, or pass --overwrite=True to replace it.")
+        for f in ('summary.json', 'ckpt.pt', 'best.pt', 'metrics.jsonl', 'snapshots'):
+            p = os.path.join(self.out_dir, f)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            elif os.path.lexists(p):
+                os.remove(p)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -430,10 +537,7 @@ class Trainer:
         return v
 
     def log_row(self, row):
-        with open(self.metrics_path, 'a') as f:
-            f.write(json.dumps(row, sort_keys=True) + '\n')
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.metrics_path, json.dumps(row, sort_keys=True) + '\n')
 
     def stop_non_finite(self, it):
         raise FloatingPointError(f"non-finite loss at iter {it}; stopped. The last good checkpoint {self.ckpt_path} is untouched.")
@@ -461,9 +565,7 @@ class Trainer:
         self.log_row({'kind': 'eval', 'iter': it, **m})
         self.last_eval = {'iter': it, **{k: m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold', 'hot_cold_delta')}}
         if self.run is not None:
-            self.run.log({**{f'val/{k}': m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold')},
-                          **{f'strat/{k}': v for k, v in m.items() if isinstance(v, float) and not k.startswith('val_loss')}},
-                         step=it)
+            self.run.log(wandb_row(m), step=it)
         if m['val_loss'] < self.best_val_loss:
             self.best_val_loss = m['val_loss']
             if cfg['save_best']:
@@ -491,6 +593,8 @@ class Trainer:
         """ckpt.pt: everything an exact resume needs, written in the background (CheckpointWriter)."""
         cuda = self.device_type == 'cuda'
         self.check_finite(self.ckpt_path)
+        if not self.master:                 # the ranks hold the same state: one writer (rank 0)
+            return
         self.writer.save(self.ckpt_path, {
             **self.weights(), 'optimizer': self.optimizer.state_dict(), 'best_val_loss': self.best_val_loss,
             'wandb_id': self.wandb_id,
@@ -517,33 +621,83 @@ class Trainer:
               + (f", eta {eta/60:.1f} min" if it > 0 else ''))
         self.log_row({'kind': 'train', 'iter': it, 'train_loss': lossf, 'lr': lr})
         if self.run is not None:
-            self.run.log({'train/loss': lossf, 'train/lr': lr, 'perf/tok_per_s': self.tokens_per_iter / dt,
-                          'perf/ms_per_iter': dt * 1000, 'perf/mfu': self.running_mfu}, step=it)
+            self.run.log({'loss/train': lossf, 'train/lr': lr, 'perf/tok_per_s': self.tokens_per_iter / dt,
+                          'perf/ms_per_iter': dt * 1000, **({'perf/mfu': self.running_mfu} if self.running_mfu >= 0 else {})},
+                         step=it)
 
     def finish(self):
-        """summary.json: throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible)."""
+        """summary.json: throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible).
+        A run stopped by a signal writes none: it is not finished."""
         self.writer.wait()
-        if self.master and not self.cfg['eval_only']:
+        done = self.master and not self.cfg['eval_only'] and not self.stopped
+        if done and self.cfg['final_ckpt'] == 'weights':      # finished: the AdamW moments are not needed to evaluate
+            self.writer.save(self.ckpt_path, self.weights())
+            self.writer.wait()
+        if done:
             cuda = self.device_type == 'cuda'
             save_json(os.path.join(self.out_dir, 'summary.json'), {
                 'params': self.raw_model.param_counts(), 'final': self.last_eval,
                 'tok_per_s_median': float(np.median(self.speeds)) if self.speeds else None,
                 'device': torch.cuda.get_device_name(self.dev) if cuda else 'cpu', 'world_size': self.world,
-                'iter_num': self.iter_num, 'wall_s': round(time.time() - self.t_start, 1)})
+                'iter_num': self.iter_num, 'wall_s': round(time.time() - self.t_start, 1),
+                'eval_s': round(self.eval_s, 2), 'save_blocked_s': round(self.save_s, 2)})   # the loop's time in evals / in save()
             f = self.last_eval
             print(f"done: {self.iter_num} iters in {time.time() - self.t_start:.0f} s; val {f['val_loss']:.4f} at iter {f['iter']} "
                   f"(hot {f['val_loss_hot']:.4f}, cold {f['val_loss_cold']:.4f}); wrote {self.out_dir}/"
                   f"{{metrics.jsonl, ckpt.pt{', best.pt' if self.cfg['save_best'] else ''}, summary.json}}")
         if self.run is not None:
-            self.run.finish()
+            self.run.finish(exit_code=128 + self.stopped if self.stopped else None)
         if self.ddp:
             dist.destroy_process_group()
+
+    # -- stops: SIGTERM (a scheduler, a preempted VM), SIGUSR1 (a scheduler's early warning), Ctrl-C -----------
+
+    def catch_stops(self):
+        """A stop signal only sets a flag: the loop finishes the step, saves ckpt.pt and ends (a second Ctrl-C quits at once)."""
+        def on_signal(signum, frame):
+            if self.stop_signal and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            if self.master:
+                print(f"\n{signal.Signals(signum).name}: stopping after this step, with ckpt.pt saved"
+                      + (" (Ctrl-C again quits at once)" if signum == signal.SIGINT else ''), file=sys.stderr, flush=True)
+        return {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+
+    def stop_requested(self, it):
+        """The signal every process agrees to stop on (DDP: a max over ranks at log steps, where the loop syncs anyway)."""
+        if not self.ddp:
+            return self.stop_signal
+        if it % self.cfg['log_interval']:
+            return 0
+        flag = torch.tensor(self.stop_signal, device=self.dev)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag)
 
     # -- the step --------------------------------------------------------------------
 
     def step(self, lr):
-        """One iteration: forward/backward over this rank's share of the global micro-steps, clip, AdamW."""
+        """One iteration: forward/backward over this rank's share of the global micro-steps (in smaller
+        micro-batches if these run out of GPU memory), clip, AdamW."""
         cfg, it = self.cfg, self.iter_num
+        while True:
+            try:
+                self.accumulate()
+                break
+            except torch.cuda.OutOfMemoryError:
+                pass                       # handled outside the except: its traceback holds the step's tensors
+            self.halve_micro_batch()
+        if cfg['grad_clip'] != 0.0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg['grad_clip'])
+        self.bad_iter = torch.where((self.bad_iter < 0) & ~torch.isfinite(self.loss_acc), it, self.bad_iter)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if cfg['wk_decay'] or cfg['wk_reset_interval'] or cfg['hot_weight_decay']:
+            optim.gate_maintenance(self.raw_model, it, lr, cfg['wk_decay'], cfg['wk_reset_interval'],
+                                   cfg['hot_weight_decay'] * variants.ramp(it, cfg['hot_reg_ramp_iters']))
+
+    def accumulate(self):
+        """Forward/backward of this rank's micro-steps; the gradients add up in .grad."""
+        it = self.iter_num
         for j in range(self.local_G):
             if self.ddp:   # all-reduce gradients only on the last micro-step (nanoGPT)
                 self.model.require_backward_grad_sync = j == self.local_G - 1
@@ -556,14 +710,23 @@ class Trainer:
             self.next_batch = self.batch(nxt_it, self.rank * self.local_G + nxt_j)
             loss.backward()
             self.loss_acc += loss.detach()
-        if cfg['grad_clip'] != 0.0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg['grad_clip'])
-        self.bad_iter = torch.where((self.bad_iter < 0) & ~torch.isfinite(self.loss_acc), it, self.bad_iter)
-        self.optimizer.step()
+
+    def halve_micro_batch(self):
+        """After an out-of-memory: redo the iteration with micro-batches half as large and twice as many (the
+        windows are split-invariant: the same experiment, the same losses)."""
+        cfg, B = self.cfg, self.cfg['batch_size']
+        if B % 2 or self.ddp:              # DDP: one rank cannot change the split alone
+            raise ConfigError(f"out of GPU memory at micro-batch {B}{' under DDP' if self.ddp else ''}; set a smaller "
+                              f"--batch_size and a larger --gradient_accumulation_steps (the same global batch)")
         self.optimizer.zero_grad(set_to_none=True)
-        if cfg['wk_decay'] or cfg['wk_reset_interval'] or cfg['hot_weight_decay']:
-            optim.gate_maintenance(self.raw_model, it, lr, cfg['wk_decay'], cfg['wk_reset_interval'],
-                                   cfg['hot_weight_decay'] * variants.ramp(it, cfg['hot_reg_ramp_iters']))
+        self.loss_acc.zero_()
+        if self.device_type == 'cuda':
+            torch.cuda.empty_cache()
+        cfg['batch_size'], cfg['gradient_accumulation_steps'] = B // 2, cfg['gradient_accumulation_steps'] * 2
+        self.local_G *= 2
+        self.next_batch = self.batch(self.iter_num, self.rank * self.local_G)
+        print(f"out of memory at micro-batch {B}: iter {self.iter_num} redone with {B // 2} x "
+              f"{cfg['gradient_accumulation_steps']} micro-steps (the same global batch)", flush=True)
 
     def train(self):
         cfg = self.cfg
@@ -574,17 +737,27 @@ class Trainer:
         self.step_t = torch.zeros((), dtype=torch.long, device=self.dev)   # the iter as a tensor: no recompile per step
         self.next_batch = self.batch(self.iter_num, self.rank * self.local_G)
         self.t0, self.running_mfu, self.speeds = time.time(), -1.0, []
-        self.t_start, self.last_eval = self.t0, None
+        self.t_start, self.last_eval, self.eval_s, self.save_s = self.t0, None, 0.0, 0.0
         while True:
             lr = get_lr(self.iter_num, cfg)
             for group in self.optimizer.param_groups:
                 group['lr'] = lr
             it, last = self.iter_num, self.iter_num >= cfg['max_iters']
+            self.writer.check()            # a failed background write surfaces here, one step after it happened
+            t = time.time()
             if (it % cfg['eval_interval'] == 0 or last) and it != self.resumed_at:
                 self.evaluate()
-            if it > 0 and it != self.resumed_at and (last or (cfg['ckpt_interval'] and it % cfg['ckpt_interval'] == 0)):
+            t, self.eval_s = time.time(), self.eval_s + time.time() - t
+            saved = it > 0 and it != self.resumed_at and (last or (cfg['ckpt_interval'] and it % cfg['ckpt_interval'] == 0))
+            if saved:
                 self.save()
+            self.save_s += time.time() - t
             if last or (it == 0 and cfg['eval_only']):
+                break
+            self.stopped = self.stop_requested(it)
+            if self.stopped:                # the state after iter it's eval: what a resume at it expects
+                if not saved and it != self.resumed_at:
+                    self.save()
                 break
             self.step_t.fill_(it)
             self.step(lr)
@@ -595,14 +768,41 @@ class Trainer:
         self.finish()
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
 def main(argv):
+    """Train; returns the exit status (0, or 128 + the signal that stopped the run)."""
     cfg = {k: globals()[k] for k in config_keys}
     apply_config(cfg, argv, config_keys)
-    Trainer(cfg).train()
+    trainer = Trainer(cfg)
+    if cfg['dry_run']:
+        if trainer.master:
+            print(json.dumps({'out_dir': cfg['out_dir'], **trainer.footprint()}))
+        return 0
+    if trainer.finished:
+        if trainer.master:
+            print(f"{trainer.out_dir} is finished (iter {trainer.iter_num} of --max_iters {cfg['max_iters']}); nothing to do. "
+                  f"To train it further, resume with a larger --max_iters.")
+        return 0
+    previous = trainer.catch_stops()
+    try:
+        trainer.train()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if trainer.stopped:
+        if trainer.master:
+            print(f"stopped by {signal.Signals(trainer.stopped).name} at iter {trainer.iter_num}: {trainer.ckpt_path} saved; "
+                  f"continue with the same command and --init_from='resume'", file=sys.stderr)
+        return 128 + trainer.stopped
+    return 0
 
 if __name__ == '__main__':
     try:
-        main(sys.argv[1:])
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("error: interrupted; the last checkpoint written is kept (resume with --init_from='resume')", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except (ConfigError, DataError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -15,7 +15,7 @@ SHARED = os.environ.get('SHARED_DATA', os.path.join(ROOT, '..', 'shared', 'data'
 GPT2 = os.path.join(ROOT, 'assets', 'gpt2.tiktoken')
 SHAKESPEARE = os.path.join(ROOT, 'assets', 'tinyshakespeare.txt')
 FINEWEB_CSV = os.path.join(SHARED, 'fineweb_edu_sample-10BT_150docs_llm_scored.csv')
-os.environ.setdefault('WANDB_MODE', 'offline')
+os.environ['WANDB_MODE'] = 'disabled'         # tests that read wandb back turn it on (offline) themselves
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
 
@@ -77,23 +77,30 @@ def train_bpe(texts, path, vocab_size=400):
     tok.save(path)
     return path
 
+def make_corpus(d):
+    """The generated corpus in d and its BPE tokenizer, trained on the fly."""
+    docs = write_corpus(os.path.join(d, 'corpus.txt'))
+    tok = train_bpe(docs, os.path.join(d, 'tokenizer.json'))
+    return {'dir': d, 'txt': os.path.join(d, 'corpus.txt'), 'docs': docs, 'tokenizer': tok}
+
 @pytest.fixture(scope='session')
 def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp('corpus')
-    docs = write_corpus(str(d / 'corpus.txt'))
-    tok = train_bpe(docs, str(d / 'tokenizer.json'))
-    return {'dir': str(d), 'txt': str(d / 'corpus.txt'), 'docs': docs, 'tokenizer': tok}
+    return make_corpus(str(tmp_path_factory.mktemp('corpus')))
 
 def prepare(out, source, tokenizer, *extra):
     import prepare_fineweb
     prepare_fineweb.main(['--source', source, '--tokenizer', tokenizer, '--out', str(out), '--num_proc', '1', *extra])
     return str(out)
 
+def make_gen_data(out, corpus):
+    """The generated corpus prepared with small hot tiers."""
+    return prepare(out, corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50,200,1000', '--val_frac', '0.1')
+
 @pytest.fixture(scope='session')
 def gen_data(corpus, tmp_path_factory):
-    """Generated corpus, BPE tokenizer trained on the fly, small hot tiers."""
-    return prepare(tmp_path_factory.mktemp('gen') / 'data', corpus['txt'], corpus['tokenizer'],
-                   '--hot_sizes', '50,200,1000', '--val_frac', '0.1')
+    """make_gen_data's dir; ENGRAM_GEN_DATA names one prepared beforehand (gpu_check.sh --prepare: a GPU image
+    has no bbhash to build hot tiers)."""
+    return os.environ.get('ENGRAM_GEN_DATA') or make_gen_data(tmp_path_factory.mktemp('gen') / 'data', corpus)
 
 @pytest.fixture(scope='session')
 def shakespeare_data(tmp_path_factory):

@@ -15,7 +15,7 @@ import train
 from checkpoint import CKPT_VERSION, CheckpointWriter
 from configurator import apply_config
 from conftest import ROOT, run
-from data import TokenData
+from data import DataError, TokenData
 from test_model import tiny_model
 from test_train import micro_config, rows, weights
 
@@ -62,7 +62,7 @@ def test_checkpoint_writer_snapshots_then_writes_in_the_background(tmp_path):
     assert got['iter'] == 2 and torch.equal(got['w'], torch.full((1000000,), 5.0))
     (tmp_path / 'file').write_text('')                    # a failed background write surfaces in wait()
     writer.save(str(tmp_path / 'file' / 'ckpt.pt'), {'format_version': CKPT_VERSION, 'iter': 3})
-    with pytest.raises(OSError):
+    with pytest.raises(DataError, match=r'writing .*file/ckpt\.pt failed \(FileExistsError'):
         writer.wait()
     writer.wait()                                         # reported once
     assert torch.load(path, weights_only=True)['iter'] == 2 and sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'file']
@@ -216,3 +216,24 @@ def test_ddp_does_not_broadcast_the_index_buffers(gen_data, tmp_path):
         assert any(n.startswith('index.') for n, _ in ddp.module.named_buffers())
     finally:
         dist.destroy_process_group()
+
+
+def test_out_of_memory_halves_the_micro_batch_and_the_run_equals_that_split_chosen_by_hand(tmp_path, gen_data, monkeypatch):
+    """A faked CUDA OOM for micro-batches above 2 windows: the loop redoes the iteration at 2 x 4 instead of
+    4 x 2, and the run is the one trained at 2 x 4 from the start."""
+    import train
+    from model import GPT
+    from test_train import micro_config, rows, weights
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=6, lr_decay_iters=6, eval_interval=3)
+    train.main([cfg_path, f"--out_dir='{tmp_path / 'by_hand'}'", '--batch_size=2', '--gradient_accumulation_steps=4'])
+    forward = GPT.forward
+    def small_gpu(self, x, *a, **k):
+        if self.training and x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB (faked)')
+        return forward(self, x, *a, **k)
+    monkeypatch.setattr(GPT, 'forward', small_gpu)
+    train.main([cfg_path, f"--out_dir='{tmp_path / 'auto'}'"])
+    assert rows(tmp_path / 'auto') == rows(tmp_path / 'by_hand')
+    assert rows(tmp_path / 'auto', 'train') == rows(tmp_path / 'by_hand', 'train')
+    a, b = weights(tmp_path / 'auto'), weights(tmp_path / 'by_hand')
+    assert all(torch.equal(a[k], b[k]) for k in a)

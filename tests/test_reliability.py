@@ -90,7 +90,7 @@ def test_truncated_token_file_is_refused(tmp_path, gen_data):
     with open(os.path.join(bad, 'val.bin'), 'r+b') as f:
         f.truncate(os.path.getsize(os.path.join(bad, 'val.bin')) - 3)      # odd size too
     err = train_error(tmp_path, gen_data, data_dir=bad)
-    assert 'val.bin does not match its checksum' in err and 'truncated' in err and 'python prepare_fineweb.py' in err
+    assert 'val.bin holds' in err and 'cut short' in err and 'python prepare_fineweb.py' in err
 
 def test_missing_hot_tier_for_nine_is_refused(tmp_path, gen_data):
     err = train_error(tmp_path, gen_data, hot_size=300)

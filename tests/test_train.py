@@ -118,6 +118,36 @@ def test_ddp_two_processes_match_one(tmp_path, gen_data, block):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+@pytest.mark.parametrize('world', [2, 4])
+def test_torchrun_derives_its_micro_steps_from_the_world_size(tmp_path, gen_data, world):
+    """The global batch of 8 windows (4 x 2 micro-steps) over 4 processes: micro-batches of 2, the same run."""
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4, eval_interval=2)
+    run(['train.py', cfg_path, f"--out_dir='{tmp_path / 'one'}'"])
+    p = run(['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={world}', 'train.py', cfg_path,
+             f"--out_dir='{tmp_path / 'many'}'"], env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    if world == 4:
+        assert 'micro-batches of 2 windows, 1 per process per iter (the global batch of 8 windows unchanged)' in p.stdout
+    one, many = rows(tmp_path / 'one'), rows(tmp_path / 'many')
+    assert [r['val_loss'] for r in one] == pytest.approx([r['val_loss'] for r in many], abs=1e-5)
+    p = run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=3', 'train.py', cfg_path,
+             f"--out_dir='{tmp_path / 'three'}'"], check=False, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert p.returncode != 0 and 'the global batch of 8 windows (batch_size 4 x gradient_accumulation_steps 2) does not divide over 3 processes' in p.stderr
+
+def test_ddp_resume_on_two_processes_equals_the_uninterrupted_run_and_only_rank_0_writes(tmp_path, gen_data, monkeypatch):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=6, lr_decay_iters=6, eval_interval=3)
+    run(['train.py', cfg_path, f"--out_dir='{tmp_path / 'one'}'"])
+    ddp = ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', 'train.py', cfg_path, f"--out_dir='{tmp_path / 'two'}'"]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    run(ddp + ['--max_iters=3'], env=env)
+    assert sorted(os.listdir(tmp_path / 'two')) == ['.lock', 'ckpt.pt', 'config.json', 'metrics.jsonl', 'summary.json']
+    run(ddp + ["--init_from='resume'"], env=env)
+    one, two = rows(tmp_path / 'one'), rows(tmp_path / 'two')
+    assert [r['iter'] for r in one] == [r['iter'] for r in two] == [0, 3, 6]
+    assert [r['val_loss'] for r in one] == pytest.approx([r['val_loss'] for r in two], abs=1e-5)
+    a, b = weights(tmp_path / 'one'), weights(tmp_path / 'two')
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def test_wandb_offline_history_has_grouped_metrics(tmp_path, gen_data):
     from wandb_log import history
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4, wandb_log=True,
@@ -126,11 +156,11 @@ def test_wandb_offline_history_has_grouped_metrics(tmp_path, gen_data):
     files = glob.glob(str(tmp_path / 'wandb' / 'offline-run-*' / 'run-*.wandb'))
     assert len(files) == 1
     hist = history(files[0])
-    evals = [h for h in hist if 'val/val_loss' in h]
+    evals = [h for h in hist if 'loss/val' in h]
     assert [h['_step'] for h in evals] == [0, 4]
-    assert [h['val/val_loss'] for h in evals] == pytest.approx([r['val_loss'] for r in rows(cfg['out_dir'])])
-    assert 'strat/hot_cold_delta' in evals[-1] and 'strat/alpha_hot_L1' in evals[-1]
-    assert any('train/loss' in h and 'perf/tok_per_s' in h for h in hist)
+    assert [h['loss/val'] for h in evals] == pytest.approx([r['val_loss'] for r in rows(cfg['out_dir'])])
+    assert 'flip/hot_cold_delta' in evals[-1] and 'alpha/alpha_hot_L1' in evals[-1] and 'alpha_buckets/loss_0.0_0.2' in evals[-1]
+    assert any('loss/train' in h and 'perf/tok_per_s' in h for h in hist) and not any('perf/mfu' in h for h in hist)   # no MFU on CPU
 
 
 def test_resume_keeps_exactly_the_rows_written_before_the_checkpoint():

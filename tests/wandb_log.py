@@ -34,3 +34,10 @@ def history(path):
         if rec.WhichOneof('record_type') == 'history':
             rows.append({item.key or '/'.join(item.nested_key): json.loads(item.value_json) for item in rec.history.item})
     return rows
+
+def run_name(path):
+    """The run's display name (its run record)."""
+    for rec in records(path):
+        if rec.WhichOneof('record_type') == 'run':
+            return rec.run.display_name
+    return None

@@ -1,0 +1,160 @@
+"""
+Writing files on a shared machine: nothing the repo writes follows a link planted at its name, a file
+appears only when complete, and a directory has one writer at a time.
+
+  atomic_write     temp file with an unpredictable name (exclusive create), fsync, rename over the name:
+                   a crash leaves the old file or the new one, and a link at the name is replaced, not followed
+  append_line      an append that refuses a link (metrics.jsonl)
+  DirLock          one writer per run dir or data dir (flock on a no-follow lock file)
+  remove_stale_temps   the temp files of writes killed mid-way (only while holding the dir's lock)
+"""
+import fcntl
+import json
+import math
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import time
+
+UMASK = os.umask(0o022)
+os.umask(UMASK)                      # read the process umask (the call sets it; put it back)
+TEMP_PREFIX, TEMP_SUFFIX = '.', '.tmp'   # every temp file this repo makes: .<name>.<random>.tmp
+
+class DataError(Exception):
+    """Bad or mismatched input; the message says what is wrong and how to fix it (data.py re-exports it)."""
+
+class UnsafePath(DataError):
+    """A name the repo writes is taken by a link or something that is not a plain file."""
+
+def refuse_link(path, what='write'):
+    if os.path.islink(path):
+        raise UnsafePath(f"{path} is a symbolic link; refusing to {what} through it (it could point at any file). "
+                         f"Remove the link and re-run.")
+
+def atomic_write(path, write_fn, mode='wb', check=None):
+    """write_fn(file) writes the content; the file appears at `path` only when complete (and, with
+    check, only once check(temp path) has read it back without raising)."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=TEMP_PREFIX + os.path.basename(path) + '.', suffix=TEMP_SUFFIX)
+    try:
+        os.fchmod(fd, 0o666 & ~UMASK)        # mkstemp makes 0600; give the file what open() would
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)                # a link at `path` is replaced itself: its target is never touched
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dfd = os.open(d, os.O_RDONLY)   # make the rename itself durable
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+def private_temp_dir(d):
+    """A fresh 0700 dir inside d for tools that write by name (bbhash, DuckDB): nobody else can plant
+    a link in it. The caller removes it."""
+    os.makedirs(d, exist_ok=True)
+    return tempfile.mkdtemp(dir=d, prefix=TEMP_PREFIX + 'work.', suffix=TEMP_SUFFIX)
+
+def finite_or_none(obj):
+    """NaN and inf are not JSON (strict readers choke on them): they become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+def save_json(path, obj):
+    text = json.dumps(finite_or_none(obj), indent=2, sort_keys=True, allow_nan=False) + '\n'
+    atomic_write(path, lambda f: f.write(text), mode='w')
+
+def open_no_follow(path, flags, what):
+    """os.open that refuses a link at `path` and anything but a regular file with one name."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666 & ~UMASK)
+    except OSError as e:
+        if e.errno == 40:                    # ELOOP: the last component is a symbolic link
+            refuse_link(path, what)
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise UnsafePath(f"{path} is not a plain file of its own (a hard link or a special file); refusing to "
+                         f"{what} it. Remove it and re-run.")
+    return fd
+
+def append_line(path, line):
+    """Append one line and make it durable; a link at `path` is refused."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 'append to')
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+def remove_stale_temps(d):
+    """Temp files (and private work dirs) left by writes that were killed, anywhere under d. Only call it while
+    holding d's lock: then no live writer owns them."""
+    removed = 0
+    for root, dirs, files in os.walk(d):
+        for name in files + dirs:
+            p = os.path.join(root, name)
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p)
+                else:
+                    os.remove(p)
+                removed += 1
+        dirs[:] = [n for n in dirs if os.path.isdir(os.path.join(root, n))]
+    return removed
+
+
+class DirLock:
+    """One writer per directory: an exclusive flock on d/.lock, held for the life of the process (the
+    kernel drops it when the process dies, even by kill -9, so a stale lock cannot block a resume).
+    The file names the holder for the message the second writer gets."""
+
+    def __init__(self, d):
+        os.makedirs(d, exist_ok=True)
+        self.path = os.path.join(d, '.lock')
+        self.fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, 'lock')
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise DataError(f"{d} is in use by another run ({lock_holder(d)}). Wait for it to finish, "
+                        f"stop it, or use another directory.") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                                      'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
+
+    def release(self):
+        os.close(self.fd)                    # closing the file drops the flock
+
+def lock_holder(d):
+    """Who holds d's lock ('pid N on host H since T'), or None when no live process holds it."""
+    path = os.path.join(d, '.lock')
+    if not os.path.exists(path) or os.path.islink(path):
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None                                  # nobody holds it (a dead holder's lock is released)
+    except BlockingIOError:
+        try:
+            h = json.loads(os.pread(fd, 4096, 0) or b'{}')
+        except ValueError:
+            h = {}
+        return f"pid {h.get('pid', '?')} on host {h.get('host', '?')} since {h.get('started', '?')}"
+    finally:
+        os.close(fd)

@@ -1,0 +1,240 @@
+"""The file system and signals as adversaries: no write through a planted link, finished work never
+destroyed, clean stops on SIGTERM / SIGUSR1 / Ctrl-C, and one `error: ...` line for every bad input."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train
+from checkpoint import CKPT_VERSION, save_checkpoint
+from conftest import ROOT, prepare, run
+from data import DataError
+from fsafe import DirLock
+from test_train import micro_config, rows
+
+VICTIM = b'precious bytes of another file\n'
+
+def plant(path, victim):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.symlink(victim, path)
+
+def no_traceback_error(p):
+    assert p.returncode != 0 and 'Traceback' not in p.stderr, p.stderr[-1500:]
+    assert any(l.startswith('error:') or ': error: ' in l for l in p.stderr.splitlines()), p.stderr[-800:]
+
+
+# -- links ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name', ['.lock', 'metrics.jsonl', 'config.json', 'best.pt', 'ckpt.pt', 'summary.json'])
+def test_train_never_writes_through_a_link_planted_in_its_run_dir(tmp_path, gen_data, name):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(VICTIM)
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4, save_best=True)
+    plant(os.path.join(cfg['out_dir'], name), str(victim))
+    p = run(['train.py', cfg_path], check=False)
+    assert victim.read_bytes() == VICTIM
+    if p.returncode:                    # refused: the link is named, no traceback
+        no_traceback_error(p)
+        assert name in p.stderr
+    else:
+        assert not os.path.islink(os.path.join(cfg['out_dir'], name))
+
+@pytest.mark.parametrize('names', [['.lock'], ['.write_probe', '.stream.bin.tmp', 'train.bin', 'canonical.npy',
+                                               'hot/n50/o2.mphf.tmp', 'hot/n50/o2_keys.npy', '.count_parts_ngrams_x']])
+def test_prepare_never_writes_through_a_link_planted_in_its_out_dir(tmp_path, corpus, names):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(VICTIM)
+    out = tmp_path / 'data'
+    for n in names:
+        plant(str(out / n), str(victim))
+    p = run(['prepare_fineweb.py', '--source', corpus['txt'], '--tokenizer', corpus['tokenizer'], '--out', str(out),
+             '--num_proc', '1', '--hot_sizes', '50'], check=False)
+    assert victim.read_bytes() == VICTIM
+    if p.returncode:
+        no_traceback_error(p)
+    else:                               # what prepare writes replaced the links (names it never writes may stay)
+        assert not [n for n in ('train.bin', 'canonical.npy', 'hot/n50/o2_keys.npy') if os.path.islink(out / n)]
+
+
+# -- finished work ----------------------------------------------------------------------------------------
+
+def snapshot(d):
+    return {os.path.relpath(os.path.join(r, f), d): open(os.path.join(r, f), 'rb').read()
+            for r, _, fs in os.walk(d) for f in fs if f != '.lock'}
+
+def test_overwrite_checks_everything_first_and_replaces_the_data_dir_only_when_complete(tmp_path, corpus):
+    out = prepare(tmp_path / 'data', corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50')
+    before = snapshot(out)
+    p = run(['prepare_fineweb.py', '--source', corpus['txt'], '--tokenizer', str(tmp_path / 'typo.json'), '--out', out,
+             '--num_proc', '1', '--val_frac', '0.2', '--overwrite'], check=False)
+    no_traceback_error(p)
+    assert snapshot(out) == before
+    p = run(['prepare_fineweb.py', '--source', corpus['txt'], '--tokenizer', corpus['tokenizer'], '--out', out,
+             '--num_proc', '1', '--val_frac', '0.2', '--hot_sizes', '50', '--overwrite'])
+    assert json.load(open(os.path.join(out, 'meta.json')))['tokens']['args']['val_frac'] == 0.2
+    assert os.listdir(tmp_path) == ['data']             # no build or old dir left beside it
+
+def test_a_second_prepare_into_a_locked_out_dir_is_refused(tmp_path, corpus):
+    out = tmp_path / 'data'
+    lock = DirLock(str(out))                       # another prepare (or anything) is writing there
+    p = run(['prepare_fineweb.py', '--source', corpus['txt'], '--tokenizer', corpus['tokenizer'], '--out', str(out),
+             '--num_proc', '1'], check=False)
+    lock.release()
+    no_traceback_error(p)
+    assert 'is in use by another run (pid' in p.stderr and os.listdir(out) == ['.lock']
+
+def test_a_finished_run_is_never_replaced_or_rewritten_unless_asked(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4)
+    run(['train.py', cfg_path])
+    out = cfg['out_dir']
+    before = snapshot(out)
+    p = run(['train.py', cfg_path], check=False)                          # a fresh run into it: refused
+    no_traceback_error(p)
+    assert 'holds a run' in p.stderr and '--overwrite=True' in p.stderr and snapshot(out) == before
+    p = run(['train.py', cfg_path, "--init_from='resume'"])               # resuming a finished run: a no-op
+    assert 'is finished' in p.stdout and snapshot(out) == before
+    run(['train.py', cfg_path, "--init_from='resume'", '--max_iters=8'])  # resumed further: finished again at 8
+    assert json.load(open(os.path.join(out, 'summary.json')))['final']['iter'] == 8
+    run(['train.py', cfg_path, '--overwrite=True'])                       # asked: replaced
+    assert rows(out)[-1]['iter'] == 4 and json.load(open(os.path.join(out, 'summary.json')))['final']['iter'] == 4
+
+def test_temp_files_of_killed_writes_are_removed_at_the_next_start(tmp_path, gen_data, corpus):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4)
+    os.makedirs(os.path.join(cfg['out_dir'], 'snapshots'))
+    for rel in ('.ckpt.pt.k1l2m3.tmp', 'snapshots/.iter_000004.pt.x.tmp'):
+        open(os.path.join(cfg['out_dir'], rel), 'wb').write(b'x' * 1000)
+    run(['train.py', cfg_path])
+    assert not [f for r, _, fs in os.walk(cfg['out_dir']) for f in fs if f.endswith('.tmp')]
+    out = prepare(tmp_path / 'data', corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50')
+    open(os.path.join(out, '.meta.json.abc.tmp'), 'w').write('half')
+    os.makedirs(os.path.join(out, 'hot', 'n50', '.work.q.tmp'))
+    prepare(out, corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50')
+    assert not [f for r, ds, fs in os.walk(out) for f in fs + ds if f.endswith('.tmp')]
+
+
+# -- stops ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, gen_data):
+    d = tmp_path_factory.mktemp('whole')
+    cfg_path, cfg = micro_config(d, gen_data, max_iters=40, lr_decay_iters=40, ckpt_interval=1000, eval_interval=8)
+    run(['train.py', cfg_path])
+    return rows(cfg['out_dir'])
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
+def test_a_stop_signal_saves_a_checkpoint_and_the_resumed_run_equals_the_uninterrupted_one(tmp_path, gen_data, uninterrupted, sig):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=40, lr_decay_iters=40, ckpt_interval=1000, eval_interval=8)
+    p = subprocess.Popen([sys.executable, 'train.py', cfg_path], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = os.path.join(cfg['out_dir'], 'metrics.jsonl')
+    t0 = time.time()
+    while not (os.path.exists(log) and '"iter": 6' in open(log).read()) and time.time() - t0 < 120:
+        time.sleep(0.01)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + sig and 'Traceback' not in err, err[-1500:]
+    assert f'stopped by {signal.Signals(sig).name} at iter' in err
+    stopped_at = torch.load(os.path.join(cfg['out_dir'], 'ckpt.pt'), weights_only=True)['iter_num']
+    assert 6 < stopped_at < 40 and not os.path.exists(os.path.join(cfg['out_dir'], 'summary.json'))
+    run(['train.py', cfg_path, "--init_from='resume'"])
+    assert rows(cfg['out_dir']) == uninterrupted
+
+def test_a_failed_background_write_is_one_error_naming_the_file_and_the_previous_checkpoint_stays(tmp_path, gen_data, monkeypatch):
+    import checkpoint
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=12, lr_decay_iters=12, ckpt_interval=4)
+    real, calls = torch.save, []
+    def full_disk(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError('[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/3: file write failed')
+        return real(obj, f, *a, **k)
+    monkeypatch.setattr(checkpoint.torch, 'save', full_disk)
+    with pytest.raises(DataError, match=r"writing .*ckpt\.pt failed \(RuntimeError: .*\); the previous ckpt\.pt is untouched"):
+        train.main([cfg_path])
+    assert torch.load(os.path.join(cfg['out_dir'], 'ckpt.pt'), weights_only=True)['iter_num'] == 4
+    assert not os.path.exists(os.path.join(cfg['out_dir'], 'summary.json'))
+
+
+# -- one error path ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def broken(tmp_path_factory, gen_data, corpus):
+    """Things a user can get wrong: a trained run, a crafted checkpoint, a run dir with an empty config,
+    a data dir with an edited vocabulary, a whitespace-only source."""
+    d = tmp_path_factory.mktemp('broken')
+    cfg_path, cfg = micro_config(d, gen_data, max_iters=2, lr_decay_iters=2, warmup_iters=1)
+    run(['train.py', cfg_path])
+    crafted = str(d / 'crafted.pt')
+    save_checkpoint(crafted, {'format_version': CKPT_VERSION, 'model_args': {'n_layer': 2, 'evil': 1}, 'model': {}})
+    empty = d / 'runs' / 'empty_s0'
+    shutil.copytree(cfg['out_dir'], empty)
+    (empty / 'config.json').write_text('{}')
+    edited = d / 'edited'
+    shutil.copytree(gen_data, edited)
+    meta = json.load(open(edited / 'meta.json'))
+    meta['tokens']['vocab_size'] += 1000
+    (edited / 'meta.json').write_text(json.dumps(meta))
+    (d / 'blank.txt').write_text('   \n\n  \t \n')
+    (d / 'bad_cfg.py').write_text(open(cfg_path).read() + f"data_dir = {str(edited)!r}\nout_dir = {str(d / 'o2')!r}\n")
+    return {'d': str(d), 'cfg': cfg_path, 'ckpt': os.path.join(cfg['out_dir'], 'ckpt.pt'), 'crafted': crafted,
+            'empty': str(empty), 'bad_cfg': str(d / 'bad_cfg.py'), 'blank': str(d / 'blank.txt'), 'tok': corpus['tokenizer'],
+            'txt': corpus['txt']}
+
+BAD_INPUTS = [
+    ('prepare_fineweb.py', ['--hot_sizes', '5k'], 'must be comma-separated integers'),
+    ('prepare_fineweb.py', ['--orders', '2,x'], 'must be comma-separated integers'),
+    ('prepare_fineweb.py', ['--orders', '2,2,3'], 'must not repeat a value'),
+    ('prepare_fineweb.py', ['--source', '{blank}', '--tokenizer', '{tok}', '--out', '{d}/blank_data', '--num_proc', '1'],
+     'with any text'),
+    ('prepare_fineweb.py', ['--source', '{txt}', '--tokenizer', '{tok}', '--out', '{cfg}', '--num_proc', '1'], 'is a file'),
+    ('study.py', ['{cfg}', '--seeds=a,b'], '--seeds must be comma-separated integers'),
+    ('sample.py', ['--ckpt', '{ckpt}', '--start', 'FILE:{d}/missing.txt'], 'cannot read the prompt file'),
+    ('sample.py', ['--ckpt', '{d}'], 'is a directory, not a checkpoint'),
+    ('sample.py', ['--ckpt', '{crafted}'], 'model settings this code does not know (evil)'),
+    ('eval_stratified.py', ['--ckpt', '{ckpt}', '--val_windows', '-5'], '--val_windows and --hot_size must be >= 1'),
+    ('eval_stratified.py', ['--runs', '{empty}'], 'config.json lacks'),
+    ('train.py', ['{bad_cfg}'], 'canonical map covers'),
+    ('train.py', ['{cfg}', '--overwrite=True', '--block_size=3000000000'], 'needs at least'),
+    ('train.py', ['{cfg}', '--overwrite=True', '--n_embd=65536'], 'GiB of weights, grads and AdamW moments'),
+]
+
+@pytest.mark.parametrize('script, args, message', BAD_INPUTS, ids=[f'{s}:{" ".join(a)[:40]}' for s, a, _ in BAD_INPUTS])
+def test_every_script_answers_a_bad_input_with_one_error_line(broken, script, args, message):
+    p = run([script, *(a.format(**broken) for a in args)], check=False)
+    no_traceback_error(p)
+    assert message in p.stderr, p.stderr[-800:]
+
+def test_without_the_environment_every_script_says_to_source_setup(broken):
+    for script in ('train.py', 'prepare_fineweb.py', 'eval_stratified.py', 'sample.py', 'bench.py'):
+        p = subprocess.run([sys.executable, '-S', script, broken['cfg']], cwd=ROOT, capture_output=True, text=True)
+        no_traceback_error(p)
+        assert 'source setup.sh' in p.stderr
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the machine has CUDA')
+def test_asking_for_cuda_without_one_is_one_error_line(broken):
+    for script, args in (('sample.py', ['--ckpt', broken['ckpt']]), ('eval_stratified.py', ['--ckpt', broken['ckpt']])):
+        p = run([script, *args, '--device', 'cuda'], check=False)
+        no_traceback_error(p)
+        assert 'no CUDA device' in p.stderr
+
+def test_a_diverged_run_is_skipped_with_its_reason_and_the_report_stays_valid_json(tmp_path, broken):
+    runs = tmp_path / 'runs'
+    good = runs / 'micro_s0'
+    shutil.copytree(os.path.dirname(broken['ckpt']), good)
+    bad = runs / 'micro_s1'
+    shutil.copytree(good, bad)
+    lines = (bad / 'metrics.jsonl').read_text().splitlines()
+    last = json.loads(lines[-1])
+    last.update(val_loss=float('nan'), hot_cold_delta=float('nan'))
+    (bad / 'metrics.jsonl').write_text('\n'.join(lines[:-1] + [json.dumps(last)]) + '\n')
+    cfg = json.load(open(bad / 'config.json'))
+    (bad / 'config.json').write_text(json.dumps({**cfg, 'seed': 1}))
+    run(['eval_stratified.py', '--runs', str(runs / '*'), '--report', str(tmp_path / 'rep')])
+    text = (tmp_path / 'rep' / 'report.json').read_text()
+    rep = json.loads(text, parse_constant=lambda c: pytest.fail(f'report.json holds {c}'))
+    assert 'non-finite' in rep['skipped'][str(bad)] and [r['seed'] for r in rep['runs']] == [0]

@@ -590,10 +590,14 @@ class Trainer:
                                      f"The last good checkpoint {self.ckpt_path} is untouched.")
 
     def save(self):
-        """ckpt.pt: everything an exact resume needs, written in the background (CheckpointWriter)."""
+        """ckpt.pt: everything an exact resume needs, written in the background (CheckpointWriter); at the end
+        with final_ckpt='weights', the weights only (a finished run needs no AdamW moments to be evaluated)."""
         cuda = self.device_type == 'cuda'
         self.check_finite(self.ckpt_path)
         if not self.master:                 # the ranks hold the same state: one writer (rank 0)
+            return
+        if self.iter_num >= self.cfg['max_iters'] and self.cfg['final_ckpt'] == 'weights':
+            self.writer.save(self.ckpt_path, self.weights())
             return
         self.writer.save(self.ckpt_path, {
             **self.weights(), 'optimizer': self.optimizer.state_dict(), 'best_val_loss': self.best_val_loss,
@@ -629,11 +633,7 @@ class Trainer:
         """summary.json: throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible).
         A run stopped by a signal writes none: it is not finished."""
         self.writer.wait()
-        done = self.master and not self.cfg['eval_only'] and not self.stopped
-        if done and self.cfg['final_ckpt'] == 'weights':      # finished: the AdamW moments are not needed to evaluate
-            self.writer.save(self.ckpt_path, self.weights())
-            self.writer.wait()
-        if done:
+        if self.master and not self.cfg['eval_only'] and not self.stopped:
             cuda = self.device_type == 'cuda'
             save_json(os.path.join(self.out_dir, 'summary.json'), {
                 'params': self.raw_model.param_counts(), 'final': self.last_eval,

@@ -658,6 +658,8 @@ class Trainer:
             if self.stop_signal and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self.stop_signal = signum
+            if self.ddp:                    # a peer that died leaves this rank blocked in a collective: SIGALRM ends it
+                signal.alarm(STOP_GRACE_S)
             if self.master:
                 print(f"\n{signal.Signals(signum).name}: stopping after this step, with ckpt.pt saved"
                       + (" (Ctrl-C again quits at once)" if signum == signal.SIGINT else ''), file=sys.stderr, flush=True)
@@ -769,6 +771,7 @@ class Trainer:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+STOP_GRACE_S = 180     # DDP: seconds a stop may take (the step, a checkpoint write) before the process is ended
 
 def main(argv):
     """Train; returns the exit status (0, or 128 + the signal that stopped the run)."""

@@ -800,15 +800,26 @@ def main(argv):
         return 128 + trainer.stopped
     return 0
 
+def exit_now(code):
+    """Under torchrun, end without the interpreter's teardown: there gloo's process group, freed with the DDP
+    model, can deadlock (its worker thread waits for the GIL to free a tensor while the main thread joins it,
+    holding the GIL; seen in tests/test_train.py's DDP runs). Everything is written and fsynced by now."""
+    if 'RANK' in os.environ:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
 if __name__ == '__main__':
     try:
-        sys.exit(main(sys.argv[1:]))
+        code = main(sys.argv[1:])
     except KeyboardInterrupt:
         print("error: interrupted; the last checkpoint written is kept (resume with --init_from='resume')", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
+        code = 128 + signal.SIGINT
     except (ConfigError, DataError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        code = 1
     except OSError as e:            # a full disk, an out_dir that is a file, ...: say which file and why
         print(f"error: {e.filename or ''}: {e.strerror or e}. Nothing was half-written (temp files, then rename).", file=sys.stderr)
-        sys.exit(1)
+        code = 1
+    exit_now(code)

@@ -317,7 +317,14 @@ def wrap_ddp(model, device_type):
     several MB), not state to synchronize before every forward."""
     no_sync = ({'forward_sync_buffers': False} if 'forward_sync_buffers' in inspect.signature(DDP).parameters
                else {'broadcast_buffers': False})                                     # torch >= 2.13 renamed it
-    return DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None, **no_sync)
+    ddp = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None, **no_sync)
+    _KEEP_UNTIL_EXIT.append(ddp)
+    return ddp
+
+# Never freed (exit_now ends the process): freeing a DDP model's Reducer frees gloo's process group, which can
+# deadlock (its worker thread waits for the GIL to free a tensor while the main thread, holding the GIL, joins
+# it). py-spy showed it both when main() returned and at interpreter exit, in tests/test_train.py's DDP runs.
+_KEEP_UNTIL_EXIT = []
 
 
 class Trainer:
@@ -801,9 +808,8 @@ def main(argv):
     return 0
 
 def exit_now(code):
-    """Under torchrun, end without the interpreter's teardown: there gloo's process group, freed with the DDP
-    model, can deadlock (its worker thread waits for the GIL to free a tensor while the main thread joins it,
-    holding the GIL; seen in tests/test_train.py's DDP runs). Everything is written and fsynced by now."""
+    """Under torchrun, end without the interpreter's teardown (the DDP models stay referenced: see wrap_ddp).
+    Everything is written and fsynced by now."""
     if 'RANK' in os.environ:
         sys.stdout.flush()
         sys.stderr.flush()

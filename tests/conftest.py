@@ -50,9 +50,18 @@ def run_killing(command, started, rng, n_kills, pause, limit_s):
         assert p.returncode == -signal.SIGKILL, err.decode()[-2000:]
         assert time.time() - t0 < limit_s
 
-def run(args, check=True, **kw):
-    """Run a repo script as a user would; returns the CompletedProcess."""
-    p = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True, text=True, **kw)
+def run(args, check=True, timeout=600, **kw):
+    """Run a repo script as a user would; returns the CompletedProcess. A run past `timeout` seconds (a hang:
+    no test's script takes a tenth of it) fails the test, its whole process group killed (torchrun's ranks too)."""
+    with subprocess.Popen([sys.executable] + args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kw) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise AssertionError(f"{args} still running after {timeout} s (killed):\n{out[-3000:]}\n{err[-3000:]}")
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and p.returncode != 0:
         raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p

@@ -19,7 +19,7 @@ import sys
 import time
 from contextlib import nullcontext
 
-from configurator import HelpFormatter
+from configurator import HelpFormatter, parse_size
 
 PAPER_VOCAB = 128_815           # DeepSeek-V3's tokenizer (the paper's); padded to 128,832 in the model
 PRESETS = {
@@ -72,11 +72,12 @@ import numpy as np
 import torch
 
 import optim
-import prepare_fineweb as pf
+import counting
 from checkpoint import build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from mdx import attention_lsh
-from model import GPTConfig, device_peak_flops
+from model import GPTConfig
+from system import device_peak_flops, resolve_device
 
 VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
@@ -100,10 +101,10 @@ def synth_tokens(n, vocab, seed=0):
 def synth_index(tokens, vocab, n_hot, orders=(2, 3)):
     """Identity canonical map and hot tiers = the top-n_hot n-grams of the synthetic stream."""
     canon = np.arange(vocab + 1, dtype=np.int64)
-    counts = pf.count_numpy(tokens, canon, list(orders), max(orders), progress=False)
+    counts = counting.count_numpy(tokens, canon, list(orders), max(orders), progress=False)
     hot = {}
     for o in orders:
-        keys = np.sort(pf.top_n(*counts[o], n_hot)[0])
+        keys = np.sort(counting.top_n(*counts[o], n_hot)[0])
         hot[o] = (torch.from_numpy(keys), torch.arange(len(keys)))
     return NgramIndex(canon, hot, orders)
 
@@ -293,25 +294,25 @@ def time_counting(n_tokens, engine, memory_limit, kind='iid', vocab=50257, hot_s
         tokens = np.memmap(os.path.join(d, 'train.bin'), dtype=np.uint16, mode='r')
         t0 = time.perf_counter()
         if engine == 'numpy':
-            for o, (k, c) in pf.count_numpy(tokens, canon, [2, 3], 3).items():
+            for o, (k, c) in counting.count_numpy(tokens, canon, [2, 3], 3).items():
                 np.save(os.path.join(d, f'ngrams_o{o}_keys.npy'), k)
                 np.save(os.path.join(d, f'ngrams_o{o}_counts.npy'), c)
             del k, c
         else:
-            pf.count_duckdb(tokens, canon, [2, 3], 3, d, memory_limit)
+            counting.count_duckdb(tokens, canon, [2, 3], 3, d, memory_limit)
         t1 = time.perf_counter()
         distinct = {}
         for o in (2, 3):
             keys, counts = (os.path.join(d, f'ngrams_o{o}_{n}.npy') for n in ('keys', 'counts'))
             distinct[str(o)] = len(np.load(keys, mmap_mode='r'))
-            ranked = pf.top_n(keys, counts, max(hot_sizes))[0]     # as prepare: one ranking (files read in chunks), nested tiers
+            ranked = counting.top_n(keys, counts, max(hot_sizes))[0]     # as prepare: one ranking (files read in chunks), nested tiers
             for n in hot_sizes:
                 bbhash.PyMPHF(ranked[:n].tolist(), n, 1, 1.0)
         t2 = time.perf_counter()
         out = {'tokens': n_tokens, 'engine': engine, 'kind': kind, 'count_s': t1 - t0, 'hot_tiers_s': t2 - t1, 'total_s': t2 - t0,
                'distinct': distinct, 'peak_rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
         if sort_bound:
-            keys = pf.chunk_keys(tokens, canon, 0, n_tokens, 3, 3)
+            keys = counting.chunk_keys(tokens, canon, 0, n_tokens, 3, 3)
             t3 = time.perf_counter()
             np.sort(keys)
             out['one_np_sort_s'] = time.perf_counter() - t3
@@ -334,8 +335,6 @@ def time_mdx(ckpt_path, device, n_pos=2048):
     work that sketches (idea A) and bucket bounds (idea B) skip, with the error against full attention."""
     from checkpoint import load_model
     from data import TokenData
-    from mdx import cs_lora, logit_bound, pq_keys
-    from mdx.kv_reuse import PrefixKVCache
     model, ckpt, data_dir, meta = load_model(ckpt_path)
     model.to(device)
     T = model.config.block_size
@@ -351,13 +350,27 @@ def time_mdx(ckpt_path, device, n_pos=2048):
     H, W = hs[0][:n_pos].float(), model.lm_head.weight.float()
     out = {'checkpoint': ckpt_path, 'positions': len(H), 'vocab': W.shape[0]}
 
-    def timed(fn, reps=3):
-        fn()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            r = fn()
-        return (time.perf_counter() - t0) / reps, r
-    # 1. bounded logit short-circuit (exact top-k), per position, vs the dense matmul + topk
+    nh, C = model.config.n_head, model.config.n_embd
+    Q, K, V = (qs[0][..., i * C:(i + 1) * C].flatten(0, 1).float().view(-1, nh, C // nh) for i in (0, 1, 2))
+    K, Q, V = K[:4096], Q[:512], V[:4096]
+    out.update(mdx_logit_bound(H, W))
+    out.update(mdx_kv_reuse(model, x, T, device))
+    out.update(mdx_pq_keys(Q, K))
+    out.update(mdx_cs_lora(model, x, y, p, device))
+    out.update(mdx_attention(Q, K, V))
+    return out
+
+def timed(fn, reps=3):
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        r = fn()
+    return (time.perf_counter() - t0) / reps, r
+
+def mdx_logit_bound(H, W):
+    """1. the bounded logit short-circuit (exact top-k), per position, vs the dense matmul + topk."""
+    from mdx import logit_bound
+    out = {}
     dense_t, (dv, di) = timed(lambda: torch.topk(H @ W.T, 10, -1))
     for buckets in ('norm', 'mdmix'):
         head = logit_bound.BoundedHead(W, 256, buckets)
@@ -369,7 +382,12 @@ def time_mdx(ckpt_path, device, n_pos=2048):
                                           'us_per_position': per_pos * 1e6, 'dense_us_per_position_batched': dense_t / len(H) * 1e6}
     one_t, _ = timed(lambda: torch.topk(W @ H[0], 10), reps=50)
     out['dense_us_one_position'] = one_t * 1e6
-    # 2. content-defined KV reuse: 4 shared prefixes x 8 suffixes, time to first token with and without
+    return out
+
+def mdx_kv_reuse(model, x, T, device):
+    """2. content-defined KV reuse: 4 shared prefixes x 8 suffixes, time to first token with and without."""
+    from mdx.kv_reuse import PrefixKVCache
+    out = {}
     prefix_len, suffix_len = T * 5 // 8, T // 4
     toks = x.flatten()
     prompts = [torch.cat([toks[i * 97: i * 97 + prefix_len], toks[2000 + 37 * j: 2000 + 37 * j + suffix_len]])[None]
@@ -384,7 +402,7 @@ def time_mdx(ckpt_path, device, n_pos=2048):
     out['kv_reuse_tiny'] = {'prompts': len(prompts), 'prompt_tokens': prefix_len + suffix_len, 'reused_share': reused / (len(prompts) * (prefix_len + suffix_len)),
                        'ttft_ms_full': 1e3 * float(np.median(full_t)), 'ttft_ms_reuse': 1e3 * float(np.median(reuse_t)), 'max_abs_logit_diff': err}
     # ... and on GPT-2 small (random weights: only the time matters), 768 shared + 256 own tokens per prompt
-    big = build_model(GPTConfig(vocab_size=50304), None).to(device).eval()
+    big = build_model(GPTConfig(vocab_size=50304, memory='none'), None).to(device).eval()
     cache, full_t, reuse_t, err, reused = PrefixKVCache(big), [], [], 0.0, 0
     gen = torch.Generator().manual_seed(0)
     prefixes = [torch.randint(0, 50257, (768,), generator=gen) for _ in range(2)]
@@ -397,12 +415,12 @@ def time_mdx(ckpt_path, device, n_pos=2048):
     out['kv_reuse_gpt2_small'] = {'prompts': 8, 'prompt_tokens': 1024, 'reused_share': reused / (8 * 1024), 'ttft_ms_full': 1e3 * float(np.median(full_t)),
                                   'ttft_ms_reuse_hits': 1e3 * float(np.median(reuse_t[2:])), 'ttft_ms_first_use': 1e3 * float(np.mean(reuse_t[:2])),
                                   'max_abs_logit_diff': err}
-    # 3. PQ codes for the last layer's attention keys, per head: recall@10 of each query's true top-10 keys
-    nh = model.config.n_head
-    C = model.config.n_embd
-    Q, K = (qs[0][..., i * C:(i + 1) * C].flatten(0, 1).float().view(-1, nh, C // nh) for i in (0, 1))
-    K, Q = K[:4096], Q[:512]
-    d = K.shape[-1]
+    return out
+
+def mdx_pq_keys(Q, K):
+    """3. PQ codes for the last layer's attention keys, per head: recall@10 of each query's true top-10 keys."""
+    from mdx import pq_keys
+    out, nh, d = {}, K.shape[1], K.shape[-1]
     for M in (2, 4):
         rec = {'seeded': [], 'kmeans': []}
         for hd in range(nh):
@@ -412,7 +430,12 @@ def time_mdx(ckpt_path, device, n_pos=2048):
                 rec[name].append(pq_keys.recall_at_k(q, k, pq_keys.decode(pq_keys.encode(k, cb), cb), 10))
         out[f'pq_M{M}'] = {'recall@10_seeded': float(np.mean(rec['seeded'])), 'recall@10_kmeans': float(np.mean(rec['kmeans'])),
                            'bytes_per_key': M, 'bytes_per_key_bf16': 2 * d}
-    # 4. Count-Sketch LoRA vs LoRA: one fine-tune step (adapters only) at equal trainable parameters
+    return out
+
+def mdx_cs_lora(model, x, y, p, device):
+    """4. Count-Sketch LoRA vs LoRA: one fine-tune step (adapters only) at equal trainable parameters."""
+    from mdx import cs_lora
+    out = {}
     for kind in ('lora', 'cslora'):
         m = build_model(GPTConfig(**{**vars(model.config), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
         for q in m.parameters():
@@ -426,10 +449,13 @@ def time_mdx(ckpt_path, device, n_pos=2048):
             loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
         out[f'{kind}_step_ms'] = timed(step)[0] * 1e3
         out[f'{kind}_params'] = sum(q.numel() for q in params)
-    # 5. attention work skipped by sketches (idea A) and by bucket bounds (idea B), the last layer's keys of
-    # every validation position pooled as one cache per head (the decode setting), against full softmax
+    return out
+
+def mdx_attention(Q, K, V):
+    """5. attention work skipped by sketches (idea A) and by bucket bounds (idea B), the last layer's keys of
+    every validation position pooled as one cache per head (the decode setting), against full softmax."""
     from mdx import attention_sketch as sk
-    V = qs[0][..., 2 * C:].flatten(0, 1).float().view(-1, nh, C // nh)[:4096]
+    out, nh = {}, K.shape[1]
     heads = [(Q[:, hd].contiguous(), K[:, hd].contiguous(), V[:, hd].contiguous()) for hd in range(nh)]
     mean = lambda rs: {key: float(np.mean([r[key] for r in rs])) for key in ('kept_share', 'dropped_mass', 'rel_error')}
     out['sketch_pruned'] = [{'width': r, 'tau': tau, **mean([sk.sketch_pruned(*h, r, tau, salt=hd) for hd, h in enumerate(heads)])}
@@ -464,7 +490,7 @@ def time_reversible(device, B=8, T=256, C=256):
         for block in blocks:
             x = checkpoint(block, x, fwd, use_reentrant=True)
         return x
-    model_of = lambda n_layer, block: GPT(GPTConfig(vocab_size=512, n_layer=n_layer, n_head=4, n_embd=C, block_size=T, block=block)).to(device)
+    model_of = lambda n_layer, block: GPT(GPTConfig(vocab_size=512, n_layer=n_layer, n_head=4, n_embd=C, block_size=T, block=block, memory='none')).to(device)
     out = {'memory_time': [], 'inverse_rel_error': []}
     x = torch.randint(0, 512, (B, T), device=device)
     for n_layer in (2, 4, 8, 16):
@@ -613,8 +639,7 @@ def time_ckpt_budget(memory='nine', step_s=0.058, intervals=(250, 500, 1000), sa
 
 def main():
     a = parse_args()
-    if a.device == 'auto':
-        a.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    a.device = resolve_device(a.device)
     cuda = a.device.startswith('cuda')
     preset = a.preset or ('paper' if cuda else 'tiny')
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -656,7 +681,7 @@ def main():
     res['counting'] = []
     for n in sizes:
         for engine in a.count_engines.split(','):
-            res['counting'].append(c := counting_in_subprocess(n, engine, pf.parse_size(a.memory_limit), a.count_data))
+            res['counting'].append(c := counting_in_subprocess(n, engine, parse_size(a.memory_limit), a.count_data))
             if 'error' in c:
                 print(f"counting {n:,} tokens, {engine}: failed: {c['error']}")
                 continue

@@ -39,10 +39,10 @@ def load_index(data_dir, meta, mcfg):
         index.register_buffer('unigram', torch.from_numpy(unigram).long(), persistent=False)
     return index, data_signature(meta, {str(o): t.sha256 for o, t in tiers.items()})
 
-def build_model(mcfg, index, noise=None):
+def build_model(mcfg, index, noise=None, shapes_only=False):
     """The one place a GPT is built (train, eval, key stability, bench): config errors become ConfigError."""
     try:
-        return GPT(mcfg, index=index, noise=noise)
+        return GPT(mcfg, index=index, noise=noise, shapes_only=shapes_only)
     except AssertionError as e:
         raise ConfigError(f"bad model config: {e}") from None
 

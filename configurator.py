@@ -2,7 +2,8 @@
 nanoGPT's configurator, made strict: `python train.py configs/x.py --key=value ...`.
 A config file is plain Python that assigns known keys; --key=value overrides are parsed with
 literal_eval (falling back to a string) and must keep the default's type. Unknown keys, wrong types,
-missing files and syntax errors stop the run with a message that says how to fix them.
+missing files and syntax errors stop the run with a message that says how to fix them. The keys, their
+defaults and their allowed values are declared next to each part (options.py).
 """
 import argparse
 import difflib
@@ -38,7 +39,8 @@ def _coerce(key, value, default):
     return value
 
 def apply_config(cfg, argv, keys):
-    """Update dict `cfg` (train.py's globals) in place for the known `keys`. Returns the applied changes."""
+    """Update dict `cfg` (train.default_config()) in place for the known `keys`, from each config file and
+    --key=value override in turn. Returns the applied changes."""
     keys = sorted(keys)
     changes = {}
     for arg in argv:
@@ -70,22 +72,8 @@ def apply_config(cfg, argv, keys):
             cfg[key] = changes[key] = _coerce(key, value, cfg[key])
     return changes
 
-def print_help(script):
-    """`--help` from the script's own config block (its assignments and their comments, grouped by the
-    section comments), read as text: nothing is imported, so help is instant."""
-    import ast
-    src = open(script).read()
-    start = src.index('# config:')
-    block = src[start:src.index('config_keys =', start)]
-    doc = ast.get_docstring(ast.parse(src)) or ''
-    print(doc.strip() + '\n\nusage: python ' + os.path.basename(script) + ' [config.py ...] [--key=value ...]\n'
-          '  A config file is Python that sets keys; later files and --key=value overrides win.\n')
-    last = ''
-    for line in block.splitlines()[1:]:
-        if line.startswith('#'):
-            print(('' if last.startswith('#') else '\n') + line.lstrip('# ').rstrip())
-        elif '=' in line:
-            assign, _, comment = line.partition('#')
-            key, _, default = assign.partition('=')
-            print(f"  {'--' + key.strip() + '=' + default.strip():<36} {comment.strip()}")
-        last = line
+def parse_size(s):
+    """'4GB', '500MB', '12.5G', '1024' (bytes) -> bytes."""
+    s = s.strip().upper().removesuffix('B')
+    mult = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}.get(s[-1:], 1)
+    return int(float(s[:-1] if s[-1:] in 'KMGT' else s) * mult)

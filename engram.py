@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 
 import mdmix
+from configurator import ConfigError
+from options import Group, Option
 
 ID_BITS = 21                 # canonical ids per n-gram key slot: 3 x 21 = 63 bits, vocabularies < 2M
 ID_MASK = (1 << ID_BITS) - 1
@@ -115,7 +117,7 @@ def hash_multipliers(seed, n_orders, heads, max_order):
 def multiply_xor_hash(keys, order, mult, size):
     """keys (...,) of one order, mult (heads, max_order) -> (..., heads) indices in [0, size)."""
     ids = unpack_ids(keys, order)                                  # (..., order)
-    h = ids.unsqueeze(-2) * mult[:, :order]                        # (..., heads, order), wraps mod 2^64
+    h = ids.unsqueeze(-2) * mult[:, :order].to(ids.device)         # (..., heads, order), wraps mod 2^64
     x = h[..., 0]
     for i in range(1, order):
         x = x ^ h[..., i]
@@ -269,3 +271,31 @@ class EngramGate(nn.Module):
 
     def activation(self, s):
         return torch.sigmoid(s)
+
+
+# -----------------------------------------------------------------------------
+# the Engram core's options (paper Table 1/2); the paper's variants declare theirs in variants.py
+
+def check_engram(c):
+    if c['memory'] == 'none':
+        return
+    if not c['engram_layers']:
+        raise ConfigError(f"memory={c['memory']!r} with --engram_layers=() reads no memory; name the Engram blocks")
+    bad = [l for l in c['engram_layers'] if not 0 <= l < c['n_layer']]
+    if bad:
+        raise ConfigError(f"engram_layers {list(c['engram_layers'])} has {bad} outside the model's blocks 0..{c['n_layer'] - 1}")
+
+ENGRAM = Group('Engram memory (paper §3, Table 1/2)', dict(
+    memory=Option('nine', "'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier)",
+                  choices=('none', 'hash', 'nine')),
+    engram_layers=Option((2, 4, 6), '0-based blocks with Engram memory (their tables are shared)'),
+    ngram_orders=Option((2, 3), 'n-gram orders of the memory'),
+    engram_heads=Option(2, 'K hashed heads per order', above=0),
+    engram_head_dim=Option(64, 'd per head: memory vector = orders x K x d', above=0),
+    table_size=Option(400_000, 'slots per hashed head (Hash) / per cold head (Nine)', above=0),
+    hot_size=Option(100_000, "N_hot: Nine's hot n-grams per order; every model's is_hot label", above=0),
+    engram_hash=Option('mulxor', "hash family of the heads: 'mulxor' (multiply-xor + fmix64) | 'mdmix' (MD5 steps)",
+                       choices=('mulxor', 'mdmix')),
+    engram_hash_seed=Option(0, 'seed of the hash multipliers / salts (the same for every seed: see hash_seed_from_seed)',
+                            at_least=0),
+), model=True, check=check_engram)

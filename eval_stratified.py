@@ -61,7 +61,8 @@ from data import DataError, TokenData, atomic_write, load_counts, load_meta, rea
 from fsafe import lock_holder
 from databaseline import data_baseline, group_rows, kn_by_train_size, kn_losses, position_groups
 from metrics import evaluate, flip
-from model import GPTConfig, autocast_context
+from model import GPTConfig
+from system import autocast_context, resolve_device
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference', 'paper_tables.json')
 
@@ -936,8 +937,7 @@ def log_wandb(report, images, project, name):
 
 def main(argv=None):
     a = parse_args(argv)
-    if a.device == 'auto':
-        a.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    a.device = resolve_device(a.device)
     try:
         if a.key_stability:
             out = a.report or os.path.join(a.key_stability, 'eval')

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from fsafe import atomic_write, save_json      # standard library only: runs before any venv
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUDGET_S = {'tests': 60, 'bench': 120, 'train': 120, 'agree': 120, 'ddp': 60}     # 8 minutes in all
 MISSING_ON_GPU_IMAGE = ('datasets', 'wandb', 'bbhash')
@@ -131,7 +133,7 @@ def prepare(data_dir):
     import shutil
     sys.path.insert(0, os.path.join(HERE, 'tests'))
     from conftest import make_corpus, make_gen_data
-    from prepare_fineweb import resolve_tokenizer
+    from tokens import resolve_tokenizer
     os.makedirs(data_dir, exist_ok=True)
     tok = os.path.join(data_dir, 'deepseek_v3_tokenizer.json')
     shutil.copy(resolve_tokenizer('deepseek-v3'), tok)
@@ -164,8 +166,7 @@ def importable(name):
         return False
 
 def write_report(out, result):
-    with open(os.path.join(out, 'gpu_check.json'), 'w') as f:
-        json.dump(result, f, indent=2)
+    save_json(os.path.join(out, 'gpu_check.json'), result)
     env = result['environment']
     lines = [f"# GPU check{' (dry run, CPU)' if result['dry'] else ''}\n",
              f"{env['device']} × {env['gpus']}, torch {env['torch']}, CUDA {env['cuda']}, Python {env['python']}, "
@@ -174,8 +175,7 @@ def write_report(out, result):
     for name, s in result['steps'].items():
         figs = s.get('error') or '; '.join(f"{k} {fmt(v)}" for k, v in flat(s.get('figures', {})))
         lines.append(f"| {name} | {s['status']} | {s['seconds']:.0f} | {BUDGET_S[name]} | {figs} |")
-    with open(os.path.join(out, 'gpu_check.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    atomic_write(os.path.join(out, 'gpu_check.md'), lambda f: f.write('\n'.join(lines) + '\n'), mode='w')
 
 def flat(d, prefix=''):
     for k, v in d.items():

@@ -12,6 +12,9 @@ import math
 import numpy as np
 import torch
 
+from configurator import ConfigError
+from options import Group, Option
+
 M32 = 0xFFFFFFFF
 
 # -----------------------------------------------------------------------------
@@ -200,3 +203,28 @@ class NoNoise:
         return e
 
 NO_NOISE = NoNoise()
+
+
+# -----------------------------------------------------------------------------
+# the noise's options: every sigma 0 = off, bit-identical to no noise
+
+SIGMAS = ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')
+
+def check_noise(c):
+    if c['memory'] == 'none' and c['noise_mem']:
+        raise ConfigError("memory='none' has no Engram memory, but --noise_mem act on it; set --memory='hash' or 'nine', or drop them")
+    if c['noise_mem_scope'] != 'all' and c['memory'] != 'nine' and c['noise_mem']:
+        raise ConfigError(f"--noise_mem_scope={c['noise_mem_scope']!r} needs Nine's hot/cold rows (--memory='nine')")
+
+NOISE = Group('MD-mix deterministic noise (mdmix.py); every sigma 0 = off, bit-identical to no noise', dict(
+    noise_emb=Option(0.0, 'sigma of the noise on token embeddings', at_least=0),
+    noise_qk=Option(0.0, 'sigma of the noise on attention queries and keys', at_least=0),
+    noise_logits=Option(0.0, 'sigma of the noise on the output logits', at_least=0),
+    noise_mem=Option(0.0, 'sigma of the noise on the Engram memory vector (rows in noise_mem_scope)', at_least=0),
+    noise_mem_scope=Option('all', "'all' | 'hot' | 'cold' rows of Engram memory", choices=('all', 'hot', 'cold')),
+    noise_kind=Option('gaussian', "'gaussian' | 'rademacher'", choices=('gaussian', 'rademacher')),
+    noise_schedule=Option('constant', "'constant' | 'cosine_tail' (cosine to zero over the last noise_tail_frac)",
+                          choices=('constant', 'cosine_tail')),
+    noise_tail_frac=Option(0.2, "the final fraction of training for 'cosine_tail'", at_least=0, below=1),
+    noise_seed=Option(0, 'seed of the noise hash', at_least=0),
+), check=check_noise)

@@ -3,277 +3,32 @@ GPT-2 (nanoGPT) with optional Engram memory at `engram_layers` (paper §3, SPEC 
 memory = 'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier).
 Block indices in engram_layers are 0-based, like the DeepSeek Engram demo's layer_ids.
 
-The parts of a block are chosen from the config at construction, through the registries at the end of
-this file: a new attention, FFN, block or token-embedding kind is one module plus one entry there.
+The parts of a block are chosen from the config at construction, through the registries of layers.py: a new
+attention, FFN, block or token-embedding kind is one module that declares its options (an options.Group) plus
+one `register` line at the end of this file, which also composes GPTConfig.
 The paper's variants (variants.py) and MD-mix noise (mdmix.py) are also chosen once, at construction.
 """
 import math
-from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import variants
+from engram import ENGRAM
+from layers import ATTENTION, BACKBONE, BLOCKS, EMBEDDINGS, FFN, CausalSelfAttention, ForwardPass, KVCache
 from mdmix import NO_NOISE
 from mdx import attention_lsh, attention_sketch, cs_lora, embeddings, hash_moe, pkm, reversible
-
-PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
-              'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
-
-def autocast_context(device_type, dtype):
-    """Mixed precision as training runs it: bf16/fp16 autocast (CPU too, so CPU tests see the dtype
-    mixes a GPU run sees), or nothing for float32."""
-    if dtype in ('float32', torch.float32):
-        return nullcontext()
-    return torch.autocast(device_type, dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-
-def device_peak_flops(device):
-    """The device's own peak, so MFU is not always quoted against an A100."""
-    if not device.startswith('cuda'):
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
-@dataclass
-class GPTConfig:
-    block_size: int = 1024
-    vocab_size: int = 50304       # the data's vocabulary padded up to a multiple of 64 (faster matmuls)
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True
-    # the parts of the network (registries at the end of this file)
-    embedding: str = 'tied'       # 'tied' (GPT-2) | 'untied' | 'lowrank' | 'mihe' (mdx/embeddings.py)
-    embed_rank: int = 64          # lowrank: the factor's rank
-    embed_tables: int = 2         # mihe: T tables, each giving n_embd / T of the vector
-    embed_buckets: int = 8192     # mihe: B rows per table
-    embed_hash: str = 'mdmix'     # mihe: 'mdmix' (MD-mix, a salt per table) | 'mulxor' (the Engram hash)
-    embed_hash_seed: int = 0
-    embed_seed_choices: int = 1   # mihe: S > 1 candidate seeds per table, chosen by straight-through learned logits
-    attention: str = 'causal'     # 'causal' (GPT-2, SDPA) | 'lsh' (mdx/attention_lsh.py) | 'sketch' | 'bucket' (mdx/attention_sketch.py)
-    lsh_bucket_size: int = 64     # lsh: mean keys per bucket (T // it buckets) and the sorted chunk length
-    lsh_rounds: int = 2           # lsh: hash rounds
-    lsh_window: int = 64          # lsh: every query also reads the keys up to this many - 1 positions back
-    sketch_width: int = 4         # sketch: CountSketch width r
-    sketch_tau: float = 2.0       # sketch: pairs whose sketched score is more than tau below the row's best are skipped
-    bucket_count: int = 8         # bucket: key buckets
-    bucket_tau: float = 0.01      # bucket: buckets whose bound on their output contribution is below tau are dropped
-    ffn: str = 'mlp'              # 'mlp' (GPT-2) | 'moe' (mdx/hash_moe.py)
-    moe_experts: int = 4          # moe: E experts, each GPT-2's MLP
-    moe_router: str = 'hash'      # moe: 'hash' (MD-mix of the token id) | 'balanced' (by unigram counts) | 'switch' (learned top-1)
-    moe_choices: int = 1          # moe hash: hashed candidate experts per token (> 1: the one with the highest load bias)
-    moe_capacity: float = 1.25    # moe: tokens per expert at most, as a multiple of tokens / E
-    moe_bias_rate: float = 0.0    # moe: loss-free balancing, the load bias step (switch, or hash with choices > 1)
-    pkm_layers: tuple = (2, 4, 6) # pkm: blocks whose FFN adds a product-key memory (mdx/pkm.py)
-    pkm_keys: str = 'seeded'      # pkm: 'seeded' (fixed MD-mix codes) | 'learned' sub-keys
-    pkm_subkeys: int = 256        # pkm: n sub-keys per half: n^2 memory slots
-    pkm_key_dim: int = 32         # pkm: query dims per half
-    pkm_topk: int = 8             # pkm: sub-keys kept per half, and slots read
-    block: str = 'prenorm'        # 'prenorm' (GPT-2) | 'reversible' (mdx/reversible.py: activations recomputed in backward)
-    # Engram (paper Table 1/2)
-    memory: str = 'none'
-    engram_layers: tuple = (2, 4, 6)
-    ngram_orders: tuple = (2, 3)
-    engram_heads: int = 2         # K hashed heads per order
-    engram_head_dim: int = 64     # d per head; memory vector = orders * K * d
-    table_size: int = 500_000     # slots per hashed head (Hash) / per cold head (Nine)
-    hot_size: int = 100_000       # Nine's hot rows per order; also the is_hot label for every model
-    engram_hash: str = 'mulxor'   # 'mulxor' | 'mdmix'
-    engram_hash_seed: int = 0
-    label_smoothing: float = 0.0
-    # variants (variants.py; §6.3, §7.2, the DeepSeek demo); defaults = the paper's model
-    engram_shared_tables: bool = True
-    engram_gate: str = 'sigmoid'  # 'sigmoid' (paper Eq. 4) | 'signed_sqrt' (DeepSeek demo)
-    engram_short_conv: bool = False
-    hot_index: str = 'mphf'       # 'mphf' (collision-free) | 'hashed' (tiered, hot rows hashed: membership-only Nine)
-    hot_collision: int = 1        # N_hot hot keys share ceil(N_hot / c) hot rows (controlled collisions)
-    gate_keys: str = 'shared'     # 'shared' W_K | 'decoupled' W_K^hot and W_K^cold
-    gate_inputs: tuple = ()       # any of 'is_hot', 'log_freq', 'collision'
-    hot_layers: tuple = ()        # Engram layers that use the hot tier (Nine); () = all of them
-    hot_dropout: float = 0.0      # dropout of whole hot rows (Nine)
-    hot_fingerprint_bits: int = 0 # 0: exact membership (stored key); b: Algorithm 1's b-bit fingerprint check
-    hot_collision_mode: str = 'random'  # how hot_collision shares rows: 'random' (MPHF slot) | 'semantic' (next-token counts)
-    gate_credit: float = 0.0      # weight of the gate credit loss: alpha where the memory read does not help (§7.2 (4))
-    hot_teacher: float = 0.0      # weight of the hot-teacher loss: cold rows of hot n-grams pulled to their hot read
-    hot_ramp_iters: int = 0       # phased hot tier: hot reads blend in from their cold read over these iters (training)
-    hot_reg_ramp_iters: int = 0   # hot_dropout and hot_weight_decay ramp from 0 over these iters
-    # adapters for fine-tuning (mdx/cs_lora.py): 'none' | 'lora' | 'cslora' (Count-Sketch LoRA)
-    adapter: str = 'none'
-    adapter_rank: int = 8
-    adapter_pool: int = 0         # cslora: parameters in its shared pools (0 = as many as LoRA of adapter_rank)
-
-    def validate(self):
-        """Clear messages for shapes that cannot work."""
-        for name, registry in (('embedding', EMBEDDINGS), ('attention', ATTENTION), ('ffn', FFN), ('block', BLOCKS)):
-            assert getattr(self, name) in registry, f"{name} must be one of {sorted(registry)}, got {getattr(self, name)!r}"
-        assert self.memory in ('none', 'hash', 'nine'), f"memory must be 'none', 'hash' or 'nine', got {self.memory!r}"
-        assert self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}"
-        assert self.embed_hash in ('mdmix', 'mulxor'), f"embed_hash must be 'mdmix' or 'mulxor', got {self.embed_hash!r}"
-        assert self.embedding != 'mihe' or self.n_embd % self.embed_tables == 0, \
-            f"n_embd {self.n_embd} must be divisible by embed_tables {self.embed_tables}"
-        assert self.moe_router in ('hash', 'balanced', 'switch'), f"moe_router must be 'hash', 'balanced' or 'switch', got {self.moe_router!r}"
-        assert self.ffn != 'moe' or (self.moe_experts >= 1 and self.moe_choices >= 1 and self.moe_capacity > 0), \
-            "moe_experts and moe_choices must be >= 1 and moe_capacity > 0"
-        assert self.pkm_keys in ('seeded', 'learned'), f"pkm_keys must be 'seeded' or 'learned', got {self.pkm_keys!r}"
-        assert self.ffn != 'pkm' or 0 < self.pkm_topk <= self.pkm_subkeys, "pkm_topk must be in 1..pkm_subkeys"
-        bad = [l for l in self.pkm_layers if not 0 <= l < self.n_layer] if self.ffn == 'pkm' else []
-        assert not bad, f"pkm_layers {list(self.pkm_layers)} has {bad} outside the model's blocks 0..{self.n_layer - 1}"
-        assert self.lsh_bucket_size >= 1 and self.lsh_rounds >= 0 and self.lsh_window >= 1, \
-            "lsh_bucket_size and lsh_window must be >= 1, lsh_rounds >= 0"
-        assert self.sketch_width >= 1 and self.sketch_tau >= 0 and self.bucket_count >= 1 and self.bucket_tau >= 0, \
-            "sketch_width and bucket_count must be >= 1, sketch_tau and bucket_tau >= 0"
-        assert self.block != 'reversible' or (self.ffn != 'moe' and not self.gate_credit), \
-            "block='reversible' re-runs every block in backward: MoE load statistics would update twice and gate_credit " \
-            "needs alpha's graph; use block='prenorm' with ffn='moe' or gate_credit"
-        assert self.adapter in ('none', 'lora', 'cslora'), f"adapter must be 'none', 'lora' or 'cslora', got {self.adapter!r}"
-        assert self.adapter == 'none' or self.adapter_rank > 0, f"adapter_rank must be > 0, got {self.adapter_rank}"
-        if self.memory != 'none':
-            bad = [l for l in self.engram_layers if not 0 <= l < self.n_layer]
-            assert not bad, f"engram_layers {list(self.engram_layers)} has {bad} outside the model's blocks 0..{self.n_layer - 1}"
-            assert self.table_size > 0, f"table_size must be > 0, got {self.table_size}"
-            assert self.memory != 'nine' or self.hot_size > 0, f"hot_size must be > 0 for Nine, got {self.hot_size}"
-            assert self.engram_hash in ('mulxor', 'mdmix'), f"engram_hash must be 'mulxor' or 'mdmix', got {self.engram_hash!r}"
-            assert self.engram_gate in ('sigmoid', 'signed_sqrt'), f"engram_gate must be 'sigmoid' or 'signed_sqrt'"
-            assert self.hot_index in ('mphf', 'hashed'), f"hot_index must be 'mphf' or 'hashed', got {self.hot_index!r}"
-            assert self.hot_collision >= 1, f"hot_collision must be >= 1, got {self.hot_collision}"
-            assert self.gate_keys in ('shared', 'decoupled'), f"gate_keys must be 'shared' or 'decoupled'"
-            bad = [g for g in self.gate_inputs if g not in variants.GATE_INPUTS]
-            assert not bad, f"gate_inputs {bad} unknown; choose from {variants.GATE_INPUTS}"
-            bad = [l for l in self.hot_layers if l not in self.engram_layers]
-            assert not bad, f"hot_layers {bad} are not Engram layers {list(self.engram_layers)}"
-            assert 0 <= self.hot_dropout < 1, f"hot_dropout must be in [0, 1), got {self.hot_dropout}"
-            assert 0 <= self.hot_fingerprint_bits <= 32, f"hot_fingerprint_bits must be in 0..32, got {self.hot_fingerprint_bits}"
-            assert self.hot_collision_mode in ('random', 'semantic'), f"hot_collision_mode must be 'random' or 'semantic'"
-            assert self.hot_collision_mode == 'random' or 3 in self.ngram_orders, \
-                "hot_collision_mode='semantic' reads next-token counts from the trigram counts: ngram_orders must include 3"
-            for k in ('gate_credit', 'hot_teacher', 'hot_ramp_iters', 'hot_reg_ramp_iters'):
-                assert getattr(self, k) >= 0, f"{k} must be >= 0, got {getattr(self, k)}"
-
-
-class ForwardPass:
-    """What the parts of one forward pass share: the token ids, the n-gram route (engram.Route), the
-    bound MD-mix noise (the identity when off), the KV cache when sampling (None in training), the train
-    step (an int or a 0-d tensor), the alphas of the Engram layers, and values computed once on first use
-    and reused by every layer (memory rows and vectors, gate features)."""
-
-    def __init__(self, model, idx, route, noise, kv=None, step=0):
-        self.model, self.idx, self.route, self.noise, self.kv, self.step = model, idx, route, noise, kv, step
-        self.alphas, self.computed = [], {}
-
-    def once(self, key, fn):
-        if key not in self.computed:
-            self.computed[key] = fn()
-        return self.computed[key]
-
-    def rows(self, use_hot):
-        """The table row of every (order, head) at each position (Algorithm 1), once per forward."""
-        return self.once(('rows', use_hot), lambda: self.model.memory.rows(self.route, use_hot))
-
-
-class CausalSelfAttention(nn.Module):
-    """GPT-2's attention; kernel: another way to attend (q, k, v, fwd) -> y, for the attention kinds of
-    mdx/ (None: scaled_dot_product_attention, flash attention on CUDA)."""
-
-    def __init__(self, config, layer_idx=0, kernel=None):
-        super().__init__()
-        self.layer_idx = layer_idx
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
-        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
-        self.kernel = kernel(config, layer_idx) if kernel is not None else self.sdpa
-
-    def forward(self, x, fwd):
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q, k = fwd.noise('q', q, self.layer_idx), fwd.noise('k', k, self.layer_idx)   # MD-mix (identity when off)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = self.kernel(q, k, v, fwd)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-    def sdpa(self, q, k, v, fwd):
-        if fwd.kv is not None:          # sampling: attend to the cached tokens too, and cache these
-            k, v = fwd.kv.extend(self.layer_idx, k, v)
-        # flash attention on CUDA (is_causal); with a cached prefix, the causal mask shifted by its length
-        T, S = q.size(2), k.size(2)
-        mask = None if S == T else torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T,
-                                              dropout_p=self.dropout if self.training else 0)
-
-
-class MLP(nn.Module):
-
-    def __init__(self, config, layer_idx=0):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x, fwd):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-
-class Block(nn.Module):
-    """Pre-norm GPT-2 block; in Engram layers the gated memory enters the residual stream before
-    attention (paper §3)."""
-
-    def __init__(self, config, layer_idx, engram=None):
-        super().__init__()
-        self.layer_idx, self.engram = layer_idx, engram
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = ATTENTION[config.attention](config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = FFN[config.ffn](config, layer_idx)
-
-    def forward(self, x, fwd):
-        if self.engram is not None:
-            out, alpha = self.engram(x, fwd.memory[self.layer_idx], fwd)
-            fwd.alphas.append(alpha)
-            x = x + out
-        x = x + self.attn(self.ln_1(x), fwd)
-        x = x + self.mlp(self.ln_2(x), fwd)
-        return x
-
-    @staticmethod
-    def stack(blocks, x, fwd):
-        """How a block kind runs the whole stack: GPT.hidden's seam (mdx/reversible.py runs its blocks as one
-        autograd Function)."""
-        for block in blocks:
-            x = block(x, fwd)
-        return x
-
-
-class KVCache:
-    """Keys and values of every attention layer for the tokens seen so far, for sampling: a forward with
-    a cache attends to them and appends its own; its positions continue from `pos`."""
-
-    def __init__(self):
-        self.k, self.v, self.pos = {}, {}, 0
-
-    def extend(self, layer, k, v):
-        if layer in self.k:
-            k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
-
-
-def tied_embedding(config, lm_head):
-    """GPT-2's token embedding: the output head's weight, tied."""
-    wte = nn.Embedding(config.vocab_size, config.n_embd)
-    wte.weight = lm_head.weight
-    return wte
+from options import Group, Option, config_class
 
 
 class GPT(nn.Module):
 
-    def __init__(self, config, index=None, noise=None):
+    def __init__(self, config, index=None, noise=None, shapes_only=False):
         """index: engram.NgramIndex built from the data dir (checkpoint.load_index); needed for memory
-        and for is_hot labels. noise: an mdmix.Noise, or None (no MD-mix regularization)."""
+        and for is_hot labels. noise: an mdmix.Noise, or None (no MD-mix regularization). shapes_only: the
+        parameters without what the parts compute from the data (post_init, variants.finish): the meta-device
+        size estimate (train.check_memory), where such computations cannot run."""
         super().__init__()
         config.validate()
         self.config = config
@@ -303,10 +58,11 @@ class GPT(nn.Module):
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
             if pn.endswith('c_proj.weight'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        for m in self.modules():                # parts with their own init (e.g. switched off) or that read the built model (its index)
+        for m in self.modules() if not shapes_only else ():   # parts with their own init or that read the built model (its index)
             if hasattr(m, 'post_init'):
                 m.post_init(self)
-        variants.finish(self)
+        if not shapes_only:
+            variants.finish(self)
         if config.adapter != 'none':            # after the init: the base weights are the model's own
             cs_lora.attach(self, config.adapter, config.adapter_rank, config.adapter_pool)
 
@@ -453,13 +209,33 @@ def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None
 
 
 # -----------------------------------------------------------------------------
-# The parts a config can choose (GPTConfig.embedding / attention / ffn / block): name -> constructor.
-# Attention and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd).
-EMBEDDINGS = {'tied': tied_embedding, 'untied': embeddings.untied_embedding, 'lowrank': embeddings.LowRankEmbedding,
-              'mihe': embeddings.HashEmbedding}
-ATTENTION = {'causal': CausalSelfAttention,
-             'lsh': lambda config, i: CausalSelfAttention(config, i, attention_lsh.LSHAttention),
-             'sketch': lambda config, i: CausalSelfAttention(config, i, attention_sketch.SketchAttention),
-             'bucket': lambda config, i: CausalSelfAttention(config, i, attention_sketch.BucketAttention)}
-FFN = {'mlp': MLP, 'moe': hash_moe.MoE, 'pkm': pkm.MLPWithPKM}
-BLOCKS = {'prenorm': Block, 'reversible': reversible.RevBlock}
+# The kinds a config can choose beyond GPT-2's (layers.py holds the registries), each registered with its
+# module's options: a new kind is one module that declares its options plus one line here.
+
+PART_GROUPS = []
+
+def register(registry, name, kind, options):
+    registry[name] = kind
+    if options not in PART_GROUPS:
+        PART_GROUPS.append(options)
+
+register(EMBEDDINGS, 'untied', embeddings.untied_embedding, embeddings.OPTIONS)
+register(EMBEDDINGS, 'lowrank', embeddings.LowRankEmbedding, embeddings.OPTIONS)
+register(EMBEDDINGS, 'mihe', embeddings.HashEmbedding, embeddings.OPTIONS)
+register(ATTENTION, 'lsh', lambda config, i: CausalSelfAttention(config, i, attention_lsh.LSHAttention), attention_lsh.OPTIONS)
+register(ATTENTION, 'sketch', lambda config, i: CausalSelfAttention(config, i, attention_sketch.SketchAttention),
+         attention_sketch.OPTIONS)
+register(ATTENTION, 'bucket', lambda config, i: CausalSelfAttention(config, i, attention_sketch.BucketAttention),
+         attention_sketch.OPTIONS)
+register(FFN, 'moe', hash_moe.MoE, hash_moe.OPTIONS)
+register(FFN, 'pkm', pkm.MLPWithPKM, pkm.OPTIONS)
+register(BLOCKS, 'reversible', reversible.RevBlock, reversible.OPTIONS)
+PART_GROUPS.append(cs_lora.OPTIONS)     # adapters are attached after the init (GPT.__init__), not a kind of part
+
+# GPTConfig: GPT-2's backbone and the Engram core, composed with the variants' and the registered parts' options
+VOCAB = Group('the data (train.py sets it from the data dir)', dict(
+    vocab_size=Option(50304, "the data's vocabulary padded up to a multiple of 64 (faster matmuls)", above=0)), model=True)
+LOSS = Group('the training loss', dict(
+    label_smoothing=Option(0.0, 'cross-entropy label smoothing in training (MD-mix ablation)', at_least=0, below=1)), model=True)
+MODEL_GROUPS = [VOCAB, BACKBONE, ENGRAM, variants.VARIANTS, LOSS, *PART_GROUPS]
+GPTConfig = config_class('GPTConfig', MODEL_GROUPS, __name__)

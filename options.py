@@ -11,10 +11,12 @@ from configurator import ConfigError
 
 class Option:
     """One setting: its default (whose type every value must keep), one line of help, and what it allows:
-    choices (a tuple, or a registry dict whose keys are the choices), bounds at_least / above / at_most / below."""
+    choices (a tuple, or a registry dict whose keys are the choices), bounds at_least / above / at_most / below.
+    run_only: a setting of this run, not of the experiment (where it writes, how it is split, logged, compiled):
+    a resume may change it."""
 
-    def __init__(self, default, help, choices=None, at_least=None, above=None, at_most=None, below=None):
-        self.default, self.help, self._choices = default, help, choices
+    def __init__(self, default, help, choices=None, at_least=None, above=None, at_most=None, below=None, run_only=False):
+        self.default, self.help, self._choices, self.run_only = default, help, choices, run_only
         self.at_least, self.above, self.at_most, self.below = at_least, above, at_most, below
 
     @property

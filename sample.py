@@ -44,8 +44,8 @@ import torch
 
 from checkpoint import load_model
 from data import DataError
-from model import autocast_context
-from prepare_fineweb import Tokenizer
+from system import autocast_context, resolve_device
+from tokens import Tokenizer
 
 def prompt_ids(tok, start):
     text = start
@@ -61,7 +61,7 @@ SAMPLE_BATCH = 32      # samples generated together
 
 def main(argv=None):
     a = parse_args(argv)
-    device = ('cuda' if torch.cuda.is_available() else 'cpu') if a.device == 'auto' else a.device
+    device = resolve_device(a.device)
     try:
         model, ckpt, data_dir, meta = load_model(a.ckpt, a.data_dir)
         tok = Tokenizer.of(meta)

@@ -23,7 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import mdmix
+from configurator import ConfigError
 from engram import ID_BITS, EngramGate, EngramMemory, NgramIndex
+from options import Group, Option
 
 GATE_INPUTS = ('is_hot', 'log_freq', 'collision')
 
@@ -322,3 +324,77 @@ def hot_teacher_loss(fwd):
     e_cold = memory(fwd.rows(False)).view(*hot.shape, -1)
     sq = (e_cold.float() - e_hot.float()).pow(2).mean(-1)
     return (sq * hot).sum() / hot.sum().clamp(min=1)
+
+
+# -----------------------------------------------------------------------------
+# the variants' options: all off by default = the paper's model
+
+def acting(c, keys, defaults=()):
+    """The keys of c set away from off (0, (), False) or from their given defaults."""
+    return [k for k in keys if c[k]] + [k for k, d in defaults if c[k] != d]
+
+def refuse_without_memory(keys):
+    if keys:
+        raise ConfigError(f"memory='none' has no Engram memory, but {', '.join('--' + k for k in keys)} "
+                          f"act on it; set --memory='hash' or 'nine', or drop them")
+
+def refuse_on_hash(keys):
+    if keys:
+        raise ConfigError(f"{', '.join('--' + k for k in keys)} act on Nine's hot tier; Hash has none (--memory='nine')")
+
+def check_variants(c):
+    if c['hot_collision_mode'] != 'random' and c['hot_collision'] == 1:
+        raise ConfigError(f"--hot_collision_mode={c['hot_collision_mode']!r} chooses which hot keys share rows; set --hot_collision > 1")
+    if c['memory'] == 'none':
+        on = acting(c, ('hot_dropout', 'gate_credit', 'gate_inputs', 'hot_layers'),
+                    (('gate_keys', 'shared'), ('hot_index', 'mphf'), ('engram_gate', 'sigmoid')))
+        refuse_without_memory(on)
+        return
+    if c['memory'] == 'hash':
+        on = acting(c, ('hot_dropout', 'hot_layers', 'hot_fingerprint_bits', 'hot_teacher', 'hot_ramp_iters', 'hot_reg_ramp_iters'),
+                    (('hot_index', 'mphf'), ('hot_collision', 1), ('hot_collision_mode', 'random')))
+        refuse_on_hash(on)
+    bad = [g for g in c['gate_inputs'] if g not in GATE_INPUTS]
+    if bad:
+        raise ConfigError(f"gate_inputs {bad} unknown; choose from {GATE_INPUTS}")
+    bad = [l for l in c['hot_layers'] if l not in c['engram_layers']]
+    if bad:
+        raise ConfigError(f"hot_layers {bad} are not Engram layers {list(c['engram_layers'])}")
+    if c['hot_collision_mode'] == 'semantic' and 3 not in c['ngram_orders']:
+        raise ConfigError("hot_collision_mode='semantic' reads next-token counts from the trigram counts: ngram_orders must include 3")
+
+VARIANTS = Group("the paper's variants (variants.py; §6.3, §7.2, the DeepSeek demo): all off by default = the paper's model", dict(
+    engram_shared_tables=Option(True, 'False: each Engram layer has its own tables (3x the table parameters)'),
+    engram_gate=Option('sigmoid', "'sigmoid' (paper Eq. 4) | 'signed_sqrt' (DeepSeek demo)", choices=('sigmoid', 'signed_sqrt')),
+    engram_short_conv=Option(False, "DeepSeek demo's causal depthwise conv after the gate"),
+    hot_index=Option('mphf', "'mphf' (collision-free) | 'hashed': membership-only Nine (hot rows indexed by hashing, with collisions)",
+                     choices=('mphf', 'hashed')),
+    hot_collision=Option(1, 'controlled collisions: N_hot hot keys into ceil(N_hot / c) rows', at_least=1),
+    gate_keys=Option('shared', "'shared' W_K | 'decoupled': W_K^hot and W_K^cold", choices=('shared', 'decoupled')),
+    gate_inputs=Option((), f"any of {GATE_INPUTS}: features in the gate logit"),
+    hot_layers=Option((), 'Engram layers that read the hot tier; () = all'),
+    hot_dropout=Option(0.0, 'dropout of whole hot rows', at_least=0, below=1),
+    hot_fingerprint_bits=Option(0, "0: exact membership; 8/16: Algorithm 1's b-bit fingerprint (non-members may pass)",
+                                at_least=0, at_most=32),
+    hot_collision_mode=Option('random', "with hot_collision > 1: 'random' (by MPHF slot) | 'semantic' (by likely next tokens)",
+                              choices=('random', 'semantic')),
+    gate_credit=Option(0.0, 'weight of the gate credit loss (alpha where the memory does not lower the loss)', at_least=0),
+    hot_teacher=Option(0.0, "weight of the loss pulling hot n-grams' cold rows to their hot read", at_least=0),
+    hot_ramp_iters=Option(0, 'phased hot tier: hot reads blend in from the cold read over these iters', at_least=0),
+    hot_reg_ramp_iters=Option(0, 'hot_dropout / hot_weight_decay grow linearly from 0 over these iters', at_least=0),
+), model=True, check=check_variants)
+
+def check_maintenance(c):
+    on = acting(c, ('hot_weight_decay', 'wk_decay'))
+    if c['memory'] == 'none':
+        refuse_without_memory(on)
+    if c['memory'] == 'hash':
+        refuse_on_hash(acting(c, ('hot_weight_decay',)))
+    if c['hot_reg_ramp_iters'] and not (c['hot_dropout'] or c['hot_weight_decay']):
+        raise ConfigError("--hot_reg_ramp_iters ramps --hot_dropout / --hot_weight_decay; set one of them")
+
+MAINTENANCE = Group("the variants after each optimizer step (optim.gate_maintenance)", dict(
+    hot_weight_decay=Option(0.0, 'extra decoupled weight decay on hot rows (per step: w -= lr * this * w)', at_least=0),
+    wk_decay=Option(0.0, 'W_K forgetting: w_k *= 1 - wk_decay after every step', at_least=0),
+    wk_reset_interval=Option(0, 're-initialize W_K every this many iters (0 = never)', at_least=0),
+), check=check_maintenance)

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 import mdmix
+from options import Group, Option
 
 
 class LSHAttention(nn.Module):
@@ -149,3 +150,10 @@ def attended(T, w, found, device='cpu'):
         flat = (qp[..., :, None] * T + kpos[..., None, :]).masked_fill(~m, 0).flatten(2)
         mask.view(B, H, -1).scatter_reduce_(2, flat, m.flatten(2), 'amax')
     return mask
+
+
+OPTIONS = Group("LSH attention (attention='lsh')", dict(
+    lsh_bucket_size=Option(64, 'lsh: mean keys per bucket (T // it buckets) and the sorted chunk length', at_least=1),
+    lsh_rounds=Option(2, 'lsh: hash rounds', at_least=0),
+    lsh_window=Option(64, 'lsh: the local window every query also reads', at_least=1),
+), model=True)

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 import mdmix
 from mdx.attention_lsh import no_kv_cache
+from options import Group, Option
 
 
 def count_sketch(x, r, salt=0):
@@ -164,3 +165,11 @@ class BucketAttention(nn.Module):
             b = key_buckets(k, self.n, self.salt, self.proj)
             keep = bucket_keep(q, k, b, causal_bucket_stats(k, v, b, self.n), self.tau, causal(q.size(2), q.device))[0]
         return masked_attention(q, k, v, keep)
+
+
+OPTIONS = Group("sketched and bucket-bounded attention (attention='sketch' | 'bucket')", dict(
+    sketch_width=Option(4, 'sketch: CountSketch width', at_least=1),
+    sketch_tau=Option(2.0, "sketch: skip pairs whose sketched score is more than tau below the row's best", at_least=0),
+    bucket_count=Option(8, 'bucket: key buckets', at_least=1),
+    bucket_tau=Option(0.01, 'bucket: drop buckets whose bound on their contribution is below tau', at_least=0),
+), model=True)

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 import mdmix
+from options import Group, Option
 
 TARGETS = ('attn.c_attn', 'mlp.c_fc')          # the Linears that get an adapter, in every block
 
@@ -110,3 +111,11 @@ def base_state(state, model):
         head, _, leaf = k.rpartition('.')
         return f"{head}.base.{leaf}" if k not in own and f"{head}.base.{leaf}" in own else k
     return {name(k): v for k, v in state.items()}
+
+
+OPTIONS = Group('fine-tuning with adapters (mdx/cs_lora.py; with init_from=<ckpt.pt>, only the adapters train)', dict(
+    adapter=Option('none', "'none' | 'lora' | 'cslora' (Count-Sketch LoRA: entries hashed from a shared pool)",
+                   choices=('none', 'lora', 'cslora')),
+    adapter_rank=Option(8, 'rank of each adapter (attn.c_attn and mlp.c_fc of every block)', above=0),
+    adapter_pool=Option(0, "cslora: pool parameters in all (0 = LoRA's count at adapter_rank: equal parameters)", at_least=0),
+), model=True)

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 import mdmix
 from engram import hash_multipliers, multiply_xor_hash
+from configurator import ConfigError
+from options import Group, Option
 
 
 def untied_embedding(config, lm_head):
@@ -120,33 +122,15 @@ def forward_with_seed_weights(model, x, y, prev, w):
         model.transformer.wte.override = None
 
 
-def main(argv=None):
-    """python -m mdx.embeddings --ckpt <run>/ckpt.pt: a learned-seeds run's seed choices and the
-    straight-through check on its first validation windows."""
-    import argparse
-    import numpy as np
-    from checkpoint import load_model
-    from data import TokenData
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument('--ckpt', required=True)
-    p.add_argument('--windows', type=int, default=64)
-    p.add_argument('--batch', type=int, default=16)
-    a = p.parse_args(argv)
-    model, _, data_dir, _ = load_model(a.ckpt)
-    emb = model.transformer.wte
-    if getattr(emb, 'seed_logits', None) is None:
-        raise SystemExit(f"{a.ckpt} has no learned seeds (embedding='mihe' with embed_seed_choices > 1)")
-    data = TokenData(data_dir, model.index.max_order - 1)
-    T = model.config.block_size
-    rows = []
-    for s in range(0, a.windows, a.batch):
-        x, y, prev = (torch.from_numpy(t) for t in data.windows('val', np.arange(s, min(s + a.batch, a.windows)) * T, T))
-        rows += seed_gradient_check(model, x, y, prev)[0]
-    agree = sum((r['estimate'] > 0) == (r['change'] > 0) for r in rows) / len(rows)
-    print('seed logits per table:', [[round(v, 3) for v in l] for l in emb.seed_logits.view(emb.T, emb.S).tolist()])
-    print(f"chosen seeds: {emb.seed_weights().argmax(-1).tolist()}; pairs (batch, table, other seed): {len(rows)}; "
-          f"loss change when switching: min {min(r['change'] for r in rows):+.4f}, max {max(r['change'] for r in rows):+.4f}; "
-          f"sign agreement of the straight-through estimate: {agree:.1%}")
+def check_embeddings(c):
+    if c['embedding'] == 'mihe' and c['n_embd'] % c['embed_tables']:
+        raise ConfigError(f"n_embd {c['n_embd']} must be divisible by embed_tables {c['embed_tables']}")
 
-if __name__ == '__main__':
-    main()
+OPTIONS = Group("token embeddings (embedding='untied' | 'lowrank' | 'mihe')", dict(
+    embed_rank=Option(64, 'lowrank: rank of the factorized embedding', above=0),
+    embed_tables=Option(2, 'mihe: T hash tables (n_embd / T each)', above=0),
+    embed_buckets=Option(8192, 'mihe: B rows per table', above=0),
+    embed_hash=Option('mdmix', "mihe: 'mdmix' | 'mulxor'", choices=('mdmix', 'mulxor')),
+    embed_hash_seed=Option(0, 'mihe: seed of the salts / multipliers', at_least=0),
+    embed_seed_choices=Option(1, 'mihe: > 1 = learned seeds: that many candidate seeds per table, straight-through logits', above=0),
+), model=True, check=check_embeddings)

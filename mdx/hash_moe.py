@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import mdmix
+from options import Group, Option
 
 
 class MoE(nn.Module):
@@ -126,3 +127,13 @@ def load_stats(model):
     return {f'L{i}': {'max_over_mean': float(b.mlp.load.max() / b.mlp.load.mean().clamp(min=1)),
                       'dropped': float(b.mlp.dropped)}
             for i, b in enumerate(model.transformer.h) if isinstance(b.mlp, MoE)}
+
+
+OPTIONS = Group("mixture of experts (ffn='moe')", dict(
+    moe_experts=Option(4, "moe: experts per layer, each GPT-2's MLP (active parameters = the dense MLP's)", above=0),
+    moe_router=Option('hash', "moe: 'hash' (MD-mix of the token id) | 'balanced' (unigram-count balanced) | 'switch' (learned top-1)",
+                      choices=('hash', 'balanced', 'switch')),
+    moe_choices=Option(1, 'moe hash: hashed candidates per token; > 1 picks the one with the highest load bias (least loaded)', above=0),
+    moe_capacity=Option(1.25, 'moe: tokens per expert at most, x tokens / experts (the rest skip this FFN)', above=0),
+    moe_bias_rate=Option(0.0, 'moe: loss-free load balancing step of the routing bias (0 = off)', at_least=0),
+), model=True)

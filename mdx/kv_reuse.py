@@ -14,7 +14,7 @@ import torch
 
 import mdmix
 from engram import ID_BITS, ID_MASK
-from model import KVCache
+from layers import KVCache
 
 
 class PrefixKVCache:

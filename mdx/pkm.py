@@ -17,6 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import mdmix
+from configurator import ConfigError
+from layers import MLP
+from options import Group, Option
 
 
 class ProductKeyMemory(nn.Module):
@@ -49,7 +52,6 @@ class MLPWithPKM(nn.Module):
 
     def __init__(self, config, layer_idx=0):
         super().__init__()
-        from model import MLP                                 # model.py registers this class
         self.mlp = MLP(config, layer_idx)
         self.pkm = ProductKeyMemory(config, layer_idx) if layer_idx in config.pkm_layers else None
 
@@ -63,3 +65,21 @@ def seeded_codes(n, d, layer):
     cells = torch.arange(2 * n * d, dtype=torch.long)
     bits = mdmix.mdmix_hash(cells, torch.tensor([0x9B3C0 + layer], dtype=torch.long), 2)[:, 0]
     return ((2 * bits - 1).float() / math.sqrt(d)).view(2, n, d)
+
+
+def check_pkm(c):
+    if c['ffn'] != 'pkm':
+        return
+    if not 0 < c['pkm_topk'] <= c['pkm_subkeys']:
+        raise ConfigError("pkm_topk must be in 1..pkm_subkeys")
+    bad = [l for l in c['pkm_layers'] if not 0 <= l < c['n_layer']]
+    if bad:
+        raise ConfigError(f"pkm_layers {list(c['pkm_layers'])} has {bad} outside the model's blocks 0..{c['n_layer'] - 1}")
+
+OPTIONS = Group("product-key memory (ffn='pkm')", dict(
+    pkm_layers=Option((2, 4, 6), 'pkm: blocks whose FFN adds a product-key memory'),
+    pkm_keys=Option('seeded', "pkm: 'seeded' (fixed MD-mix Rademacher codes) | 'learned' sub-keys", choices=('seeded', 'learned')),
+    pkm_subkeys=Option(256, 'pkm: sub-keys per half (n^2 value rows per layer)', above=0),
+    pkm_key_dim=Option(32, 'pkm: query dims per half', above=0),
+    pkm_topk=Option(8, 'pkm: top-k per half and slots read', above=0),
+), model=True, check=check_pkm)

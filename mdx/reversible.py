@@ -20,13 +20,16 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from configurator import ConfigError
+from layers import Block
+from options import Group
+
 
 class RevBlock(nn.Module):
-    """A prenorm block's parts (model.Block: ln_1, attn, ln_2, mlp and the Engram gate) run as F and G."""
+    """A prenorm block's parts (layers.Block: ln_1, attn, ln_2, mlp and the Engram gate) run as F and G."""
 
     def __init__(self, config, layer_idx, engram=None):
         super().__init__()
-        from model import Block              # model.py imports this module
         self.layer_idx, self.parts = layer_idx, Block(config, layer_idx, engram)
 
     @property
@@ -170,3 +173,11 @@ def saved_activation_bytes(fn, exclude=()):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
     return out, sum(seen.values())
+
+
+def check_reversible(c):
+    if c['block'] == 'reversible' and (c['ffn'] == 'moe' or c['gate_credit']):
+        raise ConfigError("block='reversible' re-runs every block in backward: MoE load statistics would update twice and "
+                          "gate_credit needs alpha's graph; use block='prenorm' with ffn='moe' or gate_credit")
+
+OPTIONS = Group("reversible blocks (block='reversible')", {}, model=True, check=check_reversible)

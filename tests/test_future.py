@@ -27,7 +27,7 @@ def test_every_config_loads_and_validates(monkeypatch):
     files = sorted(glob.glob('configs/*.py') + glob.glob('configs/*/*.py'))
     assert len(files) >= 40
     for f in files:
-        cfg = {k: getattr(train, k) for k in train.config_keys}
+        cfg = train.default_config()
         changed = apply_config(cfg, [f], train.config_keys)
         assert changed, f"{f} sets nothing"
         train.model_config(cfg, 50304).validate()
@@ -359,7 +359,7 @@ def test_trajectory_sample_groups_hot_own_and_colliding_rows(gen_data):
     assert (uses[groups['cold_own_rows']] == 1).all() and (uses[groups['cold_colliding']] >= 2).all()
 
 def test_hash_seed_from_seed_gives_each_seed_its_own_collisions():
-    base = {k: getattr(train, k) for k in train.config_keys}
+    base = train.default_config()
     same = [train.model_config({**base, 'seed': s}, 448).engram_hash_seed for s in (0, 1)]
     own = [train.model_config({**base, 'seed': s, 'hash_seed_from_seed': True}, 448).engram_hash_seed for s in (0, 1)]
     assert same == [0, 0] and own == [0, 1]

@@ -169,7 +169,7 @@ def distinct_configs():
     """Every config in configs/ and its folders at tiny size, one per distinct model + noise setting."""
     seen = {}
     for f in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) + glob.glob(os.path.join(ROOT, 'configs', '*', '*.py'))):
-        cfg = {k: getattr(train, k) for k in train.config_keys}
+        cfg = train.default_config()
         cwd = os.getcwd()
         os.chdir(ROOT)
         try:

@@ -6,6 +6,7 @@ import torch
 
 from data import HotTier, TokenData, load_meta
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys, unpack_ids, ID_BITS
+from configurator import ConfigError
 from model import GPT, GPTConfig
 import checkpoint
 import optim
@@ -152,9 +153,9 @@ def test_short_conv_starts_as_identity_then_learns(gen_data):
     assert not torch.equal(model(x, y, prev=c)[1], loss)
 
 def test_model_config_errors_are_clear():
-    with pytest.raises(AssertionError, match=r'engram_layers \[2, 4, 6\] has \[4, 6\] outside'):
+    with pytest.raises(ConfigError, match=r'engram_layers \[2, 4, 6\] has \[4, 6\] outside'):
         GPT(GPTConfig(n_layer=4, memory='hash'), index=empty_index())
-    with pytest.raises(AssertionError, match='table_size must be > 0'):
+    with pytest.raises(ConfigError, match='table_size must be > 0'):
         GPT(GPTConfig(memory='hash', table_size=0), index=empty_index())
 
 

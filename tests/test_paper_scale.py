@@ -16,7 +16,7 @@ from test_train import micro_config, rows
 
 
 def paper_config(path):
-    cfg = {k: getattr(train, k) for k in train.config_keys}
+    cfg = train.default_config()
     apply_config(cfg, [path], train.config_keys)
     return cfg
 

@@ -88,6 +88,16 @@ def test_training_learns_and_logs_stratified_rows(tmp_path, gen_data):
     assert sum(b['count'] for b in r['alpha_buckets']) == r['n_positions'] == 4 * 4 * 32
 
 
+@pytest.mark.parametrize('over', [dict(ffn='moe', moe_router='balanced'), dict(embedding='mihe', embed_hash='mulxor', embed_buckets=64),
+                                  dict(memory='hash', gate_inputs=('is_hot', 'log_freq', 'collision'))])
+def test_parts_that_compute_from_the_data_train_after_the_memory_estimate(tmp_path, gen_data, over):
+    """The meta-device size estimate builds the parameters only (shapes_only): the parts' data-computed buffers
+    (the balanced router's assignment, MIHE rows, the occupancy of gate inputs) once failed there or were left wrong."""
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2, **over)
+    run(['train.py', cfg_path])
+    assert [r['iter'] for r in rows(cfg['out_dir'])] == [0, 2]
+
+
 def test_resume_continues_exactly(tmp_path, gen_data):
     full_cfg, full = micro_config(tmp_path, gen_data, name='full.py', out_dir=str(tmp_path / 'a'))
     run(['train.py', full_cfg])

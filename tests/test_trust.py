@@ -128,9 +128,9 @@ def test_non_finite_weights_are_never_saved(tmp_path, gen_data):
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4)
     run(['train.py', cfg_path])
     good = open(os.path.join(cfg['out_dir'], 'ckpt.pt'), 'rb').read()
-    t = train.Trainer({**{k: getattr(train, k) for k in train.config_keys}, **cfg, 'init_from': 'resume', 'max_iters': 8})
+    t = train.Trainer(train.Run({**train.default_config(), **cfg, 'init_from': 'resume', 'max_iters': 8}))
     with torch.no_grad():
-        t.raw_model.memory.table.weight[3, 0] = float('nan')
+        t.run.raw_model.memory.table.weight[3, 0] = float('nan')
     with pytest.raises(FloatingPointError, match=r'memory.table.weight.*not saved.*untouched'):
         t.save()
     t.writer.wait()

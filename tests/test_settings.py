@@ -1,0 +1,164 @@
+"""One source of truth for every setting (each part declares its options once, options.py), and a house
+with no circle: the import graph of the repo's modules, scripts apart from the library."""
+import ast
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import model
+import options
+import train
+from configurator import ConfigError
+from conftest import ROOT
+from test_train import micro_config, rows
+
+MODULES = sorted(os.path.relpath(f, ROOT) for f in glob.glob(os.path.join(ROOT, '*.py')) + glob.glob(os.path.join(ROOT, 'mdx', '*.py'))
+                 if not f.endswith('__init__.py'))
+
+
+def all_groups():
+    return [g for g in {id(g): g for g in train.SETTINGS + model.MODEL_GROUPS}.values()]
+
+
+def test_every_setting_is_declared_once_with_help_and_a_default_of_its_type():
+    keys = [k for g in all_groups() for k in g.options]
+    assert len(keys) == len(set(keys)) == len(train.config_keys) + 1       # + vocab_size, from the data
+    for g in all_groups():
+        for k, o in g.options.items():
+            assert len(o.help) >= 8, f"{k} has no help"
+            assert o.error(k, o.default) is None, f"{k}'s default {o.default!r} is not allowed by its own option"
+    assert train.DEFAULTS['memory'] == model.GPTConfig().memory == 'nine'          # one default per name
+    assert train.DEFAULTS['table_size'] == model.GPTConfig().table_size == 400_000
+
+
+def test_a_setting_declared_twice_is_refused():
+    a = options.Group('a', {'x': options.Option(1, 'the x of a')})
+    b = options.Group('b', {'x': options.Option(2, 'the x of b')})
+    with pytest.raises(ValueError, match=r"declared twice: \['x'\]"):
+        options.merged([a, b])
+
+
+def test_no_module_assigns_a_setting_outside_its_declaration():
+    """The old way (a global per setting in train.py, a field per setting in GPTConfig) would declare it twice."""
+    keys = set(train.config_keys) | {'vocab_size'}
+    for path in MODULES:
+        tree = ast.parse(open(os.path.join(ROOT, path)).read())
+        names = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                 for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        names |= {n.target.id for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body
+                  if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+        assert not names & keys, f"{path} defines {sorted(names & keys)} again"
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('table_size', 0, '--table_size must be > 0, got 0'),
+    ('hot_dropout', 1.0, r'--hot_dropout must be in \[0, 1\), got 1.0'),
+    ('hot_fingerprint_bits', 33, r'--hot_fingerprint_bits must be in \[0, 32\], got 33'),
+    ('ffn', 'moe2', r"--ffn must be one of \('mlp', 'moe', 'pkm'\), got 'moe2'"),
+])
+def test_train_and_the_model_refuse_a_value_with_the_same_check(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        train.validate_config({**train.default_config(), key: value})
+    with pytest.raises(ConfigError, match=message):
+        model.GPTConfig(**{key: value}).validate()
+
+
+def test_help_groups_every_setting_under_its_part():
+    text = options.help_text(train.SETTINGS, 'doc', 'train.py')
+    for g in train.SETTINGS:
+        assert g.title in text
+    assert text.index('--moe_router') > text.index("mixture of experts (ffn='moe')") > text.index('--memory=')
+
+
+def imports_of(path):
+    """Repo modules imported anywhere in path (module level or inside functions)."""
+    found = set()
+    for n in ast.walk(ast.parse(open(os.path.join(ROOT, path)).read())):
+        if isinstance(n, ast.Import):
+            found |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+            found.add(n.module)
+            found |= {f'{n.module}.{a.name}' for a in n.names}
+    mods = {p[:-3].replace('/', '.') for p in MODULES}
+    return {m for m in found if m in mods}
+
+
+def test_the_import_graph_has_no_circle_and_no_script_imports_a_script():
+    graph = {p[:-3].replace('/', '.'): imports_of(p) for p in MODULES}
+    state = {}
+    def visit(m, path):
+        state[m] = 'open'
+        for n in sorted(graph[m]):
+            assert state.get(n) != 'open', f"import circle: {' -> '.join(path + [n])}"
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 'done'
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    scripts = {p[:-3].replace('/', '.') for p in MODULES if "if __name__ == '__main__'" in open(os.path.join(ROOT, p)).read()}
+    assert {'train', 'prepare_fineweb', 'sample', 'bench', 'eval_stratified'} <= scripts
+    for m, deps in graph.items():
+        assert not deps & scripts, f"{m} imports the script(s) {sorted(deps & scripts)}"
+
+
+PART = '''"""A throw-away FFN kind: GPT-2's MLP scaled by a factor (tests/test_settings.py)."""
+from layers import MLP
+from options import Group, Option
+
+
+class ScaledMLP(MLP):
+    def __init__(self, config, layer_idx=0):
+        super().__init__(config, layer_idx)
+        self.scale = config.mlp_scale
+
+    def forward(self, x, fwd):
+        return self.scale * super().forward(x, fwd)
+
+
+OPTIONS = Group("scaled MLP (ffn='scaled')", dict(mlp_scale=Option(1.0, 'scaled: the factor of the MLP output', above=0)),
+                model=True)
+'''
+
+
+def test_a_new_part_is_one_module_plus_one_register_line(tmp_path, gen_data):
+    """README "New model parts", done as written: the module, then one line in model.py; train.py's settings,
+    --help, checks, the config and the run follow."""
+    repo = tmp_path / 'repo'                  # a clone's code, where the user adds the part
+    shutil.copytree(ROOT, repo, ignore=lambda d, names: [n for n in names if not (n.endswith('.py') or n == 'mdx')])
+    (repo / 'scaled_mlp.py').write_text(PART)
+    src = (repo / 'model.py').read_text()
+    line = "register(FFN, 'pkm', pkm.MLPWithPKM, pkm.OPTIONS)\n"
+    assert line in src
+    (repo / 'model.py').write_text(src.replace(line, line + "import scaled_mlp\nregister(FFN, 'scaled', scaled_mlp.ScaledMLP, scaled_mlp.OPTIONS)\n"))
+    run = lambda *a: subprocess.run([sys.executable, 'train.py', *a], cwd=repo, capture_output=True, text=True, timeout=600)
+    p = run('--help')
+    assert "scaled MLP (ffn='scaled')" in p.stdout and '--mlp_scale=1.0' in p.stdout
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
+    p = run(cfg_path, "--ffn='scaled'", '--mlp_scale=-1.0')
+    assert p.returncode == 1 and p.stderr.strip() == 'error: --mlp_scale must be > 0, got -1.0'
+    out = {}
+    for scale in (1.0, 0.5):
+        d = tmp_path / f'run{scale}'
+        p = run(cfg_path, "--ffn='scaled'", f'--mlp_scale={scale}', f"--out_dir='{d}'")
+        assert p.returncode == 0, p.stderr
+        out[scale] = [r['val_loss'] for r in rows(d)]
+    d = tmp_path / 'mlp'
+    assert run(cfg_path, f"--out_dir='{d}'").returncode == 0
+    assert out[1.0] == [r['val_loss'] for r in rows(d)]        # scale 1: GPT-2's MLP exactly
+    assert out[0.5] != out[1.0]                                  # the option is read
+
+
+def test_the_forward_pass_names_no_part_or_variant_option():
+    """Parts and variants are chosen once, at construction: GPT.forward and GPTConfig's core never name them."""
+    import inspect
+    from engram import ENGRAM
+    from layers import BACKBONE
+    core = set(BACKBONE.options) | set(ENGRAM.options) | {'vocab_size'}
+    others = {k for g in model.MODEL_GROUPS for k in g.options} - core
+    src = inspect.getsource(model.GPT.forward)
+    assert not [k for k in others if k in src]

@@ -451,7 +451,7 @@ class Trainer:
         """The run dir made this run's (RunDir.open), what the run is printed, and the wandb run."""
         cfg = self.cfg
         self.dir = RunDir(self.run.out_dir, self.run.master)
-        if not self.run.master or self.run.finished:
+        if not self.run.master:
             return
         self.dir.open(self.run.resumed_at is not None, cfg['overwrite'], self.iter_num,
                       {**cfg, 'data_signature': self.run.signature, 'provenance': provenance(self.run.dev, self.run.world)})

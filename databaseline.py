@@ -11,10 +11,13 @@ their hot - cold difference sits beside the model's hot_cold_delta. The trigram 
 (rawgrams_o3_*.npy, counted by the same engines as the n-grams, so under --memory_limit); here, memory grows
 with the number of distinct trigrams, not tokens (a few int64 arrays of that length).
 """
+import json
+import os
+
 import numpy as np
 import torch
 
-from data import load_counts
+from data import load_counts, save_json
 from engram import ID_BITS
 
 D = 0.75
@@ -93,6 +96,14 @@ def val_triples(data, starts, T):
     seq = np.concatenate([prev, x], 1)
     return seq, seq[:, -T - 1:-1].ravel(), x.ravel(), y.ravel()
 
+def route(index, seq):
+    """The index's route of the windows `seq` (numpy, on the host) on whatever device the index lives on."""
+    return index(torch.as_tensor(seq, device=index.canonical.device), index.max_order - 1)
+
+def hot_labels(index, seq):
+    """Each position's is_hot label (flattened), on the host."""
+    return route(index, seq).is_hot.cpu().numpy().ravel()
+
 @torch.no_grad()
 def data_baseline(data, index, starts, T, vocab):
     """KN loss and next-token entropy on the validation windows `starts`, overall and split by is_hot
@@ -101,7 +112,7 @@ def data_baseline(data, index, starts, T, vocab):
     seq, a, b, c = val_triples(data, starts, T)
     loss = -np.log(kn.prob(a, b, c))
     ent, seen = kn.next_token_entropy(a, b)
-    hot = index(torch.from_numpy(seq), index.max_order - 1).is_hot.numpy().ravel()
+    hot = hot_labels(index, seq)
     out = {'kn_loss': float(loss.mean()), 'kn_loss_hot': float(loss[hot].mean()), 'kn_loss_cold': float(loss[~hot].mean()),
            'entropy_hot': float(np.nanmean(ent[hot])), 'entropy_cold': float(np.nanmean(ent[~hot])),
            'context_seen_share_hot': float((seen[hot] > 0).mean()), 'context_seen_share_cold': float((seen[~hot] > 0).mean()),
@@ -121,16 +132,16 @@ def position_groups(data, index, starts, T):
     (canonical ids, the memory's key) and whether its target is copyable from the window (the bigram
     (x_t, y_t) already occurred earlier in the same window: an induction head can predict it)."""
     seq, _, b, c = val_triples(data, starts, T)
-    route = index(torch.from_numpy(seq), index.max_order - 1)
+    r = route(index, seq)
     keys, counts = load_counts(data.dir, data.meta, 2)
-    count2 = lookup(keys, counts, route.keys[2].numpy().ravel())
+    count2 = lookup(keys, counts, r.keys[2].cpu().numpy().ravel())
     pair = pack(b, c).reshape(len(seq), T)                                  # (B, T): (x_t, y_t)
     copyable = np.zeros(pair.shape, bool)
     for w in range(len(pair)):
         _, first = np.unique(pair[w], return_index=True)
         copyable[w] = True
         copyable[w, first] = False
-    return route.is_hot.numpy().ravel(), count2, copyable.ravel()
+    return r.is_hot.cpu().numpy().ravel(), count2, copyable.ravel()
 
 def group_rows(is_hot, count2, copyable, losses):
     """Mean loss of each named per-position loss array per group: hot, then each cold count bucket,
@@ -154,17 +165,64 @@ def trigram_counts(tokens, pad):
     t = np.concatenate([[pad, pad], np.asarray(tokens, np.int64)])
     return np.unique(pack(t[:-2], t[1:-1], t[2:]), return_counts=True)
 
-def kn_by_train_size(data, index, starts, T, vocab, fracs=(0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)):
-    """The KN trigram's hot - cold delta on the same val positions and is_hot labels when it counts only
-    the first `frac` of the train split: how the data's own hot/cold gap moves with the data seen (the
-    paper's flip as an estimation effect: rare contexts need data before their low entropy shows)."""
-    seq, a, b, c = val_triples(data, starts, T)
-    hot = index(torch.from_numpy(seq), index.max_order - 1).is_hot.numpy().ravel()
-    train = data.splits['train']
-    rows = []
+def document_bounds(train, eot):
+    """Start of every document of a train stream (prepare puts eot before each), and its end."""
+    starts = np.flatnonzero(np.asarray(train) == eot)
+    if len(starts) == 0 or starts[0] != 0:
+        starts = np.concatenate([[0], starts])
+    return np.append(starts, len(train))
+
+def kn_by_doc_share(data, sets, vocab, fracs=(0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), draws=10, seed=0):
+    """The KN trigram's hot - cold delta on fixed val positions when it counts only a random share of the train
+    split's *documents* (`draws` seeded draws per share): how the data's own hot/cold gap moves with the amount of
+    data seen. Random documents, not the first share of the stream: a prefix measures where the counted text sits
+    as much as how much of it there is. `sets` = {key: (val window starts, T, is_hot labels)}: one count per draw
+    serves them all. Returns {key: rows}, a row per share: KN loss and hot - cold as mean, std, min, max of the draws."""
+    train = np.asarray(data.splits['train'])
+    bounds = document_bounds(train, data.meta['tokens']['eot'])
+    n_docs, rng = len(bounds) - 1, np.random.default_rng(seed)
+    triples = {k: (val_triples(data, starts, T)[1:], hot) for k, (starts, T, hot) in sets.items()}
+    rows = {k: [] for k in sets}
     for f in fracs:
-        n = max(3, int(len(train) * f))
-        loss = -np.log(KneserNey(*trigram_counts(train[:n], pad=vocab), vocab).prob(a, b, c))
-        rows.append({'train_frac': f, 'train_tokens': n, 'kn_loss': float(loss.mean()), 'kn_loss_hot': float(loss[hot].mean()),
-                     'kn_loss_cold': float(loss[~hot].mean()), 'kn_hot_cold_delta': float(loss[hot].mean() - loss[~hot].mean())})
+        deltas, losses, tokens = {k: [] for k in sets}, {k: [] for k in sets}, []
+        for _ in range(1 if f >= 1 else draws):
+            pick = np.sort(rng.choice(n_docs, max(1, round(n_docs * f)), replace=False))
+            toks = train if f >= 1 else np.concatenate([train[bounds[i]:bounds[i + 1]] for i in pick])
+            kn = KneserNey(*trigram_counts(toks, pad=vocab), vocab)
+            tokens.append(len(toks))
+            for k, (abc, hot) in triples.items():
+                loss = -np.log(kn.prob(*abc))
+                losses[k].append(float(loss.mean()))
+                deltas[k].append(float(loss[hot].mean() - loss[~hot].mean()))
+        for k, d in deltas.items():
+            rows[k].append({'train_frac': f, 'draws': len(d), 'train_tokens': int(np.mean(tokens)), 'kn_loss': float(np.mean(losses[k])),
+                            'kn_hot_cold_delta': float(np.mean(d)), 'kn_hot_cold_delta_std': float(np.std(d, ddof=1)) if len(d) > 1 else None,
+                            'kn_hot_cold_delta_min': min(d), 'kn_hot_cold_delta_max': max(d)})
     return rows
+
+DATA_SIDE_FILE = 'data_side.json'   # beside meta.json: the report's data-only tables, computed once on a CPU (gpu_study.py --prepare)
+
+def cached(data_dir, meta, section, key, compute):
+    """A data-only table of the report: read from the data dir's DATA_SIDE_FILE when it holds it for this train
+    split, else compute()."""
+    path = os.path.join(data_dir, DATA_SIDE_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            cache = json.load(f)
+        if cache.get('train_sha256') == meta['files']['train.bin'] and key in cache.get(section, {}):
+            return cache[section][key]
+    return compute()
+
+def write_data_side(data_dir, meta, sections):
+    """Keep {section: {key: table}} in the data dir for the report (json round trip: what the report reads back)."""
+    save_json(os.path.join(data_dir, DATA_SIDE_FILE), {'train_sha256': meta['files']['train.bin'], **sections})
+
+def kn_share_key(hot_size, T, n_windows):
+    return f'n_hot {hot_size}, block {T}, windows {n_windows}'
+
+def kn_share_rows(data, index, hot_size, starts, T):
+    """kn_by_doc_share's rows for one N_hot and val windows (cached)."""
+    key = kn_share_key(hot_size, T, len(starts))
+    sets = lambda: {key: (starts, T, hot_labels(index, val_triples(data, starts, T)[0]))}
+    return cached(data.dir, data.meta, 'kn_by_doc_share', key,
+                  lambda: kn_by_doc_share(data, sets(), data.meta['tokens']['vocab_size'])[key])

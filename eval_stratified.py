@@ -59,7 +59,7 @@ from tqdm import tqdm
 from checkpoint import build_model, load_index, load_model, load_weights, read_checkpoint
 from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json, to_device
 from fsafe import lock_holder
-from databaseline import data_baseline, group_rows, kn_by_train_size, kn_losses, position_groups
+from databaseline import cached, data_baseline, group_rows, kn_losses, kn_share_rows, position_groups
 from metrics import evaluate, flip
 from model import GPTConfig
 from system import autocast_context, resolve_device
@@ -400,7 +400,7 @@ def load_run(run_dir):
             'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else [], 'max_iters': cfg['max_iters'],
             'provenance': cfg.get('provenance') or {}}
 
-def data_sections(runs):
+def data_sections(runs, device='cpu'):
     """The study's data-side sections, per data dir / N_hot / validation set of its runs: the KN data
     baseline (item 2), Algorithm 1's fingerprint false positives (item 1); and the n-gram trajectories of
     every run that kept weight snapshots (item 6)."""
@@ -419,29 +419,31 @@ def data_sections(runs):
                                     'model_hot_cold_delta_mean': float(np.mean(deltas)), 'runs': len(deltas),
                                     **data_baseline(data, index, starts, r['block_size'], meta['tokens']['vocab_size'])})
             same = [q for q in runs if (q['data_dir'], q['hot_size'], q['val_windows'], q['block_size']) == key]
-            out['frequency'] += [f for f in [frequency_section(same, meta, index, data, starts)] if f]
+            out['frequency'] += [f for f in [frequency_section(same, meta, index, data, starts, device)] if f]
             out['kn_by_size'].append({'data': r['data'], 'hot_size': r['hot_size'], 'val_windows': len(starts),
-                                      'rows': kn_by_train_size(data, index, starts, r['block_size'], meta['tokens']['vocab_size'])})
-            out['fingerprints'] += [{'data': r['data'], 'hot_size': r['hot_size'], **f}
-                                    for f in fingerprint_analysis(r['data_dir'], meta, r['hot_size'])]
+                                      'rows': kn_share_rows(data, index, r['hot_size'], starts, r['block_size'])})
+            fp = cached(r['data_dir'], meta, 'fingerprints', str(r['hot_size']), lambda: fingerprint_analysis(r['data_dir'], meta, r['hot_size']))
+            out['fingerprints'] += [{'data': r['data'], 'hot_size': r['hot_size'], **f} for f in fp]
         if r['snapshots'] >= 2:
             out['trajectories'][r['run']] = ngram_trajectories(r['run_dir'])
     return out
 
 @torch.no_grad()
-def position_losses(ckpt_path, data, starts, hot_size):
-    """Per-position val loss (flattened B*T) of a checkpoint's model on the windows `starts`."""
+def position_losses(ckpt_path, data, starts, hot_size, device='cpu'):
+    """Per-position val loss (flattened B*T) of a checkpoint's model on the windows `starts`, on `device` in the
+    precision it was trained in."""
     model, ckpt, _, _ = load_model(ckpt_path, data.dir, hot_size)
     T, bs = model.config.block_size, ckpt['config']['eval_batch_size']
+    model.to(device)
     out = []
     for i in range(0, len(starts), bs):
-        x, y, prev = to_device(data.windows('val', starts[i:i + bs], T), 'cpu')
-        with autocast_context('cpu', ckpt['config']['dtype']):
+        x, y, prev = to_device(data.windows('val', starts[i:i + bs], T), device)
+        with autocast_context('cuda' if device.startswith('cuda') else 'cpu', ckpt['config']['dtype']):
             _, _, info = model(x, y, prev=prev, diag=True)
-        out.append(info['loss'].float().reshape(-1).numpy())
+        out.append(info['loss'].float().reshape(-1).cpu().numpy())
     return np.concatenate(out)
 
-def frequency_section(rs, meta, index, data, starts):
+def frequency_section(rs, meta, index, data, starts, device='cpu'):
     """Issue 25 item 5, for the runs `rs` of one data dir / N_hot / validation set (those with a ckpt.pt):
     the val positions by route and by how often their 2-gram was seen in train (unseen vs seen rarely),
     each split by whether the target is copyable from the window; the mean final loss of each config (seed
@@ -452,7 +454,7 @@ def frequency_section(rs, meta, index, data, starts):
     T, hot_size = rs[0]['block_size'], rs[0]['hot_size']
     losses = {'KN trigram': kn_losses(data, starts, T, meta['tokens']['vocab_size'])}
     for name in sorted({r['config'] for r in rs}):
-        per_seed = [position_losses(os.path.join(r['run_dir'], 'ckpt.pt'), data, starts, hot_size) for r in rs if r['config'] == name]
+        per_seed = [position_losses(os.path.join(r['run_dir'], 'ckpt.pt'), data, starts, hot_size, device) for r in rs if r['config'] == name]
         losses[name] = np.mean(per_seed, 0)
     return {'data': rs[0]['data'], 'hot_size': hot_size, 'val_windows': len(starts), 'iter': rs[0]['final']['iter'],
             'rows': group_rows(*position_groups(data, index, starts, T), losses), 'models': list(losses)}
@@ -500,20 +502,31 @@ def flip_summary(rs):
             'post_flip_delta_alpha': mean_std(post), 'memory': rs[0]['memory'], 'hot_size': rs[0]['hot_size'],
             'deepest_layer': last, 'deepest_delta_alpha': mean_std([r['final'].get(f'delta_alpha_L{last}') for r in rs])}
 
-def compare(a, b, n_a, n_b):
-    """a - b from (mean, std) pairs over n_a / n_b seeds: 'greater' / 'less' when |a - b| > 2 standard
-    errors (Welch), else 'unresolved'; None when either side has no value."""
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)   # t_0.975(df)
+
+def compare(a, b, n_a, n_b=None):
+    """a - b from (mean, std) pairs over n_a / n_b seeds (n_b None: b is a constant, a one-sample test): Welch's
+    t-test at the Welch-Satterthwaite degrees of freedom (rounded down), two-sided 5%: 'greater' / 'less', else
+    'unresolved'; 'unresolved' too when a side has one seed (no spread to test against); None when a side has no value."""
     if a[0] is None or b[0] is None:
         return None
-    se = math.sqrt((a[1] or 0) ** 2 / n_a + (b[1] or 0) ** 2 / n_b)
-    d = a[0] - b[0]
-    return 'greater' if d > 2 * se and d > 0 else 'less' if d < -2 * se and d < 0 else 'unresolved'
+    if n_a < 2 or (n_b is not None and n_b < 2):
+        return 'unresolved'
+    va, vb = (a[1] or 0) ** 2 / n_a, ((b[1] or 0) ** 2 / n_b if n_b else 0.0)
+    d, se = a[0] - b[0], math.sqrt(va + vb)
+    if se == 0:
+        return 'greater' if d > 0 else 'less' if d < 0 else 'unresolved'
+    df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + (vb ** 2 / (n_b - 1) if n_b else 0.0))
+    crit = T975[min(max(int(df), 1), len(T975)) - 1]
+    return 'greater' if d / se > crit else 'less' if d / se < -crit else 'unresolved'
 
 VERDICT = {True: 'reproduced', False: 'contradicted', None: 'not resolved'}
 
 def patterns(flips, groups):
     """The paper's patterns (§5.2-5.5) tested on these runs, each with a verdict: reproduced /
-    contradicted / not resolved at this many seeds (differences within 2 standard errors) / not testable."""
+    contradicted / not resolved at this many seeds (compare: a t-test at the seeds' degrees of freedom; one seed
+    resolves nothing) / not testable."""
     nine = {n: f for n, f in flips.items() if f['memory'] == 'nine'}
     hashes = {n: f for n, f in flips.items() if f['memory'] == 'hash'}
     out = []
@@ -539,9 +552,9 @@ def patterns(flips, groups):
                     f"{fmt_ms(a['max_cold_advantage'], '+.3f')} vs {fmt_ms(b['max_cold_advantage'], '+.3f')}", VERDICT[{'greater': True, 'less': False}.get(c)])
     flipped = {n: f for n, f in flips.items() if f['flipped'] and f['memory'] != 'none'}
     if flipped:
-        ok = [f['post_flip_delta_alpha'][0] > 0 for f in flipped.values() if f['post_flip_delta_alpha'][0] is not None]
+        signs = [compare(f['post_flip_delta_alpha'], (0.0, 0.0), f['flipped']) for f in flipped.values()]
         add('4. α_hot > α_cold persists after the flip', 'Δα > 0 at every eval after the flip',
-            ', '.join(f"{n} {fmt_ms(f['post_flip_delta_alpha'], '+.3f')}" for n, f in flipped.items()), VERDICT[all(ok) if ok else None])
+            ', '.join(f"{n} {fmt_ms(f['post_flip_delta_alpha'], '+.3f')} ({f['flipped']} seeds)" for n, f in flipped.items()), sign_verdict(signs, 'greater'))
     else:
         add('4. α_hot > α_cold persists after the flip', 'Δα > 0 at every eval after the flip', 'no run flips', 'not testable (no flip)')
     if len(nine) >= 2:
@@ -562,10 +575,17 @@ def patterns(flips, groups):
             VERDICT[True if all(c == 'greater' for c in pairs) else False if any(c == 'less' for c in pairs) else None])
     if nine:
         vals = {n: f['deepest_delta_alpha'] for n, f in list(nine.items()) + list(hashes.items())}
-        ok = [f['deepest_delta_alpha'][0] < 0 for f in nine.values() if f['deepest_delta_alpha'][0] is not None]
+        signs = [compare(f['deepest_delta_alpha'], (0.0, 0.0), f['seeds']) for f in nine.values()]
         add('§5.5: Nine\'s deepest Engram layer prefers cold', 'layer 6: Δα ≈ −0.06 for every Nine, > 0 for Hash-300K/500K',
-            ', '.join(f"{n} L{flips[n]['deepest_layer']} {fmt_ms(v, '+.3f')}" for n, v in vals.items()), VERDICT[all(ok) if ok else None])
+            ', '.join(f"{n} L{flips[n]['deepest_layer']} {fmt_ms(v, '+.3f')}" for n, v in vals.items()), sign_verdict(signs, 'less'))
     return out
+
+def sign_verdict(signs, expected):
+    """Every config's one-sample test has the paper's sign: reproduced; any has the other sign: contradicted."""
+    signs = [c for c in signs if c is not None]
+    if not signs:
+        return VERDICT[None]
+    return VERDICT[True if all(c == expected for c in signs) else False if any(c not in (expected, 'unresolved') for c in signs) else None]
 
 def fmt_ms(ms, spec):
     """mean ± std (the std without the mean's sign)."""
@@ -658,13 +678,16 @@ def md_data_side(d):
                           [f"{f['expected_fp_rate']:.2e}", fmt(f['hot_coverage_exact'], '.2%'), fmt(f['hot_coverage_fp'], '.2%')]
                           for f in d['fingerprints']])]
     for k in d.get('kn_by_size', []):
-        out += [f"\n## The data's own flip? KN trigram counted on growing shares of train ({k['data']}, N_hot {k['hot_size']:,})\n\n"
-                "The same val positions and is_hot labels; only the counts grow. A sign change of KN hot − cold with the data "
-                "seen is a flip without any model: rare contexts need data before their low entropy shows. Figure "
-                "`delta_vs_loss.png` puts every model eval on the same axes (hot − cold against val loss).\n\n",
-                md_table(['share of train', 'train tokens', 'KN loss', 'KN hot', 'KN cold', 'KN hot − cold'],
-                         [[fmt(r['train_frac'], '.1%'), f"{r['train_tokens']:,}", fmt(r['kn_loss']), fmt(r['kn_loss_hot']),
-                           fmt(r['kn_loss_cold']), fmt(r['kn_hot_cold_delta'], '+.4f')] for r in k['rows']])]
+        out += [f"\n## The data's own flip? KN trigram counted on random shares of train documents ({k['data']}, N_hot {k['hot_size']:,})\n\n"
+                "The same val positions and is_hot labels; only the counts change: each share is drawn as random *documents* "
+                "of the train split (seeded draws; mean ± std, min..max over them), not the first share of the stream, which "
+                "measures where the counted text sits as much as how much of it there is. A sign change of KN hot − cold "
+                "beyond the draws' spread is a flip without any model: rare contexts need data before their low entropy shows. "
+                "Figure `delta_vs_loss.png` puts every model eval on the same axes (hot − cold against val loss).\n\n",
+                md_table(['share of train documents', 'draws', 'train tokens (mean)', 'KN loss (mean)', 'KN hot − cold', 'min .. max'],
+                         [[fmt(r['train_frac'], '.1%'), r['draws'], f"{r['train_tokens']:,}", fmt(r['kn_loss']),
+                           fmt_ms((r['kn_hot_cold_delta'], r['kn_hot_cold_delta_std']), '+.4f'),
+                           f"{fmt(r['kn_hot_cold_delta_min'], '+.3f')} .. {fmt(r['kn_hot_cold_delta_max'], '+.3f')}"] for r in k['rows']])]
     for fr in d.get('frequency', []):
         out += [f"\n## Which positions are hard? Val positions by route and 2-gram train count ({fr['data']}, N_hot {fr['hot_size']:,}, "
                 f"{fr['val_windows']} windows, final iter {fr['iter']})\n\nCold positions split by how often their 2-gram (the memory's key) "
@@ -746,8 +769,9 @@ def md_study(s):
     out.append(paper_table(['config', 'flipped', 'flip iter', 'paper', 'share of training', 'paper', 'max hot advantage',
                             'paper', 'max cold advantage', 'paper'], rows, s['flip_summary'], ref['table4'], 'Table 4'))
     if s['patterns']:
-        out.append('\n## The paper\'s patterns, tested\n\nReproduced / contradicted when the difference is beyond 2 standard '
-                   'errors of the seed means (Welch); not resolved otherwise.\n\n')
+        out.append('\n## The paper\'s patterns, tested\n\nReproduced / contradicted when a two-sided Welch t-test over the seeds '
+                   '(5%, at the Welch-Satterthwaite degrees of freedom; against 0 for a sign) says so; not resolved otherwise, '
+                   'and always with one seed.\n\n')
         out.append(md_table(['pattern', 'paper', 'ours (mean ± std over seeds)', 'verdict'],
                             [[p['pattern'], p['paper'], p['ours'], f"**{p['verdict']}**"] for p in s['patterns']]))
     if s['table5']:
@@ -839,7 +863,7 @@ def figures(runs, s, out_dir):
                     label=f"{r['config']}: every eval of its {sum(q['config'] == r['config'] for q in runs)} seed(s)" if first else None)
         for k in kn:
             ax.plot([x['kn_loss'] for x in k['rows']], [x['kn_hot_cold_delta'] for x in k['rows']], 'k--', marker='s',
-                    label=f"KN trigram on growing shares of train (N_hot {k['hot_size']:,})")
+                    label=f"KN trigram on random shares of train documents, mean of the draws (N_hot {k['hot_size']:,})")
         ax.axhline(0, color='k', lw=0.8)
         ax.invert_xaxis()
         ax.set(xlabel='val loss (nats; training progresses to the right)', ylabel='val_loss_hot − val_loss_cold',
@@ -966,7 +990,7 @@ def main(argv=None):
             if not runs:
                 raise DataError(f"no run under --runs '{a.runs}' can be reported:\n  " + '\n  '.join(f"{d}: {e}" for d, e in skipped.items()))
             out = a.report or 'reports/study'
-            rep = {'runs': runs, 'skipped': skipped, **study(runs), 'data_side': data_sections(runs)}
+            rep = {'runs': runs, 'skipped': skipped, **study(runs), 'data_side': data_sections(runs, a.device)}
             md = md_study(rep)
             images = figures(runs, rep, out)
         md += '\n## Figures\n\n' + '\n\n'.join(f"![{os.path.basename(i)[:-4]}]({os.path.basename(i)})" for i in images) + '\n'

@@ -2,6 +2,7 @@
 A local corpus made fit for the replica (configs/replica/), and a tokenizer trained on it, offline.
 
   python replica_corpus.py --source corpus.jsonl --out data/replica_src --vocab_size 8192
+  python replica_corpus.py --source techdocs.jsonl debian_docs.jsonl.xz --out data/gpu_replica_src --vocab_size 16384
   python prepare_fineweb.py --source data/replica_src/corpus.jsonl --tokenizer data/replica_src/tokenizer.json ...
 
 Writes <out>/corpus.jsonl and <out>/tokenizer.json. Why each step:
@@ -17,6 +18,7 @@ Writes <out>/corpus.jsonl and <out>/tokenizer.json. Why each step:
 import argparse
 import hashlib
 import json
+import lzma
 import os
 import random
 import sys
@@ -24,9 +26,11 @@ import sys
 EOT = '<|endoftext|>'
 
 def documents(path, text_column):
-    """Texts of a .jsonl (one JSON object per line) or .txt (one document) file."""
-    with open(path, encoding='utf-8') as f:
-        if not path.endswith('.jsonl'):
+    """Texts of a .jsonl (one JSON object per line) or .txt (one document) file, either one xz-compressed
+    (.jsonl.xz, .txt.xz: Python's lzma, no extra package)."""
+    opener = lzma.open if path.endswith('.xz') else open
+    with opener(path, 'rt', encoding='utf-8') as f:
+        if not path.removesuffix('.xz').endswith('.jsonl'):
             yield f.read()
             return
         for i, line in enumerate(f):
@@ -68,24 +72,27 @@ def write_new(path, write):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--source', required=True, help='a .jsonl (with --text_column) or .txt file')
+    p.add_argument('--source', required=True, nargs='+', help='.jsonl (with --text_column) or .txt files, each optionally .xz')
     p.add_argument('--text_column', default='text', help='the text field of .jsonl rows')
     p.add_argument('--out', required=True, help='the folder to write corpus.jsonl and tokenizer.json into')
     p.add_argument('--vocab_size', type=int, default=8192, help='BPE ids in all, the end-of-text token included')
     p.add_argument('--train_frac', type=float, default=0.95, help="the tokenizer reads the first this share of documents (prepare's train split)")
     p.add_argument('--seed', type=int, default=0, help='seed of the document order')
     a = p.parse_args(argv)
-    if not os.path.isfile(a.source):
-        sys.exit(f"error: --source {a.source} is not a file")
+    for src in a.source:
+        if not os.path.isfile(src):
+            sys.exit(f"error: --source {src} is not a file")
     if not 256 < a.vocab_size <= 2**16 or not 0 < a.train_frac <= 1:
         sys.exit("error: --vocab_size must be in (256, 65536] and --train_frac in (0, 1]")
-    try:
-        raw = list(documents(a.source, a.text_column))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        sys.exit(f"error: cannot read {a.source} as UTF-8 text or JSON lines ({type(e).__name__}: {e})")
+    raw = []
+    for src in a.source:
+        try:
+            raw += documents(src, a.text_column)
+        except (UnicodeDecodeError, json.JSONDecodeError, lzma.LZMAError, EOFError) as e:
+            sys.exit(f"error: cannot read {src} as UTF-8 text or JSON lines ({type(e).__name__}: {e})")
     docs = dedup_shuffle(raw, a.seed)
     if not docs:
-        sys.exit(f"error: {a.source} holds no non-empty document")
+        sys.exit(f"error: {' '.join(a.source)} holds no non-empty document")
     os.makedirs(a.out, exist_ok=True)
     tok = train_bpe(docs[:max(1, int(len(docs) * a.train_frac))], a.vocab_size)
 

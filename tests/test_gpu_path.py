@@ -237,3 +237,32 @@ def test_out_of_memory_halves_the_micro_batch_and_the_run_equals_that_split_chos
     assert rows(tmp_path / 'auto', 'train') == rows(tmp_path / 'by_hand', 'train')
     a, b = weights(tmp_path / 'auto'), weights(tmp_path / 'by_hand')
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+class NotOnHost(torch.Tensor):
+    """A CPU stand-in for a CUDA tensor where it matters to the report: numpy() refuses it, as it refuses a CUDA
+    tensor, and cpu() is the way back. Ops on it give NotOnHost tensors (torch's subclass propagation)."""
+    def numpy(self, *a, **k):
+        raise TypeError("can't convert a not-on-host tensor to numpy (a CUDA tensor would say cuda:0): call .cpu() first")
+
+    def cpu(self, *a, **k):
+        return self.as_subclass(torch.Tensor)
+
+def test_report_paths_take_an_index_on_the_device_not_the_host(gen_data):
+    """The report's data-side paths with the index's buffers on a 'device' (the first H200 run crashed in
+    data_baseline's is_hot.numpy() on CUDA): every label and key comes back through cpu(), none through numpy()."""
+    from checkpoint import load_index
+    from data import load_meta
+    from databaseline import data_baseline, kn_share_rows, position_groups
+    from model import GPTConfig
+    meta = load_meta(gen_data)
+    index, _ = load_index(gen_data, meta, GPTConfig(memory='nine', hot_size=200))
+    data = TokenData(gen_data, index.max_order - 1)
+    starts = data.val_starts(32, 4)
+    host = (data_baseline(data, index, starts, 32, meta['tokens']['vocab_size']), position_groups(data, index, starts, 32))
+    for name, b in list(index.named_buffers()):
+        index._buffers[name] = b.as_subclass(NotOnHost)
+    with pytest.raises(TypeError, match='not-on-host'):            # the stand-in bites where a CUDA tensor would
+        index(torch.as_tensor(data.windows('val', starts, 32)[0]), index.max_order - 1).is_hot.numpy()
+    assert data_baseline(data, index, starts, 32, meta['tokens']['vocab_size']) == host[0]
+    assert all(np.array_equal(a, b) for a, b in zip(position_groups(data, index, starts, 32), host[1]))
+    kn_share_rows(data, index, 200, starts, 32)

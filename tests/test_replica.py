@@ -174,17 +174,49 @@ def test_kn_on_the_whole_train_share_equals_the_data_baseline(gen_data):
     """Two paths to one number: KN from trigrams counted here on 100% of train = KN from prepare's counts."""
     from checkpoint import load_index
     from data import TokenData, load_meta
-    from databaseline import data_baseline, kn_by_train_size
+    from databaseline import data_baseline, hot_labels, kn_by_doc_share, val_triples
     from model import GPTConfig
     meta = load_meta(gen_data)
     index, _ = load_index(gen_data, meta, GPTConfig(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
     starts = data.val_starts(32, 8)
-    rows = kn_by_train_size(data, index, starts, 32, meta['tokens']['vocab_size'], fracs=(0.1, 1.0))
+    sets = {'k': (starts, 32, hot_labels(index, val_triples(data, starts, 32)[0]))}
+    rows = kn_by_doc_share(data, sets, meta['tokens']['vocab_size'], fracs=(0.1, 1.0), draws=3)['k']
     base = data_baseline(data, index, starts, 32, meta['tokens']['vocab_size'])
     assert rows[-1]['kn_loss'] == pytest.approx(base['kn_loss'], abs=1e-12)
     assert rows[-1]['kn_hot_cold_delta'] == pytest.approx(base['kn_hot_cold_delta'], abs=1e-12)
     assert rows[0]['kn_loss'] > rows[-1]['kn_loss']                     # fewer counts, worse KN
+    assert rows[0]['draws'] == 3 and rows[-1]['draws'] == 1
+    assert rows[0]['kn_hot_cold_delta_min'] <= rows[0]['kn_hot_cold_delta'] <= rows[0]['kn_hot_cold_delta_max']
+
+def test_kn_shares_are_random_documents_not_a_prefix_and_the_report_reads_the_data_side_cache_of_its_train_split(gen_data, tmp_path):
+    """Each draw counts whole documents picked at random (two draws differ; a share's tokens are whole
+    documents), and the data dir's cache, once written, is what kn_share_rows returns."""
+    import shutil
+    import numpy as np
+    from checkpoint import load_index
+    from data import TokenData, load_meta
+    import databaseline as db
+    from model import GPTConfig
+    d = tmp_path / 'data'
+    shutil.copytree(gen_data, d)
+    meta = load_meta(str(d))
+    index, _ = load_index(str(d), meta, GPTConfig(memory='nine', hot_size=200))
+    data = TokenData(str(d), index.max_order - 1)
+    starts = data.val_starts(32, 8)
+    train = np.asarray(data.splits['train'])
+    bounds = db.document_bounds(train, meta['tokens']['eot'])
+    assert bounds[0] == 0 and bounds[-1] == len(train) and (train[bounds[1:-1]] == meta['tokens']['eot']).all()
+    key = db.kn_share_key(200, 32, len(starts))
+    sets = {key: (starts, 32, db.hot_labels(index, db.val_triples(data, starts, 32)[0]))}
+    rows = db.kn_by_doc_share(data, sets, meta['tokens']['vocab_size'], fracs=(0.5,), draws=4)[key]
+    assert rows[0]['kn_hot_cold_delta_min'] < rows[0]['kn_hot_cold_delta_max']     # the draws differ
+    computed = db.kn_share_rows(data, index, 200, starts, 32)             # no cache: computed (10 draws)
+    db.write_data_side(str(d), meta, {'kn_by_doc_share': {key: rows}})
+    assert db.kn_share_rows(data, index, 200, starts, 32) == json.loads(json.dumps(rows))      # read from the cache
+    cache = json.loads((d / db.DATA_SIDE_FILE).read_text())
+    (d / db.DATA_SIDE_FILE).write_text(json.dumps({**cache, 'train_sha256': '0' * 64}))        # another train split
+    assert db.kn_share_rows(data, index, 200, starts, 32) == computed
 
 def test_copyable_marks_exactly_the_repeated_bigrams_of_each_window(gen_data):
     import numpy as np

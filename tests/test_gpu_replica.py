@@ -1,0 +1,99 @@
+"""The GPU replica (issue 35): its configs hold the regime regime.json measured, and gpu_study.sh runs every step
+(prepare, pack, unpack with the counts rebuilt byte for byte, smoke, runs by priority, report, archive) at tiny
+shapes on a CPU with the packages a bare GPU image lacks blocked."""
+import glob
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from conftest import ROOT, SHAKESPEARE
+from test_gpu_check import BLOCKER
+from test_replica import PAPER_LAYERS, load, table_params
+
+CONFIGS = {os.path.basename(p)[:-3]: p for p in sorted(glob.glob(os.path.join(ROOT, 'configs', 'gpu_replica', '*.py')))}
+
+def test_gpu_replica_configs_match_the_regime_they_were_measured_on(monkeypatch):
+    """regime.json is what `gpu_study.sh --prepare` measured on the corpus; the configs hold the paper's matched
+    quantities against it: epochs 0.86 of >= 15M tokens, ~59% hot coverage of train, warmup 2% / cosine to lr/10 /
+    evals every 5%, the 20% hot share, exact iso-parameter tables, the paper's relative Engram depths."""
+    with open(os.path.join(ROOT, 'configs', 'gpu_replica', 'regime.json')) as f:
+        regime = json.load(f)
+    cfgs = {n: load(p, monkeypatch) for n, p in CONFIGS.items()}
+    assert set(cfgs) >= {'hash_500k', 'nine_100_400k', 'nine_20_480k', 'nine_50_450k', 'hash_300k', 'hash_800k'}
+    main = cfgs['nine_100_400k']
+    n_train = regime['data']['train_tokens']
+    for name, c in cfgs.items():
+        it, tokens = c['max_iters'], c['max_iters'] * c['batch_size'] * c['gradient_accumulation_steps'] * c['block_size']
+        assert tokens == regime['tokens_trained'] >= 15_000_000, name
+        assert tokens / n_train == pytest.approx(0.86, abs=0.01), name                     # the paper's 0.86 epoch
+        assert c['warmup_iters'] == round(0.02 * it) and c['lr_decay_iters'] == it, name
+        assert c['eval_interval'] == round(0.05 * it) and c['min_lr'] == pytest.approx(c['learning_rate'] / 10), name
+        assert [l / c['n_layer'] for l in c['engram_layers']] == [l / 12 for l in PAPER_LAYERS], name
+        assert (c['n_layer'], c['n_embd'], c['val_windows']) == (main['n_layer'], main['n_embd'], 400), name
+        assert c['out_dir'].endswith(name) and c['data_dir'] == 'data/gpu_replica', name
+    assert regime['hot_coverage']['train'][str(main['hot_size'])]['any'] == pytest.approx(0.59, abs=0.015)
+    assert regime['non_embedding_params_per_train_token'] == pytest.approx(0.89, abs=0.05)
+    budget = {n: table_params(c) for n, c in cfgs.items()}
+    assert all(b == budget['hash_500k'] for n, b in budget.items() if n not in ('hash_300k', 'hash_800k'))
+    assert (budget['hash_300k'], budget['hash_800k']) == (0.6 * budget['hash_500k'], 1.6 * budget['hash_500k'])
+    assert main['hot_size'] / cfgs['hash_500k']['table_size'] == pytest.approx(0.2)
+    assert cfgs['nine_20_480k']['hot_size'] / main['hot_size'] == pytest.approx(0.2)
+    assert cfgs['nine_50_450k']['hot_size'] / main['hot_size'] == pytest.approx(0.5)
+
+def test_run_order_puts_the_main_pairs_seeds_first():
+    import gpu_study
+    order = gpu_study.run_order()
+    assert order[:6] == [('hash_500k', 0), ('nine_100_400k', 0), ('hash_500k', 1), ('nine_100_400k', 1),
+                         ('hash_500k', 2), ('nine_100_400k', 2)]
+    assert len(order) == len(set(order)) and {c for c, _ in order} == set(CONFIGS)
+
+@pytest.fixture(scope='module')
+def tiny_pack(tmp_path_factory):
+    """`gpu_study.sh --prepare` on a small corpus of Tiny Shakespeare's scenes (one document each)."""
+    d = tmp_path_factory.mktemp('gpu_replica')
+    text = open(SHAKESPEARE).read()
+    scenes = [s for s in text.split('\n\n') if s.strip()]
+    src = d / 'scenes.jsonl'
+    src.write_text(''.join(json.dumps({'text': '\n\n'.join(scenes[i:i + 20])}) + '\n' for i in range(0, len(scenes), 20)))
+    p = subprocess.run(['bash', 'gpu_study.sh', '--prepare', '--source', str(src), '--vocab_size', '2048', '--data',
+                        str(d / 'data'), str(d / 'pack')], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, 'PYTHON': sys.executable})
+    assert p.returncode == 0, p.stderr[-3000:]
+    return d
+
+def test_the_pack_leaves_out_the_counts_and_fits_a_gpu_call(tiny_pack):
+    import gpu_study
+    pack = tiny_pack / 'pack' / gpu_study.PACK_NAME
+    assert pack.stat().st_size <= 50 * 2**20
+    names = tarfile.open(pack).getnames()
+    assert 'meta.json' in names and 'train.bin' in names and 'data_side.json' in names and 'regime.json' in names
+    assert not set(gpu_study.COUNTS) & set(names)
+
+def test_the_dry_run_passes_without_datasets_wandb_or_bbhash_and_rebuilds_the_counts_byte_for_byte(tiny_pack, tmp_path):
+    import gpu_study
+    block = tmp_path / 'block'
+    block.mkdir()
+    (block / 'sitecustomize.py').write_text(BLOCKER)
+    data, out = tmp_path / 'unpacked', tmp_path / 'out'
+    p = subprocess.run(['bash', 'gpu_study.sh', '--dry', '--data', str(data), str(tiny_pack / 'pack'), str(out)], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, 'PYTHON': sys.executable, 'PYTHONPATH': str(block)})
+    res = json.loads((out / 'gpu_study.json').read_text())
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:], json.dumps(res['steps'], indent=1)[-3000:])
+    assert [s['status'] for s in res['steps'].values()] == ['pass'] * 4
+    for f in gpu_study.COUNTS:           # rebuilt on unpacking, equal to what prepare counted
+        assert (data / f).read_bytes() == (tiny_pack / 'data' / f).read_bytes(), f
+    runs = res['runs']
+    assert sorted(runs, key=lambda n: runs[n]['nth_started'])[:6] == [f'{c}_s{s}' for c, s in gpu_study.run_order()[:6]]
+    assert all(r['status'] == 'finished' for r in runs.values())
+    rep = json.loads((out / 'report' / 'report.json').read_text())
+    assert rep['flip_summary']['hash_500k']['seeds'] == 3 and rep['flip_summary']['nine_100_400k']['seeds'] == 3
+    assert {x['pattern'][:2] for x in rep['patterns']} >= {'1.', '4.'}
+    assert rep['data_side']['kn_by_size'][0]['rows'][0]['draws'] == 10          # from the pack's cache: random documents
+    md = (out / 'report' / 'report.md').read_text()
+    assert '## Table 4 across seeds' in md and "## The paper's patterns, tested" in md
+    names = tarfile.open(out / 'gpu_study.tar.gz').getnames()
+    assert 'report/report.md' in names and 'runs/nine_100_400k_s0/metrics.jsonl' in names and 'gpu_study.json' in names

@@ -861,8 +861,9 @@ def figures(runs, s, out_dir):
             labelled.add(r['config'])
             ax.plot([e['val_loss'] for e in ev], [e['hot_cold_delta'] for e in ev], color=color[r['config']], marker='.', lw=0.8,
                     label=f"{r['config']}: every eval of its {sum(q['config'] == r['config'] for q in runs)} seed(s)" if first else None)
-        for k in kn:
-            ax.plot([x['kn_loss'] for x in k['rows']], [x['kn_hot_cold_delta'] for x in k['rows']], 'k--', marker='s',
+        for i, k in enumerate(kn):             # one grey and marker per N_hot: the labellings differ, the counts do not
+            ax.plot([x['kn_loss'] for x in k['rows']], [x['kn_hot_cold_delta'] for x in k['rows']], '--', color=str(0.55 * i / max(1, len(kn) - 1)),
+                    marker='sD^v'[i % 4],
                     label=f"KN trigram on random shares of train documents, mean of the draws (N_hot {k['hot_size']:,})")
         ax.axhline(0, color='k', lw=0.8)
         ax.invert_xaxis()

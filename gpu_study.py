@@ -231,7 +231,7 @@ class Study:
     def smoke(self):
         """The main pair for 40 iters, both at once, at the real shapes: every part runs, and the per-iter time."""
         iters = 4 if self.dry else 40
-        short = [f'--max_iters={iters}', f'--lr_decay_iters={iters}', f'--eval_interval={iters}', f'--log_interval={iters // 4}',
+        short = [f'--max_iters={iters}', f'--lr_decay_iters={iters}', '--warmup_iters=2', f'--eval_interval={iters}', f'--log_interval={iters // 4}',
                  '--val_windows=4' if not self.dry else '--val_windows=2']
         procs = {c: subprocess.Popen([sys.executable, *self.args(c, 0, os.path.join(self.out, 'smoke', c), short)], cwd=HERE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env(2))

@@ -165,11 +165,17 @@ def trigram_counts(tokens, pad):
     t = np.concatenate([[pad, pad], np.asarray(tokens, np.int64)])
     return np.unique(pack(t[:-2], t[1:-1], t[2:]), return_counts=True)
 
+MIN_PIECES = 100
+
 def document_bounds(train, eot):
-    """Start of every document of a train stream (prepare puts eot before each), and its end."""
+    """Start of every document of a train stream (prepare puts eot before each), and its end. A stream of fewer
+    than MIN_PIECES documents (one .txt file is one document: Tiny Shakespeare) is cut into MIN_PIECES equal
+    pieces instead, so a random share is still a random share, not all or nothing."""
     starts = np.flatnonzero(np.asarray(train) == eot)
     if len(starts) == 0 or starts[0] != 0:
         starts = np.concatenate([[0], starts])
+    if len(starts) < MIN_PIECES:
+        starts = np.unique(np.linspace(0, len(train), MIN_PIECES, endpoint=False).astype(np.int64))
     return np.append(starts, len(train))
 
 def kn_by_doc_share(data, sets, vocab, fracs=(0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), draws=10, seed=0):

@@ -6,7 +6,8 @@ appears only when complete, and a directory has one writer at a time.
                    a crash leaves the old file or the new one, and a link at the name is replaced, not followed
   append_line      an append that refuses a link (metrics.jsonl)
   DirLock          one writer per run dir or data dir (flock on a no-follow lock file)
-  remove_stale_temps   the temp files of writes killed mid-way (only while holding the dir's lock)
+  remove_stale_temps   the temp files of writes killed mid-way (only while holding the dir's lock; bounded depth)
+  refuse_shared_dir    an output dir is the program's own: not /, home, the repo root, or (a run) a data dir
 """
 import fcntl
 import json
@@ -102,22 +103,42 @@ def append_line(path, line):
     finally:
         os.close(fd)
 
-def remove_stale_temps(d):
-    """Temp files (and private work dirs) left by writes that were killed, anywhere under d. Only call it while
-    holding d's lock: then no live writer owns them."""
+def remove_stale_temps(d, depth):
+    """Temp files (and private work dirs) left by writes that were killed, in d and its subdirs down to `depth` levels
+    (the dirs this program writes into: a run dir's snapshots/, a data dir's hot/n<N>/), never below, never in a
+    subdir another process owns (one with its own .lock: a run dir inside this one). Only call it while holding d's
+    lock: then no live writer owns them."""
     removed = 0
-    for root, dirs, files in os.walk(d):
-        for name in files + dirs:
-            p = os.path.join(root, name)
-            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                if os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p)
-                else:
-                    os.remove(p)
-                removed += 1
-        dirs[:] = [n for n in dirs if os.path.isdir(os.path.join(root, n))]
+    for name in os.listdir(d):
+        p = os.path.join(d, name)
+        if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+            shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+            removed += 1
+        elif depth > 0 and os.path.isdir(p) and not os.path.islink(p) and not os.path.lexists(os.path.join(p, '.lock')):
+            removed += remove_stale_temps(p, depth - 1)
     return removed
 
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+def is_data_dir(d):
+    return os.path.isfile(os.path.join(d, 'meta.json')) and os.path.isfile(os.path.join(d, 'train.bin'))
+
+def refuse_shared_dir(d, flag, data_dirs_too=False):
+    """An output dir must be the program's own: never /, the home dir or the repo's root (clearing a run's files and
+    the temps of killed writes there would reach into everything below), and for a run never a data dir or a dir
+    inside one (a later prepare --overwrite replaces the data dir with everything in it)."""
+    real = os.path.realpath(d)
+    if real in {'/', os.path.realpath(os.path.expanduser('~')), os.path.realpath(REPO)}:
+        raise DataError(f"{flag} {d} is {real}, a directory shared with everything below it; give the run a directory "
+                        f"of its own, e.g. {flag}=out/<name>.")
+    p = real
+    while data_dirs_too:                       # the dir and each of its parents (as many as the path has)
+        if is_data_dir(p):
+            raise DataError(f"{flag} {d} is {'the' if p == real else 'inside the'} data dir {p}; a run there would be "
+                            f"deleted with the data dir by prepare_fineweb.py --overwrite. Use e.g. {flag}=out/<name>.")
+        if os.path.dirname(p) == p:
+            break
+        p = os.path.dirname(p)
 
 class DirLock:
     """One writer per directory: an exclusive flock on d/.lock, held for the life of the process (the

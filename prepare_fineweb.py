@@ -89,7 +89,7 @@ from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, data_file, f
                   save_json, save_npy, sha256_file)
 from counting import BYTES_PER_TOKEN, CHUNK, chunk_keys, count_duckdb, count_numpy, top_n
 from engram import canonical_map, hot_lookup
-from fsafe import TEMP_SUFFIX, UMASK, DirLock, private_temp_dir, remove_stale_temps
+from fsafe import TEMP_SUFFIX, UMASK, DirLock, private_temp_dir, refuse_shared_dir, remove_stale_temps
 from tokens import Tokenizer, require_hub
 
 FINEWEB = 'HuggingFaceFW/fineweb-edu'
@@ -360,6 +360,7 @@ def prepare(args):
         local_files(args.source)            # fail on a bad source before anything is written
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"--out {out} is a file, not a directory. Choose another --out.")
+    refuse_shared_dir(out, '--out')
     restore_swapped_out(out)
     created = not os.path.exists(out)
     try:
@@ -367,7 +368,7 @@ def prepare(args):
     except OSError as e:
         raise DataError(f"cannot write to --out {out}: {e.strerror}. Choose a writable directory.") from None
     try:
-        removed = remove_stale_temps(out) + remove_stale_builds(out)
+        removed = remove_stale_temps(out, depth=2) + remove_stale_builds(out)     # the data dir, hot/, hot/n<N>/
         if removed:
             print(f"removed {removed} temp file(s) of earlier runs that were killed")
         meta = read_meta(out, args.overwrite)
@@ -414,7 +415,8 @@ def restore_swapped_out(out):
 def remove_stale_builds(out):
     """Builds aside (and old dirs being swapped out) of an --overwrite that was killed: only called under out's lock."""
     out = os.path.abspath(out)
-    stale = glob.glob(os.path.join(os.path.dirname(out), f'.{glob.escape(os.path.basename(out))}.*{TEMP_SUFFIX}'))
+    base = os.path.join(os.path.dirname(out), f'.{glob.escape(os.path.basename(out))}')
+    stale = [p for kind in ('build', 'old') for p in glob.glob(f'{base}.{kind}.*{TEMP_SUFFIX}')]   # x's own, never x.v2's
     for d in stale:
         shutil.rmtree(d) if os.path.isdir(d) and not os.path.islink(d) else os.remove(d)
     return len(stale)

@@ -1,4 +1,5 @@
 """The machine a run uses, resolved in one place: 'auto' device and dtype, mixed precision, the device's peak FLOPs."""
+import os
 from contextlib import nullcontext
 
 import torch
@@ -12,6 +13,22 @@ def autocast_context(device_type, dtype):
     if dtype in ('float32', torch.float32):
         return nullcontext()
     return torch.autocast(device_type, dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+
+# One agreement rule for two evals of the same weights on the same windows: the train-time eval (compiled on CUDA) and
+# the --ckpt eval (eager). In bf16, kernel fusion reorders roundings: on an H200, 8e-5 at paper shapes (14 windows of
+# 1024) and 3.3e-4 at the tests' micro shapes (16 windows of 32: fewer positions average out less); in float32 on a
+# CPU both run the same kernels and agree exactly.
+EVAL_AGREEMENT_ATOL = {'bfloat16': 1e-3, 'float32': 1e-6}
+
+def make_deterministic():
+    """Bit-reproducible kernels, so a resumed CUDA run equals the uninterrupted one: cuBLAS's fixed workspace (read
+    when its first handle is made: call this before any matmul), torch's deterministic algorithms (scatter/index_add
+    and the embedding backward take their sorted paths; inductor follows the same flag; an op with no deterministic
+    path raises instead of drifting), no cuDNN autotuning. Slower; off by default (the paper's runs)."""
+    os.environ['CUBLAS_WORKSPACE_CONFIG'] = ':4096:8'
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 def device_peak_flops(device):
     """The device's own peak, so MFU is not always quoted against an A100."""

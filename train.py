@@ -30,13 +30,13 @@ from checkpoint import (CKPT_VERSION, CheckpointWriter, build_model, check_signa
                         load_weights, nonfinite)
 from configurator import ConfigError, apply_config
 from data import DataError, TokenData, atomic_write, read_metrics, save_json, to_device
-from fsafe import DirLock, append_line, remove_stale_temps
+from fsafe import DirLock, append_line, refuse_shared_dir, remove_stale_temps
 from mdmix import NOISE, Noise
 from metrics import evaluate, wandb_row
 from model import MODEL_GROUPS, GPTConfig
 from options import Group, Option, check_values, help_text, merged
 from provenance import provenance
-from system import autocast_context, device_peak_flops, resolve_device, resolve_dtype
+from system import autocast_context, device_peak_flops, make_deterministic, resolve_device, resolve_dtype
 from variants import MAINTENANCE
 
 # -----------------------------------------------------------------------------
@@ -120,6 +120,8 @@ SYSTEM = Group('system', dict(
     dtype=Option('auto', "'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' ('float16' is refused: no GradScaler)",
                  choices=('auto', 'float32', 'bfloat16', 'float16'), run_only=True),
     compile=Option(True, 'torch.compile (CUDA only)', run_only=True),
+    deterministic=Option(False, 'bit-reproducible kernels (a resumed CUDA run equals the uninterrupted one; slower): '
+                         "deterministic algorithms and cuBLAS's fixed workspace", run_only=True),
     resume_changes=Option((), "experiment keys a resume may change on purpose, e.g. ('learning_rate',); 'global_batch'",
                           run_only=True),
 ), check=check_system)
@@ -237,12 +239,14 @@ class RunDir:
     def __init__(self, out_dir, master):
         self.path, self.master, self.wandb = out_dir, master, None
         self.metrics = os.path.join(out_dir, 'metrics.jsonl')
+        if master:
+            refuse_shared_dir(out_dir, '--out_dir', data_dirs_too=True)
         self.lock = DirLock(out_dir) if master else None
 
     def open(self, resumed, overwrite, iter_num, record):
         """Make the dir this run's: temps of killed writes removed, the files of the run it held cleared (or
         refused), metrics.jsonl cut back to the checkpoint on resume, config.json (`record`) written."""
-        if remove_stale_temps(self.path):
+        if remove_stale_temps(self.path, depth=1):        # the run dir and its snapshots/
             print(f"removed the temp files of writes killed in {self.path}")
         self.clear(resumed, overwrite)
         if resumed:
@@ -316,6 +320,8 @@ class Run:
         if self.device_type == 'cuda':
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        if cfg['deterministic']:
+            make_deterministic()            # before the model's first matmul: cuBLAS reads its workspace setting once
         torch.manual_seed(cfg['seed'])
         self.out_dir = cfg['out_dir']
         self.ckpt_path = os.path.join(self.out_dir, 'ckpt.pt')

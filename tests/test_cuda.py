@@ -16,18 +16,37 @@ from test_train import micro_config, rows
 
 @pytest.mark.parametrize('memory', ['hash', 'nine'])
 def test_compiled_bf16_training_and_ckpt_eval(tmp_path, gen_data, memory):
-    """train.py on CUDA (bf16, torch.compile, fused AdamW): learns, no recompiles, no fused-kernel
-    misses; the --ckpt eval on CUDA equals the train-time eval of the same iter."""
+    """train.py on CUDA (bf16, torch.compile, fused AdamW): learns; exactly one recompile, the eval graph (no_grad,
+    eval mode: intended), whichever of train and eval runs first, and none after; no fused-kernel misses; the --ckpt
+    eval on CUDA (eager) equals the train-time eval of the same iter within the one agreement rule."""
     import eval_stratified as es
+    from system import EVAL_AGREEMENT_ATOL
     cfg_path, cfg = micro_config(tmp_path, gen_data, memory=memory, max_iters=24, lr_decay_iters=24, eval_interval=8,
                                  device='cuda', dtype='bfloat16', compile=True, noise_mem=0.01, noise_mem_scope='hot')
     p = run(['train.py', cfg_path], env={**os.environ, 'TORCH_LOGS': 'recompiles'})
-    assert 'Recompiling' not in p.stderr and 'Cannot dispatch to fused' not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.count('Recompiling function') == 1 and 'Cannot dispatch to fused' not in p.stderr, p.stderr[-2000:]
     ev = rows(cfg['out_dir'])
     assert ev[-1]['val_loss'] < ev[0]['val_loss'] - 1.0
     rep = es.evaluate_checkpoint(os.path.join(cfg['out_dir'], 'ckpt.pt'), device='cuda')
-    assert rep['metrics']['val_loss'] == pytest.approx(ev[-1]['val_loss'], abs=1e-6)
+    assert rep['metrics']['val_loss'] == pytest.approx(ev[-1]['val_loss'], abs=EVAL_AGREEMENT_ATOL['bfloat16'])
     assert rep['collisions'] and all(c['slots_used'] > 0 for c in rep['collisions'])
+
+def test_deterministic_mode_makes_a_resumed_compiled_run_equal_the_uninterrupted_one(tmp_path, gen_data):
+    """--deterministic=True on CUDA (bf16, compile, fused AdamW): stopped at 8 and resumed to 16 equals 16 straight,
+    bit for bit (rows and weights); without it the first H200 run drifted by 1e-2 at paper shapes. Known open: on the
+    H200 (torch 2.11) every metrics row was equal and the final weights were not; the message names the tensors."""
+    from test_train import weights
+    over = dict(max_iters=16, lr_decay_iters=16, eval_interval=8, device='cuda', dtype='bfloat16', compile=True,
+                deterministic=True)
+    full_cfg, full = micro_config(tmp_path, gen_data, name='full.py', out_dir=str(tmp_path / 'a'), **over)
+    run(['train.py', full_cfg])
+    part_cfg, part = micro_config(tmp_path, gen_data, name='part.py', out_dir=str(tmp_path / 'b'), **over)
+    run(['train.py', part_cfg, '--max_iters=8'])
+    run(['train.py', part_cfg, "--init_from='resume'"])
+    assert rows(full['out_dir']) == rows(part['out_dir']) and rows(full['out_dir'], 'train') == rows(part['out_dir'], 'train')
+    a, b = weights(full['out_dir']), weights(part['out_dir'])
+    differ = {k: (a[k].float() - b[k].float()).abs().max().item() for k in a if not torch.equal(a[k], b[k])}
+    assert not differ, differ        # the H200 on 2026-12-04: every row equal, some weights not (which: this message)
 
 def test_fused_adamw_matches_unfused(gen_data):
     import optim

@@ -4,6 +4,7 @@ eager backend), DDP buffers. tests/test_cuda.py runs the real thing where a GPU 
 import glob
 import os
 import threading
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -266,3 +267,40 @@ def test_report_paths_take_an_index_on_the_device_not_the_host(gen_data):
     assert data_baseline(data, index, starts, 32, meta['tokens']['vocab_size']) == host[0]
     assert all(np.array_equal(a, b) for a, b in zip(position_groups(data, index, starts, 32), host[1]))
     kn_share_rows(data, index, 200, starts, 32)
+
+
+def test_the_compiled_model_has_one_graph_for_training_and_one_for_eval_and_no_recompile_after(gen_data):
+    """train.py compiles one model and evaluates with it (no_grad, eval mode, diag=True: a second graph, intended).
+    dynamo's eager backend counts the frames: 1 after training, 2 after the first eval, still 2 after training and
+    evaluating again (the H200 saw 'Recompiling ... grad_mode' once; a recompile per eval would cost seconds)."""
+    from torch._dynamo.testing import CompileCounter
+    from metrics import evaluate
+    torch._dynamo.reset()
+    model = tiny_model(gen_data, 'nine')
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter)
+    data = TokenData(gen_data, 2)
+    starts = data.val_starts(32, 4)
+    frames = []
+    for it in range(2):
+        x, y, c = (torch.from_numpy(a) for a in data.windows('train', data.train_starts(0, it, range(2), 32), 32))
+        compiled(x, y, prev=c, step=torch.tensor(it))[1].backward()
+        frames.append(counter.frame_count)
+        with torch.no_grad():
+            evaluate(compiled, data, starts, 2, 'cpu', nullcontext(), (2, 3))
+        frames.append(counter.frame_count)
+    assert frames == [1, 2, 2, 2], frames
+
+def test_deterministic_mode_sets_cublas_workspace_and_deterministic_algorithms_before_the_model(tmp_path, gen_data):
+    """--deterministic=True: the flags a bit-exact CUDA resume needs are set by the time the model exists (the
+    equality itself runs on a GPU: tests/test_cuda.py); off by default."""
+    import subprocess
+    import sys
+    cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
+    code = ("import os, sys, torch, train; cfg = train.default_config(); "
+            "train.apply_config(cfg, sys.argv[1:], train.config_keys); train.Run(cfg); "
+            "print(torch.are_deterministic_algorithms_enabled(), os.environ.get('CUBLAS_WORKSPACE_CONFIG'))")
+    env = {k: v for k, v in os.environ.items() if k != 'CUBLAS_WORKSPACE_CONFIG'}
+    out = {flag: subprocess.run([sys.executable, '-c', code, cfg_path, f'--deterministic={flag}'], cwd=ROOT, env=env,
+                                capture_output=True, text=True, check=True).stdout.split() for flag in (True, False)}
+    assert out[True] == ['True', ':4096:8'] and out[False] == ['False', 'None']

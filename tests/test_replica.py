@@ -206,7 +206,10 @@ def test_kn_shares_are_random_documents_not_a_prefix_and_the_report_reads_the_da
     starts = data.val_starts(32, 8)
     train = np.asarray(data.splits['train'])
     bounds = db.document_bounds(train, meta['tokens']['eot'])
-    assert bounds[0] == 0 and bounds[-1] == len(train) and (train[bounds[1:-1]] == meta['tokens']['eot']).all()
+    assert bounds[0] == 0 and bounds[-1] == len(train) and len(bounds) == db.MIN_PIECES + 1   # one document: 100 pieces
+    docs = np.concatenate([np.full(1, meta['tokens']['eot']), train[1:501], np.full(1, meta['tokens']['eot']), train[1:301]] * 60)
+    b = db.document_bounds(docs, meta['tokens']['eot'])                     # 120 documents: cut at their eot
+    assert len(b) == 121 and (docs[b[:-1]] == meta['tokens']['eot']).all() and np.diff(b).tolist()[:2] == [501, 301]
     key = db.kn_share_key(200, 32, len(starts))
     sets = {key: (starts, 32, db.hot_labels(index, db.val_triples(data, starts, 32)[0]))}
     rows = db.kn_by_doc_share(data, sets, meta['tokens']['vocab_size'], fracs=(0.5,), draws=4)[key]

@@ -13,7 +13,7 @@ import torch
 
 import train
 from checkpoint import CKPT_VERSION, save_checkpoint
-from conftest import ROOT, prepare, run
+from conftest import ROOT, SHAKESPEARE, prepare, run
 from data import DataError
 from fsafe import DirLock
 from test_train import micro_config, rows
@@ -238,3 +238,54 @@ def test_a_diverged_run_is_skipped_with_its_reason_and_the_report_stays_valid_js
     text = (tmp_path / 'rep' / 'report.json').read_text()
     rep = json.loads(text, parse_constant=lambda c: pytest.fail(f'report.json holds {c}'))
     assert 'non-finite' in rep['skipped'][str(bad)] and [r['seed'] for r in rep['runs']] == [0]
+
+
+# -- cleanup that stays in its own dir (issue 36) -----------------------------------------------------------------
+
+@pytest.mark.parametrize('where', ['/', 'home', 'repo', 'data dir', 'inside the data dir'])
+def test_a_run_refuses_an_out_dir_it_does_not_own_before_touching_anything(tmp_path, gen_data, where):
+    """/, the home dir, the repo root, a data dir or a dir inside one: one error line, nothing cleared or written
+    (274c17e ran "removed the temp files of writes killed in /" over every .*.tmp below /)."""
+    home = tmp_path / 'home'
+    home.mkdir()
+    out = {'/': '/', 'home': str(home), 'repo': ROOT, 'data dir': gen_data, 'inside the data dir': os.path.join(gen_data, 'runs')}[where]
+    cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2)
+    bait = home / '.ckpt.pt.abc123.tmp'                        # a temp of a killed write, in the home dir
+    bait.write_text('x')
+    p = run(['train.py', cfg_path, f"--out_dir='{out}'"], check=False, env={**os.environ, 'HOME': str(home)})
+    assert p.returncode == 1 and p.stderr.strip().startswith('error: --out_dir') and 'Traceback' not in p.stderr, p.stderr
+    assert bait.exists() and not os.path.exists(os.path.join(gen_data, 'runs')) and not os.path.exists(os.path.join(gen_data, 'config.json'))
+    if where in ('/', 'home', 'repo'):
+        p = run(['prepare_fineweb.py', '--source', SHAKESPEARE, '--tokenizer', 'gpt2', '--out', out], check=False,
+                env={**os.environ, 'HOME': str(home)})
+        assert p.returncode == 1 and p.stderr.strip().startswith('error: --out') and bait.exists(), p.stderr
+
+def test_temp_cleanup_spares_a_live_run_below_and_the_data_dirs_of_a_sibling_name(tmp_path, gen_data, corpus):
+    """A run whose out_dir is the parent of a live run leaves the live run's in-flight temp alone (its dir has its own
+    lock), and temps deeper than the dirs a run writes into; a prepare on `x` leaves `x.v2`'s build and swapped-out
+    copy alone (274c17e's glob `.x.*.tmp` matched `.x.v2.*`)."""
+    from fsafe import DirLock
+    parent = tmp_path / 'parent'
+    live = parent / 'live'
+    live.mkdir(parents=True)
+    lock = DirLock(str(live))
+    try:
+        inflight = live / '.ckpt.pt.k1l2m3.tmp'
+        inflight.write_text('being written')
+        deep = parent / 'a' / 'b'
+        deep.mkdir(parents=True)
+        (deep / '.x.abc.tmp').write_text('not ours to judge')
+        cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
+        run(['train.py', cfg_path, f"--out_dir='{parent}'"])
+        assert inflight.exists() and (deep / '.x.abc.tmp').exists()
+    finally:
+        lock.release()
+    d = tmp_path / 'd'
+    d.mkdir()
+    sibling = [d / '.x.v2.build.abc123.tmp', d / '.x.v2.old.def456.tmp']
+    for s in sibling:
+        (s / 'data').mkdir(parents=True)
+    own = d / '.x.build.zzz999.tmp'
+    own.mkdir()
+    prepare(d / 'x', corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50')
+    assert all(s.exists() for s in sibling) and not own.exists()

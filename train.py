@@ -17,6 +17,8 @@ import signal
 import sys
 import time
 
+PROCESS_T0 = time.time()        # the start-up's clock: imports, data, model, optimizer before the loop
+
 import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
@@ -574,7 +576,9 @@ class Trainer:
     def finish(self):
         """summary.json: throughput and size, for the study table (not in metrics.jsonl: timing is not reproducible).
         A run stopped by a signal writes none: it is not finished."""
-        self.writer.wait()
+        t = time.time()
+        self.writer.wait()                      # the final checkpoint's write: part of the run's time in saves
+        final_wait = time.time() - t
         if self.run.master and not self.cfg['eval_only'] and not self.stopped:
             cuda = self.run.device_type == 'cuda'
             self.dir.summary({
@@ -582,7 +586,9 @@ class Trainer:
                 'tok_per_s_median': float(np.median(self.speeds)) if self.speeds else None,
                 'device': torch.cuda.get_device_name(self.run.dev) if cuda else 'cpu', 'world_size': self.run.world,
                 'iter_num': self.iter_num, 'wall_s': round(time.time() - self.t_start, 1),
-                'eval_s': round(self.eval_s, 2), 'save_blocked_s': round(self.save_s, 2)})   # the loop's time in evals / in save()
+                'eval_s': round(self.eval_s, 2), 'save_blocked_s': round(self.save_s, 2),   # the loop's time in evals / in save()
+                'eval_times_s': [round(x, 3) for x in self.eval_times], 'save_blocked_times_s': [round(x, 3) for x in self.save_times],
+                'final_write_wait_s': round(final_wait, 3), 'startup_s': round(self.t_start - PROCESS_T0, 2)})
             f = self.last_eval
             print(f"done: {self.iter_num} iters in {time.time() - self.t_start:.0f} s; val {f['val_loss']:.4f} at iter {f['iter']} "
                   f"(hot {f['val_loss_hot']:.4f}, cold {f['val_loss_cold']:.4f}); wrote {self.run.out_dir}/"
@@ -681,6 +687,7 @@ class Trainer:
         self.next_batch = self.batch(self.iter_num, self.run.rank * self.local_G)
         self.t0, self.running_mfu, self.speeds = time.time(), -1.0, []
         self.t_start, self.last_eval, self.eval_s, self.save_s = self.t0, None, 0.0, 0.0
+        self.eval_times, self.save_times = [], []       # each eval and each save's blocked time: the first ones compile / pin
         while True:
             lr = get_lr(self.iter_num, cfg)
             for group in self.run.optimizer.param_groups:
@@ -690,10 +697,12 @@ class Trainer:
             t = time.time()
             if (it % cfg['eval_interval'] == 0 or last) and it != self.run.resumed_at:
                 self.evaluate()
+                self.eval_times.append(time.time() - t)
             t, self.eval_s = time.time(), self.eval_s + time.time() - t
             saved = it > 0 and it != self.run.resumed_at and (last or (cfg['ckpt_interval'] and it % cfg['ckpt_interval'] == 0))
             if saved:
                 self.save()
+                self.save_times.append(time.time() - t)
             self.save_s += time.time() - t
             if last or (it == 0 and cfg['eval_only']):
                 break

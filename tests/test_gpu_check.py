@@ -32,10 +32,13 @@ def test_the_gpu_check_dry_run_passes_without_datasets_wandb_or_bbhash(tmp_path)
     assert p.returncode == 0, (p.stdout[-2000:], json.dumps(res['steps'], indent=1)[-3000:])
     assert res['environment']['missing_packages'] == ['datasets', 'wandb', 'bbhash']
     assert [s['status'] for s in res['steps'].values()] == ['pass'] * 5
-    assert 'budget' in p.stdout and all(f'[{s}]' in p.stdout for s in ('tests', 'bench', 'train', 'agree', 'ddp'))
+    assert 'budget' in p.stdout and all(f'[{s}]' in p.stdout for s in ('tests', 'bench', 'cadence', 'agree', 'ddp'))
     figs = res['steps']['agree']['figures']
-    assert figs['ckpt_eval_val_loss'] == figs['train_eval_val_loss'] == figs['resumed_val_loss']
+    assert figs['ckpt_eval_val_loss'] == figs['train_eval_val_loss'] and figs['deterministic_resume_rows_equal']
     assert figs['greedy_samples_equal_with_and_without_kv_cache']
-    assert 0 < res['steps']['train']['figures']['nine']['eval_share'] < 1
+    cad = res['steps']['cadence']['figures']          # the first eval and save apart from the steady ones, and the shares
+    assert cad['iters'] == 16 and cad['first_eval_s'] > 0 and cad['steady_eval_s'] > 0 and cad['first_save_blocked_s'] >= 0
+    assert 0 < cad['eval_share'] < 1 and 0 <= cad['save_share'] < 1 and 0 < cad['startup_share'] < 1
+    assert set(cad['goals_met']) == {'steady_eval_within_1.25x_forward', 'saves_at_most_1pct'}
     md = (out / 'gpu_check.md').read_text()
     assert '| agree | pass |' in md and 'absent: datasets, wandb, bbhash' in md

@@ -224,6 +224,8 @@ def main(argv):
                    "cadence step's data dir (>= 410K val tokens)")
     p.add_argument('paths', nargs='*', help='DATA_DIR (default data/gpu_check) [OUT_DIR (default out/gpu_check)]')
     a = p.parse_args(argv)
+    while a.source and not a.source[-1].endswith(('.jsonl', '.txt', '.xz')) and len(a.paths) < 2:   # `--source F... DIR`
+        a.paths.insert(0, a.source.pop())
     dry = a.dry
     data_dir = a.paths[0] if a.paths else os.path.join('data', 'gpu_check')
     out = a.paths[1] if len(a.paths) > 1 else os.path.join('out', 'gpu_check_dry' if dry else 'gpu_check')

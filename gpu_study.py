@@ -392,6 +392,8 @@ def main(argv):
                    'and tokenizer beside it in DATA_src), the GPU side unpacks PACK into it')
     p.add_argument('paths', nargs='*', help='PACK (default data/gpu_replica_pack) [OUT (default out/gpu_study)]')
     a = p.parse_args(argv)
+    while a.source and not a.source[-1].endswith(('.jsonl', '.txt', '.xz')) and len(a.paths) < 2:   # `--source F... DIR`
+        a.paths.insert(0, a.source.pop())
     pack = a.paths[0] if a.paths else os.path.join('data', 'gpu_replica_pack')
     out = a.paths[1] if len(a.paths) > 1 else os.path.join('out', 'gpu_study_dry' if a.dry else 'gpu_study')
     if a.prepare:

@@ -78,6 +78,7 @@ from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from mdx import attention_lsh
 from model import GPTConfig
 from system import device_peak_flops, resolve_device
+from fsafe import save_json
 
 VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
@@ -657,8 +658,7 @@ def main():
         else:
             res['parts'] = tr = time_training('tiny', a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, PARTS)
             print_training(tr, PARTS)
-        with open(a.out, 'w') as f:
-            json.dump(res, f, indent=2)
+        save_json(a.out, res)           # temp then rename: a link planted at --out is replaced, never written through
         return
     if a.rounds:
         configs = {k: MEMORIES[k] for k in a.configs.split(',')}
@@ -689,8 +689,7 @@ def main():
                   f"{c['total_s']:.1f}s, peak RSS {c['peak_rss_gb']:.2f} GiB; distinct 2-/3-grams {c['distinct']['2']:,} / "
                   f"{c['distinct']['3']:,}" + (f"; one np.sort of the 3-gram keys {c['one_np_sort_s']:.1f}s "
                                                 f"(count / sort = {c['count_s'] / c['one_np_sort_s']:.2f})" if 'one_np_sort_s' in c else ''), flush=True)
-    with open(a.out, 'w') as f:
-        json.dump(res, f, indent=2)
+    save_json(a.out, res)
 
 if __name__ == '__main__':
     main()

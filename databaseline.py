@@ -206,17 +206,51 @@ def kn_by_doc_share(data, sets, vocab, fracs=(0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0
                             'kn_hot_cold_delta_min': min(d), 'kn_hot_cold_delta_max': max(d)})
     return rows
 
+@torch.no_grad()
+def fingerprint_analysis(data_dir, meta, hot_size, bits=(8, 16), chunk=1 << 22):
+    """Algorithm 1 as written (variants.FingerprintIndex) against the exact check, over every train and val
+    position: the share of non-member queries that pass the b-bit fingerprint (expected 2^-b) per order,
+    and the any-order hot coverage with and without those false positives."""
+    from checkpoint import load_index           # here, not at the top: the model's stack is only for this table
+    from data import TokenData
+    from engram import NgramIndex
+    from model import GPTConfig
+    rows = []
+    data = None
+    for b in bits:
+        index, _ = load_index(data_dir, meta, GPTConfig(memory='nine', hot_size=hot_size, hot_fingerprint_bits=b))
+        data = data or TokenData(data_dir, index.max_order - 1)
+        for split in ('train', 'val'):
+            stream = np.concatenate([data.prefix[split], np.asarray(data.splits[split], np.int64)])
+            n_prev, sums = index.max_order - 1, {}
+            for s in range(0, len(stream) - n_prev, chunk):
+                toks = torch.from_numpy(stream[s:s + chunk + n_prev])[None]
+                keys = index(toks, n_prev, hot=False).keys
+                hot_exact = hot_fp = None
+                for o in index.orders:
+                    exact, fp = NgramIndex.hot_slots(index, keys[o], o) >= 0, index.hot_slots(keys[o], o) >= 0
+                    sums[o] = sums.get(o, 0) + np.array([int((~exact).sum()), int((fp & ~exact).sum())])
+                    hot_exact = exact if hot_exact is None else hot_exact | exact
+                    hot_fp = fp if hot_fp is None else hot_fp | fp
+                sums['any'] = sums.get('any', 0) + np.array([hot_exact.numel(), int(hot_exact.sum()), int(hot_fp.sum())])
+            rows.append({'bits': b, 'split': split, 'expected_fp_rate': 2.0 ** -b,
+                         **{f'fp_rate_o{o}': sums[o][1] / max(1, sums[o][0]) for o in index.orders},
+                         'hot_coverage_exact': sums['any'][1] / sums['any'][0], 'hot_coverage_fp': sums['any'][2] / sums['any'][0]})
+    return rows
+
 DATA_SIDE_FILE = 'data_side.json'   # beside meta.json: the report's data-only tables, computed once on a CPU (gpu_study.py --prepare)
 
 def cached(data_dir, meta, section, key, compute):
     """A data-only table of the report: read from the data dir's DATA_SIDE_FILE when it holds it for this train
     split, else compute()."""
     path = os.path.join(data_dir, DATA_SIDE_FILE)
-    if os.path.exists(path):
+    try:
         with open(path) as f:
-            cache = json.load(f)
-        if cache.get('train_sha256') == meta['files']['train.bin'] and key in cache.get(section, {}):
-            return cache[section][key]
+            cache = json.load(f) if os.path.isfile(path) else {}        # never block on a FIFO planted at the name
+    except (OSError, ValueError):
+        cache = {}                                                       # absent or damaged: computed here
+    if isinstance(cache, dict) and cache.get('train_sha256') == meta['files']['train.bin'] and key in cache.get(section, {}):
+        return cache[section][key]
     return compute()
 
 def write_data_side(data_dir, meta, sections):
@@ -229,6 +263,7 @@ def kn_share_key(hot_size, T, n_windows):
 def kn_share_rows(data, index, hot_size, starts, T):
     """kn_by_doc_share's rows for one N_hot and val windows (cached)."""
     key = kn_share_key(hot_size, T, len(starts))
-    sets = lambda: {key: (starts, T, hot_labels(index, val_triples(data, starts, T)[0]))}
-    return cached(data.dir, data.meta, 'kn_by_doc_share', key,
-                  lambda: kn_by_doc_share(data, sets(), data.meta['tokens']['vocab_size'])[key])
+    def compute():
+        sets = {key: (starts, T, hot_labels(index, val_triples(data, starts, T)[0]))}
+        return kn_by_doc_share(data, sets, data.meta['tokens']['vocab_size'])[key]
+    return cached(data.dir, data.meta, 'kn_by_doc_share', key, compute)

@@ -58,8 +58,8 @@ from tqdm import tqdm
 
 from checkpoint import build_model, load_index, load_model, load_weights, read_checkpoint
 from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json, to_device
-from fsafe import lock_holder
-from databaseline import cached, data_baseline, group_rows, kn_losses, kn_share_rows, position_groups
+from fsafe import lock_holder, own_subdir
+from databaseline import cached, data_baseline, fingerprint_analysis, group_rows, kn_losses, kn_share_rows, position_groups
 from metrics import evaluate, flip
 from model import GPTConfig
 from system import autocast_context, resolve_device
@@ -106,35 +106,6 @@ def collision_stats(memory, index, data_dir, meta):
                         'positions_colliding_all_heads': colliding / n_train,
                         'positions_colliding_all_heads_expected': total / n_train * p_one ** K})
     return out
-
-@torch.no_grad()
-def fingerprint_analysis(data_dir, meta, hot_size, bits=(8, 16), chunk=1 << 22):
-    """Algorithm 1 as written (variants.FingerprintIndex) against the exact check, over every train and val
-    position: the share of non-member queries that pass the b-bit fingerprint (expected 2^-b) per order,
-    and the any-order hot coverage with and without those false positives."""
-    from engram import NgramIndex
-    rows = []
-    data = None
-    for b in bits:
-        index, _ = load_index(data_dir, meta, GPTConfig(memory='nine', hot_size=hot_size, hot_fingerprint_bits=b))
-        data = data or TokenData(data_dir, index.max_order - 1)
-        for split in ('train', 'val'):
-            stream = np.concatenate([data.prefix[split], np.asarray(data.splits[split], np.int64)])
-            n_prev, sums = index.max_order - 1, {}
-            for s in range(0, len(stream) - n_prev, chunk):
-                toks = torch.from_numpy(stream[s:s + chunk + n_prev])[None]
-                keys = index(toks, n_prev, hot=False).keys
-                hot_exact = hot_fp = None
-                for o in index.orders:
-                    exact, fp = NgramIndex.hot_slots(index, keys[o], o) >= 0, index.hot_slots(keys[o], o) >= 0
-                    sums[o] = sums.get(o, 0) + np.array([int((~exact).sum()), int((fp & ~exact).sum())])
-                    hot_exact = exact if hot_exact is None else hot_exact | exact
-                    hot_fp = fp if hot_fp is None else hot_fp | fp
-                sums['any'] = sums.get('any', 0) + np.array([hot_exact.numel(), int(hot_exact.sum()), int(hot_fp.sum())])
-            rows.append({'bits': b, 'split': split, 'expected_fp_rate': 2.0 ** -b,
-                         **{f'fp_rate_o{o}': sums[o][1] / max(1, sums[o][0]) for o in index.orders},
-                         'hot_coverage_exact': sums['any'][1] / sums['any'][0], 'hot_coverage_fp': sums['any'][2] / sums['any'][0]})
-    return rows
 
 def evaluate_checkpoint(ckpt_path, data_dir=None, val_windows=None, hot_size=None, device='cpu'):
     """The checkpoint's stratified metrics on its validation windows, in the precision it was trained
@@ -965,12 +936,12 @@ def main(argv=None):
     a.device = resolve_device(a.device)
     try:
         if a.key_stability:
-            out = a.report or os.path.join(a.key_stability, 'eval')
+            out = a.report or own_subdir(a.key_stability, 'eval')
             rep = key_stability(a.key_stability, a.data_dir, a.val_windows, a.device)
             md = md_key_stability(rep)
             images = figure_key_stability(rep, out)
         elif a.ckpt:
-            out = a.report or os.path.join(os.path.dirname(os.path.abspath(a.ckpt)), 'eval')
+            out = a.report or own_subdir(os.path.dirname(os.path.abspath(a.ckpt)), 'eval')
             rep = evaluate_checkpoint(a.ckpt, a.data_dir, a.val_windows, a.hot_size, a.device)
             md = md_checkpoint(rep)
             m, ref = rep['metrics'], paper()['table7']

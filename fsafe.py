@@ -59,6 +59,17 @@ def atomic_write(path, write_fn, mode='wb', check=None):
     finally:
         os.close(dfd)
 
+def own_subdir(parent, *names):
+    """parent/names... as directories this program writes into (a run's snapshots/, a data dir's hot/n<N>/, a
+    report's default eval/): each made if absent, and a link planted at any of them refused, so nothing is written
+    into the link's target. A link at parent or above (out/ on a bigger disk) is the user's and is followed."""
+    d = parent
+    for name in names:
+        d = os.path.join(d, name)
+        refuse_link(d, 'write into')
+        os.makedirs(d, exist_ok=True)
+    return d
+
 def private_temp_dir(d):
     """A fresh 0700 dir inside d for tools that write by name (bbhash, DuckDB): nobody else can plant
     a link in it. The caller removes it."""

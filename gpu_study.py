@@ -106,8 +106,7 @@ def data_side(data_dir, hot_sizes, shapes):
     the report will ask for, and Algorithm 1's fingerprint false positives per N_hot."""
     from checkpoint import load_index
     from data import TokenData, load_meta
-    from databaseline import hot_labels, kn_by_doc_share, kn_share_key, val_triples, write_data_side
-    from eval_stratified import fingerprint_analysis
+    from databaseline import fingerprint_analysis, hot_labels, kn_by_doc_share, kn_share_key, val_triples, write_data_side
     from model import GPTConfig
     meta = load_meta(data_dir)
     sets, t = {}, time.time()
@@ -205,11 +204,10 @@ class Study:
                        'steps': {}, 'runs': {}, 'not_started': []}
 
     def args(self, name, seed, out_dir, extra=()):
-        from study import command
-        cmd, _ = command(os.path.join(CONFIGS, f'{name}.py'), name, seed, out_dir,
-                         [f"--data_dir='{self.data}'", "--final_ckpt='weights'", '--wandb_log=False',
-                          *(DRY if self.dry else []), *extra])
-        return cmd[1:]                                   # without the interpreter: py() and Popen add it
+        """train.py's arguments for one run (as study.py gives them: the config's runs share a wandb group name)."""
+        return ['train.py', os.path.join(CONFIGS, f'{name}.py'), f'--seed={seed}', f"--out_dir='{out_dir}'",
+                f"--wandb_group='{name}'", f"--data_dir='{self.data}'", "--final_ckpt='weights'", '--wandb_log=False',
+                *(DRY if self.dry else []), *extra]
 
     def save(self):
         self.result['elapsed_s'] = round(time.time() - self.t0, 1)

@@ -89,7 +89,7 @@ from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, data_file, f
                   save_json, save_npy, sha256_file)
 from counting import BYTES_PER_TOKEN, CHUNK, chunk_keys, count_duckdb, count_numpy, top_n
 from engram import canonical_map, hot_lookup
-from fsafe import TEMP_SUFFIX, UMASK, DirLock, private_temp_dir, refuse_shared_dir, remove_stale_temps
+from fsafe import TEMP_SUFFIX, UMASK, DirLock, own_subdir, private_temp_dir, refuse_shared_dir, remove_stale_temps
 from tokens import Tokenizer, require_hub
 
 FINEWEB = 'HuggingFaceFW/fineweb-edu'
@@ -271,7 +271,15 @@ def build_hot_tier(top, top_counts, n_hot, order, out):
     import bbhash
     top, top_counts = top[:n_hot], top_counts[:n_hot]
     files = hot_files(n_hot, order)
-    mphf = bbhash.PyMPHF(top.tolist(), len(top), 1, 1.0)
+    own_subdir(out, *os.path.dirname(files['keys']).split('/'))       # hot/n<N>: a link planted there is refused
+    work = private_temp_dir(out)        # bbhash writes temp_p<pid>_level_* files in the cwd: in a dir nobody else can enter
+    cwd = os.getcwd()
+    try:
+        os.chdir(work)
+        mphf = bbhash.PyMPHF(top.tolist(), len(top), 1, 1.0)
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(work)
     slots = mphf.lookup_many(top.view(np.uint64)).astype(np.int64)
     assert len(top) == 0 or np.array_equal(np.sort(slots), np.arange(len(top))), "MPHF is not a bijection"
     slot_keys, slot_counts = np.empty_like(top), np.empty_like(top_counts)

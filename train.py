@@ -32,7 +32,7 @@ from checkpoint import (CKPT_VERSION, CheckpointWriter, build_model, check_signa
                         load_weights, nonfinite)
 from configurator import ConfigError, apply_config
 from data import DataError, TokenData, atomic_write, read_metrics, save_json, to_device
-from fsafe import DirLock, append_line, refuse_shared_dir, remove_stale_temps
+from fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_stale_temps
 from mdmix import NOISE, Noise
 from metrics import evaluate, wandb_row
 from model import MODEL_GROUPS, GPTConfig
@@ -518,7 +518,7 @@ class Trainer:
                 self.check_finite('best.pt')
                 self.writer.save(os.path.join(self.run.out_dir, 'best.pt'), self.weights(val_loss=m['val_loss']))
         if cfg['save_snapshots']:
-            self.writer.save(os.path.join(self.run.out_dir, 'snapshots', f'iter_{it:06d}.pt'), self.weights())
+            self.writer.save(os.path.join(own_subdir(self.run.out_dir, 'snapshots'), f'iter_{it:06d}.pt'), self.weights())
 
     def weights(self, **extra):
         """Weights only, with what eval needs to rebuild the model (best.pt, snapshots)."""

@@ -147,7 +147,7 @@ class FingerprintIndex(NgramIndex):
     fingerprint); a non-member passes with probability 2^-b and is routed hot, to the row of the member at
     its slot: a false positive. For a non-member, bbhash returns an arbitrary slot (or none); here that slot
     is a uniform MD-mix hash of the key (the same on any device), so the false-positive share of non-member
-    queries is 2^-b in expectation (fingerprint_analysis in eval_stratified.py measures it)."""
+    queries is 2^-b in expectation (fingerprint_analysis in databaseline.py measures it)."""
 
     def __init__(self, canonical, hot_index, orders, counts=None, bits=8):
         super().__init__(canonical, hot_index, orders, counts)

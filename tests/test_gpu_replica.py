@@ -97,3 +97,17 @@ def test_the_dry_run_passes_without_datasets_wandb_or_bbhash_and_rebuilds_the_co
     assert '## Table 4 across seeds' in md and "## The paper's patterns, tested" in md
     names = tarfile.open(out / 'gpu_study.tar.gz').getnames()
     assert 'report/report.md' in names and 'runs/nine_100_400k_s0/metrics.jsonl' in names and 'gpu_study.json' in names
+
+def test_the_scheduler_starts_no_run_that_cannot_finish_before_the_deadline(tmp_path):
+    """From the smoke gate's rate, every run of the plan is expected to take minutes: with one minute left, none
+    starts, and each is listed as not started (a run killed at the deadline would be lost work)."""
+    import time
+    import gpu_study
+    st = gpu_study.Study(str(tmp_path / 'pack'), str(tmp_path / 'data'), str(tmp_path / 'out'), dry=False)
+    os.makedirs(tmp_path / 'out' / 'logs')
+    smoke = {'wall_s': 15.0, 'tok_per_s_median': 250_000.0, 'eval_s': 0.5}
+    st.result['steps']['smoke'] = {'status': 'pass', 'seconds': 16.0, 'figures': {'hash_500k': smoke, 'nine_100_400k': smoke}}
+    assert st.estimate_s('hash_500k') > 60
+    st.deadline = time.time() + 60
+    assert st.train_all() == {'finished': 0, 'not_started': len(gpu_study.run_order())}
+    assert os.listdir(tmp_path / 'out' / 'logs') == [] and len(st.result['not_started']) == len(gpu_study.run_order())

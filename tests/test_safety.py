@@ -289,3 +289,39 @@ def test_temp_cleanup_spares_a_live_run_below_and_the_data_dirs_of_a_sibling_nam
     own.mkdir()
     prepare(d / 'x', corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50')
     assert all(s.exists() for s in sibling) and not own.exists()
+
+
+# -- links at directories (issue 36) ------------------------------------------------------------------------------
+
+def test_own_subdir_refuses_a_link_at_a_dir_it_writes_into_and_follows_the_users_link_above(tmp_path):
+    from fsafe import UnsafePath, own_subdir
+    victim = tmp_path / 'victim'
+    victim.mkdir()
+    disk = tmp_path / 'bigdisk'
+    disk.mkdir()
+    (tmp_path / 'out').symlink_to(disk)                        # the user's own link above: followed
+    assert os.path.realpath(own_subdir(str(tmp_path / 'out'), 'run', 'snapshots')) == str(disk / 'run' / 'snapshots')
+    (disk / 'run2').symlink_to(victim)                         # planted at the first level
+    (disk / 'run3').mkdir()
+    (disk / 'run3' / 'snapshots').symlink_to(victim)           # or at the second
+    for run_name in ('run2', 'run3'):
+        with pytest.raises(UnsafePath, match='symbolic link'):
+            own_subdir(str(tmp_path / 'out'), run_name, 'snapshots')
+        assert os.listdir(victim) == []
+
+def test_reports_and_hot_tiers_refuse_a_directory_link_planted_where_they_write(tmp_path, corpus, gen_data):
+    """A link planted at a run's eval/ (the --ckpt report's default dir) or at a data dir's hot/: one error line and
+    the link's target untouched (274c17e wrote report.md and the hot tier's keys into the target)."""
+    victim = tmp_path / 'victim'
+    victim.mkdir()
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
+    run(['train.py', cfg_path])
+    os.symlink(victim, os.path.join(cfg['out_dir'], 'eval'))
+    p = run(['eval_stratified.py', '--ckpt', os.path.join(cfg['out_dir'], 'ckpt.pt')], check=False)
+    assert p.returncode == 1 and p.stderr.startswith('error:') and 'symbolic link' in p.stderr and os.listdir(victim) == []
+    out = tmp_path / 'data'
+    out.mkdir()
+    os.symlink(victim, out / 'hot')
+    with pytest.raises(SystemExit):
+        prepare(out, corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50')
+    assert os.listdir(victim) == []

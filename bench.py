@@ -39,7 +39,7 @@ MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash
             'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise')}
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx', 'parts', 'compute'],
                    help='default: paper on CUDA, tiny on CPU; mdx: the MD-mix inference ideas on --ckpt; '
                         'parts: the MD-mix model parts beside the standard ones (tiny shapes); compute: memory and '

@@ -23,7 +23,7 @@ import sys
 from configurator import HelpFormatter
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument('--ckpt', help='one checkpoint: deep report')
     p.add_argument('--key_stability', metavar='RUN_DIR', help='key stability across the weight snapshots of one run')
     p.add_argument('--runs', help="glob of run dirs (out_dir of train.py), e.g. 'out/*'")

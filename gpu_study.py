@@ -50,7 +50,8 @@ DRY_RUNS = 8                    # the main pair's three seeds and one of each ab
 DRY_SHAPE = (64, 8)             # (block_size, val_windows) of DRY: prepare caches the KN shares for them too
 
 def run_order():
-    """[(config name, seed)] in PLAN's order, seed-major within each entry (every config's seed 0 first)."""
+    """[(config name, seed)]: PLAN's entries two at a time (the pair, the ablation, ...), seed-major within each two
+    (hash_500k s0, nine_100_400k s0, hash_500k s1, ...), so a window cut short still pairs its configs."""
     order = []
     for i in range(0, len(PLAN), 2):
         group = PLAN[i:i + 2]
@@ -69,10 +70,9 @@ def config_values(name):
     finally:
         os.chdir(cwd)
 
-def py(args, timeout=None, env=None):
+def py(args):
     """A repo script as a user runs it; raises with the end of its output when it fails."""
-    p = subprocess.run([sys.executable, *args], cwd=HERE, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
+    p = subprocess.run([sys.executable, *args], cwd=HERE, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:3])} ... exited {p.returncode}: {(p.stderr or p.stdout)[-1500:]}")
     return p
@@ -380,7 +380,7 @@ def main(argv):
         rebuild_counts(argv[1])
         return 0
     import argparse
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument('--prepare', action='store_true', help='on a CPU machine with the venv: build the data and its pack')
     p.add_argument('--dry', action='store_true', help='the GPU steps at tiny shapes, on a CPU')
     p.add_argument('--source', nargs='+', help='--prepare: the corpus files (.jsonl, .txt, either .xz)')

@@ -29,7 +29,7 @@ from configurator import HelpFormatter, parse_size
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument('--source', default='fineweb-edu', help="'fineweb-edu' (hub, streamed) or a glob of local txt/jsonl/csv/parquet files")
     p.add_argument('--text_column', default='text', help='the text column of jsonl/csv/parquet sources')
     p.add_argument('--tokenizer', default='deepseek-v3',

@@ -15,7 +15,7 @@ import time
 from configurator import HelpFormatter
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument('--ckpt', required=True, help="a run's ckpt.pt or best.pt")
     p.add_argument('--start', default='\n', help='the prompt, or FILE:path to read it from a file')
     p.add_argument('--num_samples', type=int, default=3, help='samples to draw (generated SAMPLE_BATCH at a time: memory stays bounded)')

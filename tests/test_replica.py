@@ -236,3 +236,11 @@ def test_copyable_marks_exactly_the_repeated_bigrams_of_each_window(gen_data):
     expect = [any((x[w, s], y[w, s]) == (x[w, t], y[w, t]) for s in range(t)) for w in range(len(x)) for t in range(32)]
     assert copyable.tolist() == expect and 0 < copyable.mean() < 1
     assert (count2[is_hot] > 0).all()                                   # every hot position's 2-gram occurs in train
+
+@pytest.mark.parametrize('script, args', [('study.py', ['configs/replica/hash_500k.py', '--seed=0']),
+                                          ('sample.py', ['--ckpt', 'x.pt', '--temp', '0']),
+                                          ('eval_stratified.py', ['--ckpt', 'x.pt', '--val_window', '4'])])
+def test_an_abbreviated_flag_is_refused_not_guessed(script, args):
+    """argparse's prefix matching took `study.py --seed=0` as --seeds and ran a whole study (issue 38)."""
+    p = run([script, *args], check=False)
+    assert p.returncode == 2 and 'unrecognized arguments' in p.stderr and 'Traceback' not in p.stderr, p.stderr

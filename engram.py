@@ -29,7 +29,7 @@ ID_MASK = (1 << ID_BITS) - 1
 MASK63 = (1 << 63) - 1
 
 # -----------------------------------------------------------------------------
-# Tokenizer compression P: V -> V' (paper §3.1, SPEC §4)
+# Tokenizer compression P: V -> V' (paper §3.1: ids that decode to the same normalized text share one id)
 
 def canonical_text(text):
     """NFKC -> NFD -> drop combining marks -> lowercase -> whitespace runs to one space -> strip."""
@@ -128,7 +128,7 @@ def multiply_xor_hash(keys, order, mult, size):
 
 class Route:
     """The n-gram route of a batch of windows: exact keys per order and, when computed, each key's
-    MPHF slot in its order's hot tier (-1 = cold). is_hot = hot in *any* order (SPEC §4)."""
+    MPHF slot in its order's hot tier (-1 = cold). is_hot = hot in *any* order (the label every model's stratified metrics use)."""
 
     def __init__(self, keys, slots=None):
         self.keys, self.slots = keys, slots

@@ -1,5 +1,5 @@
 """
-Route-stratified metrics (paper §4.3, SPEC §4 and §6): the one place they are defined.
+Route-stratified metrics (paper §4.3: losses split by hot/cold route, gate values, the flip): the one place they are defined.
 train.py computes them at every eval; eval_stratified.py uses the same functions for reports.
 
 Per position: loss, is_hot (its n-gram is hot in *any* order), is_hot per order, alpha per Engram

@@ -1,5 +1,5 @@
 """
-GPT-2 (nanoGPT) with optional Engram memory at `engram_layers` (paper §3, SPEC §3-4).
+GPT-2 (nanoGPT) with optional Engram memory at `engram_layers` (paper §3: hashed tables or the MPHF hot tier, and the gate).
 memory = 'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier).
 Block indices in engram_layers are 0-based, like the DeepSeek Engram demo's layer_ids.
 

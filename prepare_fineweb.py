@@ -7,7 +7,7 @@ FineWeb-Edu (or local text) -> token bins -> canonical map -> n-gram counts -> M
 Stages (each recorded in meta.json when finished; a re-run with the same arguments reuses it):
   tokens     documents joined by the end-of-text id (nanoGPT style: eot before each document),
              the first num_tokens ids; train = first 95%, val = last 5% (paper §4.1)
-  canonical  tokenizer compression P (paper §3.1, SPEC §4)
+  canonical  tokenizer compression P (paper §3.1: normalized duplicates share one canonical id)
   ngrams     counts of every 2-/3-gram of canonical ids over the *train* split, exact 64-bit keys,
              chunked count + merge (memory stays bounded by the distinct n-grams, not the tokens)
   hot        per hot size and order: top-N keys (ties by key), bbhash MPHF, key and count per slot

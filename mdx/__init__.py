@@ -1,1 +1,1 @@
-"""The MD-mix notes' proposals (shared/seeds/mdmix_conversation.txt in the project; see README), one idea per file."""
+"""The MD-mix notes' proposals (MD5-derived mixing applied to model parts and inference; README "Files"), one idea per file."""

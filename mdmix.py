@@ -161,8 +161,12 @@ class Noise:
 
     def xi(self, idx, step, stream, n_features, layer=0):
         B, T = idx.shape
-        pos = torch.arange(T, device=idx.device).expand(B, T)
-        w1, w2 = noise_words(idx, pos, layer, step, stream, n_features, self.seed)
+        return self.draw(idx, torch.arange(T, device=idx.device).expand(B, T), step, stream, n_features, layer)
+
+    def draw(self, tokens, positions, step, stream, n_features, layer=0):
+        """The noise of each (token, position): (..., n_features), a pure function of them (any slice of a batch
+        draws its rows' own values)."""
+        w1, w2 = noise_words(tokens, positions, layer, step, stream, n_features, self.seed)
         return gaussian(w1, w2) if self.kind == 'gaussian' else rademacher(w1)
 
 
@@ -178,6 +182,15 @@ class BoundNoise:
         if sigma == 0:
             return x
         return x + sigma * self.scale * self.noise.xi(self.idx, self.step, stream, x.shape[-1], layer).to(x.dtype)
+
+    def rows(self, stream, x, start, layer=0):
+        """__call__ on rows start.. of the flattened (B*T, C) batch: each row's own noise (the chunked loss's logits)."""
+        sigma = self.noise.sigmas.get(stream, 0)
+        if sigma == 0:
+            return x
+        rows = torch.arange(start, start + x.shape[0], device=x.device)
+        xi = self.noise.draw(self.idx.reshape(-1)[rows], rows % self.idx.shape[1], self.step, stream, x.shape[-1], layer)
+        return x + sigma * self.scale * xi.to(x.dtype)
 
     def memory(self, e, is_hot_order, layer=0):
         """Noise on the memory vector read from the tables: all rows, or only hot/cold ones (per order).
@@ -197,6 +210,9 @@ class NoNoise:
     """No MD-mix noise (the paper's model, and every eval): each injection point is the identity."""
 
     def __call__(self, stream, x, layer=0):
+        return x
+
+    def rows(self, stream, x, start, layer=0):
         return x
 
     def memory(self, e, is_hot_order, layer=0):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import variants
 from engram import ENGRAM
 from layers import ATTENTION, BACKBONE, BLOCKS, EMBEDDINGS, FFN, CausalSelfAttention, ForwardPass, KVCache
+from linear_ce import chunked_cross_entropy
 from mdmix import NO_NOISE
 from mdx import attention_lsh, attention_sketch, cs_lora, embeddings, hash_moe, pkm, reversible
 from options import Group, Option, config_class
@@ -53,6 +54,8 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = lm_head
+        self.loss_chunk = 0          # rows of logits at a time in the loss (linear_ce.py); 0: the plain head. A run
+                                     # setting, not the model's: train.py sets it (on CUDA by default)
         self.stack = BLOCKS[config.block].stack     # how the blocks run, one by one or as a whole (mdx/reversible.py)
         self.apply(self._init_weights)
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
@@ -120,10 +123,14 @@ class GPT(nn.Module):
         return self.transformer.ln_f(x)
 
     def token_losses(self, x, targets, fwd):
-        """Logits and the per-position cross-entropy (flattened) of hidden states x."""
+        """Logits and the per-position cross-entropy (flattened) of hidden states x; with loss_chunk, the losses only
+        (the logits are never whole: None)."""
+        smoothing = self.config.label_smoothing if self.training else 0.0
+        if self.loss_chunk:
+            return None, chunked_cross_entropy(x, self.lm_head.weight, targets, self.loss_chunk, smoothing, fwd.noise)
         logits = fwd.noise('logits', self.lm_head(x))
         losses = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction='none',
-                                 label_smoothing=self.config.label_smoothing if self.training else 0.0)
+                                 label_smoothing=smoothing)
         return logits, losses
 
     def route(self, idx, prev, diag):
@@ -196,7 +203,8 @@ def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None
     top_k tokens and to the smallest set whose probability reaches top_p (nucleus)."""
     if temperature == 0:
         return logits.argmax(-1, keepdim=True)
-    logits = logits / temperature
+    logits = (logits - logits.amax(-1, keepdim=True)) / temperature   # <= 0 before the division: a tiny temperature
+                                                                      # gives -inf, never inf - inf = nan
     if top_k is not None:
         v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
         logits = logits.masked_fill(logits < v[:, [-1]], -float('inf'))
@@ -204,6 +212,7 @@ def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None
         sorted_logits, order = torch.sort(logits, descending=True)
         cum = F.softmax(sorted_logits, dim=-1).cumsum(-1)
         drop = cum - F.softmax(sorted_logits, dim=-1) >= top_p       # keep the tokens until top_p is reached
+        drop[:, 0] = False                                           # and the most likely one, whatever top_p
         logits = logits.masked_fill(drop.scatter(1, order, drop), -float('inf'))
     return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
 

@@ -11,6 +11,13 @@ their hot - cold difference sits beside the model's hot_cold_delta. The trigram 
 (rawgrams_o3_*.npy, counted by the same engines as the n-grams, so under --memory_limit); here, memory grows
 with the number of distinct trigrams, not tokens (a few int64 arrays of that length).
 """
+import sys
+
+if __name__ == '__main__':
+    sys.exit("databaseline.py is a library (the data-side baselines: the KN trigram, the data's own flip on random document "
+             "shares, fingerprint false positives), not a script. Its tables appear in the study report: "
+             "python eval_stratified.py --runs 'out/<study>/*'")
+
 import json
 import os
 

@@ -40,13 +40,11 @@ def parse_args(argv=None):
         p.error('give exactly one of --ckpt, --runs or --key_stability')
     if a.val_windows is not None and a.val_windows < 1 or a.hot_size is not None and a.hot_size < 1:
         p.error(f"--val_windows and --hot_size must be >= 1 (got {a.val_windows}, {a.hot_size})")
-    if a.device.startswith('cuda') and not cuda_available():
-        p.error(f"--device {a.device}: this machine has no CUDA device; use --device cpu")
+    if a.device.startswith('cuda'):
+        from system import device_problem
+        if device_problem(a.device):
+            p.error(device_problem(a.device))
     return a
-
-def cuda_available():
-    import torch
-    return torch.cuda.is_available()
 
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
@@ -56,9 +54,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import build_model, load_index, load_model, load_weights, read_checkpoint
+from checkpoint import build_model, load_checkpoint, load_index, load_model, load_weights
 from data import DataError, TokenData, atomic_write, load_counts, load_meta, read_metrics, save_json, to_device
-from fsafe import lock_holder, own_subdir
+from fsafe import lock_holder, own_subdir, regular_file
 from databaseline import cached, data_baseline, fingerprint_analysis, group_rows, kn_losses, kn_share_rows, position_groups
 from metrics import evaluate, flip
 from model import GPTConfig
@@ -142,13 +140,14 @@ def key_stability(run_dir, data_dir=None, val_windows=None, device='cpu', batch_
     if len(snaps) < 2:
         raise DataError(f"{run_dir}/snapshots has {len(snaps)} snapshot(s); key stability needs two or more. "
                         f"Train with --save_snapshots=True.")
-    with open(os.path.join(run_dir, 'config.json')) as f:
-        cfg = json.load(f)
+    cfg = read_json(os.path.join(run_dir, 'config.json'), 'run config')
+    if not isinstance(cfg, dict) or bad_config_value(cfg.get('data_dir'), str) or bad_config_value(cfg.get('val_windows'), 'positive'):
+        raise DataError(f"{run_dir}/config.json lacks data_dir or val_windows: not written by train.py (or edited).")
     data_dir = data_dir or cfg['data_dir']
     meta = load_meta(data_dir)
     prev, pairs, index = None, [], None
     for path in tqdm(snaps, desc='snapshots'):
-        snap = read_checkpoint(path)
+        snap = load_checkpoint(path)
         mcfg = GPTConfig(**snap['model_args'])
         if mcfg.memory == 'none':
             raise DataError(f"{run_dir} has no Engram memory: no keys to compare.")
@@ -211,7 +210,7 @@ def ngram_trajectories(run_dir, data_dir=None):
     snaps = snapshot_paths(run_dir)
     vectors, sample = [], None
     for path in snaps:
-        snap = read_checkpoint(path)
+        snap = load_checkpoint(path)
         if sample is None:
             mcfg = GPTConfig(**snap['model_args'])
             data_dir = data_dir or snap['config']['data_dir']
@@ -319,9 +318,26 @@ def figure_trajectories(traj, run, out_dir):
 
 def config_name(cfg):
     """Runs of one config across seeds share a name: the wandb group, else out_dir minus a _s<seed> suffix."""
-    return cfg.get('wandb_group') or re.sub(r'_s\d+$', '', os.path.basename(cfg['out_dir'].rstrip('/')))
+    return cfg.get('wandb_group') or re.sub(r'_s\d+$', '', os.path.basename(str(cfg.get('out_dir', 'run')).rstrip('/')))
 
-RUN_CONFIG_KEYS = ('data_dir', 'out_dir', 'seed', 'block_size', 'memory', 'hot_size', 'table_size', 'engram_layers', 'max_iters')
+# what the study reads from a run's config.json, each with its test (a bad run is skipped with the reason, not a crash)
+RUN_CONFIG = {'data_dir': str, 'out_dir': str, 'seed': 'count', 'block_size': 'positive', 'memory': ('none', 'hash', 'nine'),
+              'hot_size': 'positive', 'table_size': 'positive', 'engram_layers': list, 'max_iters': 'count'}
+EVAL_ROW = ('val_loss', 'hot_cold_delta', 'n_positions')
+
+def bad_config_value(v, want):
+    if want in ('count', 'positive'):
+        return not (type(v) is int and v >= (want == 'positive'))
+    return v not in want if isinstance(want, tuple) else not isinstance(v, want)
+
+def read_json(path, what):
+    """A run's JSON file, or a DataError naming it (the caller skips the run)."""
+    try:
+        regular_file(path, what)
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is missing or damaged ({type(e).__name__}: {str(e)[:120]}); it is not a complete run dir.") from None
 
 def load_run(run_dir):
     path = os.path.join(run_dir, 'metrics.jsonl')
@@ -340,23 +356,26 @@ def load_run(run_dir):
     evals = [r for r in rows if r['kind'] == 'eval']
     if not evals:
         raise DataError(f"{path} has no eval rows yet; train past the first eval_interval first.")
-    try:
-        with open(os.path.join(run_dir, 'config.json')) as f:
-            cfg = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{run_dir}/config.json is missing or damaged ({e}); it is not a complete run dir.") from None
-    missing = [k for k in RUN_CONFIG_KEYS if k not in cfg] if isinstance(cfg, dict) else list(RUN_CONFIG_KEYS)
+    if any(k not in r for r in evals for k in EVAL_ROW):
+        raise DataError(f"{path} has eval rows without {', '.join(EVAL_ROW)}: not written by train.py (or edited).")
+    cfg = read_json(os.path.join(run_dir, 'config.json'), 'run config')
+    missing = [k for k in RUN_CONFIG if k not in cfg] if isinstance(cfg, dict) else list(RUN_CONFIG)
     if missing:
         raise DataError(f"{run_dir}/config.json lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}: "
                         f"not written by train.py (or edited); retrain the run.")
+    bad = [k for k, want in RUN_CONFIG.items() if bad_config_value(cfg[k], want)]
+    if bad:
+        raise DataError(f"{run_dir}/config.json has {', '.join(f'{k}={cfg[k]!r}' for k in bad)}, which train.py never "
+                        f"writes (edited?); retrain the run.")
     last = evals[-1].get('val_loss')
     if not isinstance(last, (int, float)) or not math.isfinite(last):        # (hot/cold may be NaN: no hot position)
         raise DataError(f"{run_dir}'s last eval (iter {evals[-1]['iter']}) has a non-finite val_loss ({last}): the run "
                         f"diverged; it is not averaged into any table.")
     summary = {}
     if os.path.exists(os.path.join(run_dir, 'summary.json')):
-        with open(os.path.join(run_dir, 'summary.json')) as f:
-            summary = json.load(f)
+        summary = read_json(os.path.join(run_dir, 'summary.json'), 'run summary')
+        if not isinstance(summary, dict):
+            raise DataError(f"{run_dir}/summary.json is not an object; not written by train.py (or edited).")
     series = [(r['iter'], r['hot_cold_delta']) for r in evals if r['iter'] > 0]   # iter 0: an untrained model's noise, not an advantage
     evolution = [{k: r.get(k) for k in ('iter', 'alpha_hot', 'alpha_cold', 'delta_alpha', 'hot_cold_delta',
                                          'val_loss', 'val_loss_hot', 'val_loss_cold')} for r in evals]
@@ -508,7 +527,8 @@ def patterns(flips, groups):
         n_runs, n_flip = sum(f['seeds'] for f in flips.values()), sum(f['flipped'] for f in flips.values())
         never = [n for n, f in flips.items() if f['flipped'] == 0 and f['seeds'] >= 2]
         add('1. every config flips', 'all 5 configs flip', f"{n_flip} of {n_runs} runs flip; configs that never flip over 2+ seeds: {', '.join(never) or 'none'}",
-            VERDICT[True if n_flip == n_runs else False if never else None])
+            VERDICT[False if never else True if n_flip == n_runs and all(f['seeds'] >= 2 for f in flips.values()) else None])
+                                                                                # a flip counts once seen in 2+ seeds
     for nn, hn in (('nine_100_400k', 'hash_500k'),):
         if nn in nine and hn in hashes:
             a, b = nine[nn], hashes[hn]
@@ -603,8 +623,11 @@ def md_checkpoint(rep):
                             [[f'L{l}', fmt(m[f'alpha_hot_L{l}'], '.3f'), fmt(m[f'alpha_cold_L{l}'], '.3f'),
                               fmt(m[f'delta_alpha_L{l}'], '+.3f')] for l in layers] +
                             [['mean', fmt(m['alpha_hot'], '.3f'), fmt(m['alpha_cold'], '.3f'), fmt(m['delta_alpha'], '+.3f')]]))
-        out.append(f"\n## α buckets, layer-mean α (paper Table 7 is {ref['table7']['config']}, beside this {rep['memory']} model)\n")
-        out.append(md_buckets(m['alpha_buckets'], ref['table7']['buckets'], f"paper {ref['table7']['config']}"))
+        same = rep.get('config') == ref['table7']['config']       # the paper's Table 7 is one config's: beside that one only
+        out.append(f"\n## α buckets, layer-mean α" + (f" (beside the paper's Table 7, {ref['table7']['config']})\n" if same else
+                   f"\n\nThe paper's Table 7 is {ref['table7']['config']}'s; this is {rep.get('config')} ({rep['memory']}), so it "
+                   f"stands alone.\n"))
+        out.append(md_buckets(m['alpha_buckets'], *((ref['table7']['buckets'], f"paper {ref['table7']['config']}") if same else ())))
         for l in layers:
             out.append(f'\n### α buckets, layer {l}\n')
             out.append(md_buckets(m[f'alpha_buckets_L{l}']))
@@ -634,14 +657,14 @@ def md_data_baseline(rows):
                       f"{b['context_seen_share_hot']:.1%} / {b['context_seen_share_cold']:.1%}"] for b in rows])
 
 def md_data_side(d):
-    out = ['\n## How much of hot_cold_delta is the data? (item 2)\n\nAn interpolated Kneser-Ney trigram LM counted on the '
+    out = ['\n## How much of hot_cold_delta is the data?\n\nAn interpolated Kneser-Ney trigram LM counted on the '
            'train split (no memory, no training dynamics) scored on the same validation positions, split by the same '
            'is_hot labels; and the plug-in entropy of the next token after each position\'s 2-token context in the train '
            'counts (biased low for rarely seen contexts, which are mostly cold). A positive KN hot − cold means frequent '
            'contexts are harder to continue in the data itself.\n\n', md_data_baseline(d['baseline'])]
     if d['fingerprints']:
         orders = sorted({k[len('fp_rate_o'):] for f in d['fingerprints'] for k in f if k.startswith('fp_rate_o')})
-        out += ['\n## Algorithm 1 as written: b-bit fingerprint membership (item 1)\n\nShare of non-member queries that '
+        out += ['\n## Algorithm 1 as written: b-bit fingerprint membership\n\nShare of non-member queries that '
                 'pass the fingerprint check (so are routed hot: false positives), beside 2^-b, and the hot coverage '
                 '(any order) with them. Runs with `hot_fingerprint_bits` appear in Table 3 for their loss.\n\n',
                 md_table(['data', 'N_hot', 'b', 'split'] + [f'FP rate o{o}' for o in orders] + ['expected 2^-b', 'hot coverage exact', 'with FP'],
@@ -663,11 +686,14 @@ def md_data_side(d):
         out += [f"\n## Which positions are hard? Val positions by route and 2-gram train count ({fr['data']}, N_hot {fr['hot_size']:,}, "
                 f"{fr['val_windows']} windows, final iter {fr['iter']})\n\nCold positions split by how often their 2-gram (the memory's key) "
                 "occurs in the train split: unseen vs seen rarely. Copyable: the target follows the same token earlier in the window "
-                "(an induction head can copy it). Mean final loss per group: each config's seed mean, and the KN trigram data baseline.\n\n",
+                "(an induction head can copy it). Mean final loss per group: each config's seed mean, and the KN trigram data baseline."
+                + (f" Groups without a position here are left out: {', '.join(empty)}." if (empty := [
+                    f"{r['group']} ({r['targets']})" for r in fr['rows'] if not r['share']]) else '') + "\n\n",
                 md_table(['group', 'targets', 'share of positions'] + fr['models'],
-                         [[r['group'], r['targets'], fmt(r['share'], '.1%')] + [fmt(r[m], '.3f') for m in fr['models']] for r in fr['rows']])]
+                         [[r['group'], r['targets'], fmt(r['share'], '.1%')] + [fmt(r[m], '.3f') for m in fr['models']]
+                          for r in fr['rows'] if r['share']])]
     for run, traj in d['trajectories'].items():
-        out += [f'\n## N-gram embedding trajectories (item 6): {run}\n\n', md_trajectories(traj)]
+        out += [f'\n## N-gram embedding trajectories: {run}\n\n', md_trajectories(traj)]
     return out
 
 def at_iter(v, it, missing):
@@ -716,7 +742,9 @@ def md_study(s):
                      fmt(t['params'], ','), fmt(p.get('params'), ',')])
     out.append(paper_table(['config', 'data', 'val windows', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper',
                             'tok/s', 'paper', 'params', 'paper'], rows, s['table3'], ref['table3'], 'Table 3'))
-    out.append('\n## Table 4: hot/cold flip\n\nWithout a flip ("none"), the extremes are taken over the whole run.\n\n')
+    out.append('\n## Table 4: hot/cold flip\n\nWithout a flip ("none"), the extremes are taken over the whole run. Advantages are '
+               'values of val_loss_hot − val_loss_cold, signed as the paper prints them: a hot advantage is negative (hot '
+               'positions lower), a cold advantage positive.\n\n')
     rows = []
     for run, f in s['table4'].items():
         p = ref['table4'].get(f['config'], {})
@@ -809,7 +837,8 @@ def figure_flip(plt, runs, s, color, out_dir):
     ax.axhline(0, color='k', lw=0.8)
     flipped = any(r['flip']['flip_iter'] is not None for r in runs)
     ax.set(xlabel='share of training (iter / max_iters; paper: iter / 5000)', ylabel='val_loss_hot − val_loss_cold (nats)',
-           title='Hot/cold gap over training (Fig. 2)' + ('; dotted: a seed\'s flip' if flipped else '; no run flips'))
+           title='Hot/cold gap over training (as Fig. 2)' + ('' if any(ref.get(n) for n in groups) else ', no paper counterpart')
+           + ('; dotted: a seed\'s flip' if flipped else '; no run flips'))
     ax.legend(fontsize=6)
     return save_fig(fig, out_dir, 'fig2_hot_cold_delta.png')
 
@@ -908,14 +937,39 @@ def save_fig(fig, out_dir, name):
     plt.close(fig)
     return path
 
+CONSOLE_SECTIONS = ('Table 3', "The paper's patterns", 'Stratified metrics')   # what the console shows of a report
+
+def console_summary(md):
+    """The report's headline sections for the console (the whole report is in report.md): a study's Table 3 and the
+    patterns' verdicts, a checkpoint's metrics; the first section when none of them is there."""
+    sections = md.split('\n## ')
+    keep = [x for x in sections[1:] if x.startswith(CONSOLE_SECTIONS)] or sections[1:2]
+    return sections[0].rstrip() + ''.join('\n\n## ' + x.rstrip() for x in keep)
+
 def write_report(report, markdown, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     save_json(os.path.join(out_dir, 'report.json'), report)
     atomic_write(os.path.join(out_dir, 'report.md'), lambda f: f.write(markdown), mode='w')
 
-def log_wandb(report, images, project, name):
+def report_run_id(out_dir):
+    """The wandb run id of a report dir: made once and kept in the dir, so writing the report again resumes its run
+    (one run per report dir; re-running the quickstart no longer adds a run to upload)."""
+    import uuid
+    path = os.path.join(out_dir, 'wandb_run_id')
+    if os.path.exists(path):
+        with open(regular_file(path, 'wandb run id')) as f:
+            run_id = f.read().strip()
+        if run_id.isalnum():
+            return run_id
+    run_id = uuid.uuid4().hex[:12]
+    atomic_write(path, lambda f: f.write(run_id + '\n'), mode='w')
+    return run_id
+
+def log_wandb(report, images, project, out_dir):
     import wandb
-    run = wandb.init(project=project, name=name, job_type='eval', config={'report': name})
+    name = os.path.basename(out_dir.rstrip('/'))
+    run = wandb.init(project=project, name=name, job_type='eval', config={'report': name}, id=report_run_id(out_dir),
+                     resume='allow')
     if 'table3' in report:
         cols = ['config', 'val_loss', 'val_loss_std', 'hot_cold_delta', 'tok_per_s', 'params']
         run.log({'table3': wandb.Table(columns=cols, data=[[n] + [t[c] for c in cols[1:]] for n, t in report['table3'].items()]),
@@ -945,7 +999,8 @@ def main(argv=None):
             rep = evaluate_checkpoint(a.ckpt, a.data_dir, a.val_windows, a.hot_size, a.device)
             md = md_checkpoint(rep)
             m, ref = rep['metrics'], paper()['table7']
-            images = figures([], {'table7': {rep['config']: m.get('alpha_buckets'), f"paper {ref['config']}": ref['buckets']},
+            beside = {f"paper {ref['config']}": ref['buckets']} if rep['config'] == ref['config'] else {}
+            images = figures([], {'table7': {rep['config']: m.get('alpha_buckets'), **beside},
                                   'delta_alpha_per_layer': {rep['config']: {k[len('delta_alpha_'):]: v for k, v in m.items()
                                                                             if k.startswith('delta_alpha_L')}}}, out)
         else:
@@ -967,10 +1022,11 @@ def main(argv=None):
             images = figures(runs, rep, out)
         md += '\n## Figures\n\n' + '\n\n'.join(f"![{os.path.basename(i)[:-4]}]({os.path.basename(i)})" for i in images) + '\n'
         write_report(rep, md, out)
-        print(md)
-        print(f"\nwrote {out}/report.json, {out}/report.md, " + ', '.join(os.path.basename(i) for i in images))
+        print(console_summary(md))
+        print(f"\nwrote {out}/report.json, {out}/report.md (the whole report: every table), " +
+              ', '.join(os.path.basename(i) for i in images))
         if a.wandb:
-            log_wandb(rep, images, a.wandb_project, os.path.basename(out.rstrip('/')))
+            log_wandb(rep, images, a.wandb_project, out)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

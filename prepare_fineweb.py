@@ -197,6 +197,8 @@ def tokenize(args, tok, out):
                     bar.update(len(ids))
                 if n >= args.num_tokens:
                     break
+            bar.total = n                   # the total was an upper bound (a token is at least a byte): end at 100%
+            bar.refresh()
     except BaseException:
         os.remove(tmp)
         raise

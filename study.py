@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from configurator import HelpFormatter, override
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 def run_dirs(configs, seeds, out):
@@ -33,9 +35,12 @@ def run_dirs(configs, seeds, out):
             yield cfg, name, seed, os.path.join(out, f'{name}_s{seed}')
 
 def command(cfg, name, seed, out_dir, extra):
+    """train.py's command for one run: resumed from its checkpoint, or started afresh; a start killed before its first
+    checkpoint left logs but nothing to resume, and the study replaces them (it made them)."""
     resume = os.path.exists(os.path.join(out_dir, 'ckpt.pt'))
-    cmd = [sys.executable, os.path.join(HERE, 'train.py'), cfg, f'--seed={seed}', f"--out_dir='{out_dir}'", f"--wandb_group='{name}'"]
-    return cmd + (["--init_from='resume'"] if resume else []) + extra, resume
+    cmd = [sys.executable, os.path.join(HERE, 'train.py'), cfg, f'--seed={seed}', override('out_dir', out_dir), override('wandb_group', name)]
+    restart = ['--overwrite=True'] if not resume and os.path.exists(os.path.join(out_dir, 'config.json')) else []
+    return cmd + (["--init_from='resume'"] if resume else restart) + extra, resume
 
 STOPS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
@@ -58,7 +63,7 @@ def footprints(todo, extra):
     for cfg, name, seed, out_dir in todo:
         if cfg in out or finished(out_dir):
             continue
-        p = subprocess.run([sys.executable, os.path.join(HERE, 'train.py'), cfg, f"--out_dir='{out_dir}'", *extra,
+        p = subprocess.run([sys.executable, os.path.join(HERE, 'train.py'), cfg, override('out_dir', out_dir), *extra,
                             '--dry_run=True'], capture_output=True, text=True)
         if p.returncode:
             sys.exit(p.stderr.strip() or f"error: {cfg}: train.py --dry_run=True failed ({p.returncode})")
@@ -143,7 +148,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index('--') + 1:] if '--' in argv else []
     argv = argv[:argv.index('--')] if '--' in argv else argv
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument('configs', nargs='+')
     p.add_argument('--seeds', default='0,1', help='comma-separated integer seeds')
     p.add_argument('--out', default='out/study', help='folder of the run dirs')

@@ -3,6 +3,7 @@ instant --help for every script, and reports/outputs a reader can trust."""
 import glob
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import prepare_fineweb as pf
+import train
 from conftest import ROOT, prepare, run
 from data import load_meta
 from test_train import micro_config, rows
@@ -134,21 +136,22 @@ def test_quickstart_in_a_fresh_clone_leaves_a_wandb_run_per_config_and_seed_and_
     p = subprocess.run(['bash', 'quickstart.sh', '--max_iters=20', '--lr_decay_iters=20', '--warmup_iters=2', '--eval_interval=10'],
                        cwd=clone, env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
+    name = re.search(r'runs in out/(quickstart_[0-9a-f]{8})/', p.stdout).group(1)    # with arguments: dirs of their own
     runs = {run_name(f): history(f) for f in glob.glob(str(clone / 'wandb' / 'offline-run-*' / 'run-*.wandb'))}
-    assert set(runs) == {'tiny_nine_s0', 'tiny_hash_s0', 'quickstart'}
-    for name in ('tiny_nine_s0', 'tiny_hash_s0'):
-        evals = [h for h in runs[name] if 'loss/val' in h]
-        logged = rows(clone / 'out' / 'quickstart' / name)
+    assert set(runs) == {'tiny_nine_s0', 'tiny_hash_s0', name} and not (clone / 'out' / 'quickstart').exists()
+    for run in ('tiny_nine_s0', 'tiny_hash_s0'):
+        evals = [h for h in runs[run] if 'loss/val' in h]
+        logged = rows(clone / 'out' / name / run)
         assert [h['_step'] for h in evals] == [r['iter'] for r in logged] == [0, 10, 20]
         for key, col in (('loss/val_hot', 'val_loss_hot'), ('loss/val_cold', 'val_loss_cold'), ('flip/hot_cold_delta', 'hot_cold_delta'),
                          ('alpha/alpha_hot_L2', 'alpha_hot_L2'), ('alpha/alpha_cold', 'alpha_cold')):
             assert [h[key] for h in evals] == pytest.approx([r[col] for r in logged])
-        assert not any(v == -1 for h in runs[name] for v in h.values())            # no placeholders (perf/mfu on CPU)
-    report = (clone / 'reports' / 'quickstart' / 'report.md').read_text()
+        assert not any(v == -1 for h in runs[run] for v in h.values())            # no placeholders (perf/mfu on CPU)
+    report = (clone / 'reports' / name / 'report.md').read_text()
     assert 'No paper counterpart' in report and 'paper hash_500k loss' not in report
     for line in report.splitlines():                                             # no paper column that is all dashes
         assert not (line.startswith('| tiny_') and line.count('| – |') >= 3), line
-    assert sorted(os.path.basename(f) for f in glob.glob(str(clone / 'reports' / 'quickstart' / '*.png'))) == [
+    assert sorted(os.path.basename(f) for f in glob.glob(str(clone / 'reports' / name / '*.png'))) == [
         'alpha_evolution.png', 'delta_vs_loss.png', 'fig2_hot_cold_delta.png', 'fig3_alpha_buckets.png', 'fig4_delta_alpha_layers.png']
 
 
@@ -174,3 +177,60 @@ def test_every_relative_link_in_the_readme_and_docs_resolves():
                 broken.append(f"{os.path.relpath(page, ROOT)}: {target}")
     assert len(pages) > 10 and not broken, broken
     assert len(open(os.path.join(ROOT, 'README.md')).read()) <= 12_000
+
+
+# -- what a new user meets first (issue 38) ---------------------------------------------------------------------
+
+def test_help_says_what_a_module_is_and_prints_each_default_once():
+    p = subprocess.run([sys.executable, 'databaseline.py', '--help'], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 1 and 'is a library' in p.stderr and 'eval_stratified.py --runs' in p.stderr   # 274c17e: silence
+    help_ = {s: subprocess.run([sys.executable, s, '--help'], cwd=ROOT, capture_output=True, text=True).stdout
+             for s in ('eval_stratified.py', 'study.py')}
+    assert '(default: None)' not in help_['eval_stratified.py'] and help_['eval_stratified.py'].count('(default: the run') == 2
+    assert "(default: 0,1)" in help_['study.py'] and '(default: out/study)' in help_['study.py']
+
+def test_a_script_run_from_another_dir_says_where_to_run_it(tmp_path):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), 'configs/tiny.py'], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 1 and f'run from the repo root (cd {ROOT})' in p.stderr and 'Traceback' not in p.stderr
+
+def test_the_tokenize_bar_ends_at_100_percent(tmp_path, corpus):
+    p = run(['prepare_fineweb.py', '--source', corpus['txt'], '--tokenizer', corpus['tokenizer'], '--out', str(tmp_path / 'd'),
+             '--num_proc', '1', '--hot_sizes', '50'])
+    last = [l for l in p.stderr.replace('\r', '\n').splitlines() if l.startswith('tokenize')][-1]
+    assert 'tokenize: 100%' in last, last                     # 274c17e stopped at the upper bound's 30%
+
+def test_config_json_names_what_is_not_default_and_the_backend_that_ran(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2)
+    run(['train.py', cfg_path])
+    saved = json.load(open(os.path.join(cfg['out_dir'], 'config.json')))
+    assert saved['backend'] == 'gloo' and 'memory' not in saved['not_default'] and 'n_layer' in saved['not_default']
+    assert {k for k in saved['not_default']} == {k for k in train.DEFAULTS if saved[k] != (list(train.DEFAULTS[k])
+                                                   if isinstance(train.DEFAULTS[k], tuple) else train.DEFAULTS[k])}
+
+@pytest.fixture(scope='module')
+def two_runs(tmp_path_factory, gen_data):
+    d = tmp_path_factory.mktemp('report')
+    for seed in (0, 1):
+        cfg_path, _ = micro_config(d, gen_data, name=f'm{seed}.py', max_iters=4, lr_decay_iters=4, eval_interval=2,
+                                   out_dir=str(d / 'runs' / f'micro_s{seed}'), seed=seed, save_snapshots=False)
+        run(['train.py', cfg_path])
+    return d
+
+def test_the_report_prints_its_headlines_and_leaves_out_empty_rows(two_runs):
+    rep = two_runs / 'rep'
+    p = run(['eval_stratified.py', '--runs', str(two_runs / 'runs' / '*'), '--report', str(rep)])
+    md = (rep / 'report.md').read_text()
+    assert '## Table 3' in p.stdout and "## The paper's patterns" in p.stdout and '## Table 4' not in p.stdout
+    assert len(p.stdout) < len(md) / 2 and 'report.md (the whole report' in p.stdout      # 274c17e printed all of it
+    assert not [l for l in md.splitlines() if l.startswith(('| hot |', '| cold')) and '| 0.0% |' in l] and '(item' not in md
+    ck = run(['eval_stratified.py', '--ckpt', str(two_runs / 'runs' / 'micro_s0' / 'ckpt.pt')]).stdout
+    assert "stands alone" in ck or 'α buckets' not in ck      # the paper's Hash-500K Table 7 is not set beside a Nine model
+    assert 'paper hash_500k' not in (two_runs / 'runs' / 'micro_s0' / 'eval' / 'report.md').read_text()
+
+def test_writing_a_report_again_resumes_its_wandb_run(two_runs, tmp_path):
+    """One wandb run per report dir: 274c17e added an offline run at every quickstart re-run (uploaded as duplicates)."""
+    env = {**os.environ, 'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path), 'WANDB_SILENT': 'true'}
+    for _ in range(2):
+        run(['eval_stratified.py', '--runs', str(two_runs / 'runs' / '*'), '--report', str(tmp_path / 'rep'), '--wandb'], env=env)
+    ids = {os.path.basename(d).rsplit('-', 1)[1] for d in glob.glob(str(tmp_path / 'wandb' / 'offline-run-*'))}
+    assert len(glob.glob(str(tmp_path / 'wandb' / 'offline-run-*'))) == 2 and len(ids) == 1

@@ -125,6 +125,18 @@ def test_pattern_2_verdict_follows_the_seed_statistics(nine, hashed, verdict):
     assert p['2.']['verdict'] == verdict
     assert p['1.']['verdict'] == ('contradicted' if None in nine else 'reproduced')
 
+@pytest.mark.parametrize('nine, hashed, verdict', [
+    ([100], [200], 'not resolved'),                 # every run flips, but one seed each: no verdict from one seed
+    ([100, 110], [200], 'not resolved'),            # one config still has one seed
+    ([100, 110], [200, 190], 'reproduced'),
+    ([None, None], [200], 'contradicted'),          # a config that never flips over 2 seeds
+])
+def test_pattern_1_needs_two_seeds_of_every_config(nine, hashed, verdict):
+    """274c17e's quickstart marked a pattern from one 200-iteration seed; the flip count now needs 2+ seeds per config."""
+    from eval_stratified import patterns
+    p = {x['pattern'][:2]: x for x in patterns({'nine_100_400k': flips('nine', nine), 'hash_500k': flips('hash', hashed)}, {})}
+    assert p['1.']['verdict'] == verdict
+
 def test_flip_ignores_the_untrained_eval(tmp_path):
     from eval_stratified import load_run
     d = tmp_path / 'run'

@@ -35,8 +35,12 @@ PRESETS = {
 }
 
 # name -> (GPTConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
+# plainhead: the loss through the whole logits (loss_chunk 0), beside the default (on CUDA: chunked, linear_ce.py)
 MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
-            'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise')}
+            'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise'),
+            'baseline_plainhead': ({'memory': 'none', 'loss_chunk': 0}, 'adamw'),
+            'hash_plainhead': ({'memory': 'hash', 'loss_chunk': 0}, 'adamw'), 'nine_plainhead': ({'memory': 'nine', 'loss_chunk': 0}, 'adamw')}
+DEFAULT_CONFIGS = 'baseline,hash,nine,hash_rowwise,nine_rowwise'    # the plainhead ones differ on CUDA only
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
@@ -55,13 +59,28 @@ def parse_args(argv=None):
     p.add_argument('--count_data', default='iid', choices=('iid', 'text'),
                    help="synthetic tokens for counting: iid Zipf (nearly every 3-gram distinct) or text-like phrases")
     p.add_argument('--no_compile', action='store_true', help='no torch.compile on CUDA')
-    p.add_argument('--configs', default=','.join(MEMORIES), help=f'the training configs timed, of {",".join(MEMORIES)}')
+    p.add_argument('--configs', default=DEFAULT_CONFIGS, help=f'the training configs timed, of {",".join(MEMORIES)}')
     p.add_argument('--micro_batches', default='', help='CUDA: peak memory of one Hash and one Nine step per micro-batch, e.g. 8,16')
+    p.add_argument('--head_rounds', type=int, default=5, help='rounds timing the head + loss: plain vs chunked (0 = skip)')
     p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
     p.add_argument('--out', default='bench.json', help='all figures as JSON')
     a = p.parse_args(argv)
     if set(a.configs.split(',')) - set(MEMORIES):
         p.error(f"--configs: unknown {sorted(set(a.configs.split(',')) - set(MEMORIES))}; choose among {','.join(MEMORIES)}")
+    if a.steps < 1 or min(a.rounds, a.ckpt_steps, a.head_rounds) < 0:
+        p.error(f"--steps must be >= 1, --rounds, --ckpt_steps and --head_rounds >= 0 (got {a.steps}, {a.rounds}, "
+                f"{a.ckpt_steps}, {a.head_rounds})")
+    try:
+        parse_size(a.memory_limit)
+        if any(int(x.replace('_', '')) < 0 for x in a.count_tokens.split(',')) or any(int(b) < 1 for b in a.micro_batches.split(',') if b):
+            raise ValueError
+    except ValueError:
+        p.error(f"--memory_limit must be a size like 4GB, --count_tokens and --micro_batches comma-separated counts "
+                f"(got {a.memory_limit!r}, {a.count_tokens!r}, {a.micro_batches!r})")
+    if a.device.startswith('cuda'):
+        from system import device_problem
+        if device_problem(a.device):
+            p.error(device_problem(a.device))
     return a
 
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
@@ -70,6 +89,7 @@ if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before t
 import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import optim
 import counting
@@ -77,8 +97,8 @@ from checkpoint import build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from mdx import attention_lsh
 from model import GPTConfig
-from system import device_peak_flops, resolve_device
-from fsafe import save_json
+from system import device_peak_flops, resolve_device, resolve_loss_chunk
+from fsafe import DataError, save_json
 
 VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
@@ -130,8 +150,11 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
     runs = {}
     for name, (settings, table_opt) in configs.items():
         torch.manual_seed(0)
+        settings = dict(settings)
+        chunk = resolve_loss_chunk(settings.pop('loss_chunk', -1), device_type)     # a run setting, as train.py sets it
         cfg = GPTConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
         model = build_model(cfg, index).to(device)
+        model.loss_chunk = chunk
         opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
         fwd = torch.compile(model) if compile_model else model
         runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg)
@@ -181,6 +204,8 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
         out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
     out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step']
                                                  for m in ('hash', 'nine') if {m, f'{m}_rowwise'} <= set(out)}
+    out['ratio_default_over_plainhead_step_time'] = {m: out[m]['ms_per_step'] / out[f'{m}_plainhead']['ms_per_step']
+                                                     for m in ('baseline', 'hash', 'nine') if {m, f'{m}_plainhead'} <= set(out)}
     return out
 
 def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
@@ -194,6 +219,7 @@ def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
             torch.cuda.reset_peak_memory_stats()
             try:
                 model = build_model(GPTConfig(vocab_size=-(-vocab // 64) * 64, memory=m, **p['model'], **p[m]), index).to(device)
+                model.loss_chunk = resolve_loss_chunk(-1, device_type)
                 opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
                 b = batch[:1].expand(B, -1)
                 with autocast:
@@ -206,6 +232,41 @@ def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
                 out[f'{m}_micro_batch_{B}_gb'] = 'OOM'
             model = opt = loss = None
     return out
+
+def time_head(preset, device, dtype, rounds):
+    """The head and its loss alone (x @ W^T, cross-entropy, backward) at the preset's rows, width and vocabulary: the
+    plain path beside the chunked one (linear_ce.py) at chunks of 1/4 and 1/16 of the rows, interleaved round-robin;
+    median ms and, on CUDA, the peak memory above the inputs."""
+    from linear_ce import chunked_cross_entropy
+    p = PRESETS[preset]
+    cfg = GPTConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, **p['model'])
+    rows, C, V = p['batch_size'] * cfg.block_size, cfg.n_embd, cfg.vocab_size
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(rows, C, device=device, generator=g, requires_grad=True)
+    W = (0.02 * torch.randn(V, C, device=device, generator=g)).requires_grad_()
+    t = torch.randint(0, V, (rows,), device=device, generator=g)
+    cuda = device.startswith('cuda')
+    autocast = torch.autocast('cuda', dtype=dtype) if cuda else nullcontext()
+    paths = {'plain': lambda: F.cross_entropy(x @ W.t(), t, reduction='none')}
+    for k in (4, 16):
+        paths[f'chunk {rows // k}'] = lambda c=rows // k: chunked_cross_entropy(x, W, t, c)
+    times, peak = {n: [] for n in paths}, {}
+    for r in range(rounds + 1):                          # round 0: warm-up
+        for name, loss in paths.items():
+            if cuda:
+                torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+            t0 = time.perf_counter()
+            with autocast:
+                l = loss().mean()
+            l.backward()
+            if cuda:
+                torch.cuda.synchronize(); peak[name] = (torch.cuda.max_memory_allocated() - base) / 1e9
+            if r:
+                times[name].append(time.perf_counter() - t0)
+            x.grad = W.grad = None
+    ms = {n: 1000 * float(np.median(v)) for n, v in times.items()}
+    return {'rows': rows, 'width': C, 'vocab': V, 'ms': ms, 'ratio_over_plain': {n: v / ms['plain'] for n, v in ms.items()},
+            **({'peak_gb': peak} if cuda else {})}
 
 def print_training(tr, names):
     print(f"{'config':>18} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
@@ -666,8 +727,16 @@ def main():
         print_training(tr, configs)
         print(', '.join(f"{k} = {tr[k]:.3f}" for k in ('ratio_nine_over_hash_tok_per_s', 'ratio_hash_over_baseline_step_time') if k in tr))
         print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
+        if tr['ratio_default_over_plainhead_step_time']:
+            print('default (chunked loss on CUDA) / plain head step time: ' + ', '.join(
+                f"{m} {v:.3f}" for m, v in tr['ratio_default_over_plainhead_step_time'].items()))
         res['index'] = time_index(a.device)
         print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()), flush=True)
+    if a.head_rounds:
+        res['head'] = h = time_head(preset, a.device, dtype, a.head_rounds)
+        print(f"head + cross-entropy, {h['rows']:,} rows x {h['width']} -> {h['vocab']:,}: " + ', '.join(
+            f"{n} {v:.1f} ms ({h['ratio_over_plain'][n]:.2f}x)" + (f", peak {h['peak_gb'][n]:.2f} GB" if 'peak_gb' in h else '')
+            for n, v in h['ms'].items()), flush=True)
     if a.micro_batches and cuda:
         res['peak_memory'] = pm = peak_memory(preset, a.device, dtype, [int(b) for b in a.micro_batches.split(',')])
         print('peak memory of one step: ' + ', '.join(f"{k} {v if isinstance(v, str) else f'{v:.1f} GB'}" for k, v in pm.items()), flush=True)
@@ -692,4 +761,7 @@ def main():
     save_json(a.out, res)
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except DataError as e:              # a checkpoint or data dir the user named: one line, no traceback
+        sys.exit(f"error: {e}")

@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import variants
 from configurator import ConfigError
-from data import DataError, HotTier, atomic_write, load_canonical, load_counts, load_meta, tokenizer_signature
+from data import DataError, HotTier, atomic_write, regular_file, load_canonical, load_counts, load_meta, tokenizer_signature
 from engram import ID_BITS
 from mdx import hash_moe
 from model import GPT, GPTConfig
@@ -109,6 +109,7 @@ def save_checkpoint(path, state):
 def read_checkpoint(path, shown=None):
     """torch.load (weights_only) with every failure a DataError, then the checksum check."""
     shown = shown or path
+    regular_file(path, 'checkpoint')
     if not zipfile.is_zipfile(path):          # torch.save writes a zip; anything else is cut short or not ours
         raise DataError(f"{shown} is not a readable checkpoint (truncated, empty or damaged: not a torch zip file). "
                         f"Use an earlier checkpoint, or retrain.")
@@ -139,7 +140,30 @@ def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
     if unknown:
         raise DataError(f"{path} has model settings this code does not know ({', '.join(map(str, unknown[:4]))}). "
                         f"Only load checkpoints this repo wrote.")
+    check_checkpoint_schema(path, ckpt)
     return ckpt
+
+# What every reader of a checkpoint takes from it (train's resume, eval, sample, bench), each with its test: a
+# checkpoint that passes its checksum but lacks one (crafted, or from a foreign tool) is refused here, before anything
+# is written (a resume cuts metrics.jsonl back to iter_num: a wrong one must never reach that).
+CKPT_SCHEMA = {
+    'model_args': (lambda v: isinstance(v, dict), 'an object'),
+    'model': (lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()), 'tensors by name'),
+    'config': (lambda v: isinstance(v, dict) and isinstance(v.get('data_dir'), str), 'an object with data_dir'),
+    'data_signature': (lambda v: isinstance(v, dict), 'an object'),
+    'iter_num': (lambda v: type(v) is int and v >= 0, 'an integer >= 0'),
+}
+CKPT_OPTIONAL = {
+    'optimizer': (lambda v: isinstance(v, dict) and {'state', 'param_groups'} <= set(v), 'an optimizer state'),
+    'best_val_loss': (lambda v: type(v) in (int, float), 'a number'),
+    'rng': (lambda v: isinstance(v, dict) and isinstance(v.get('torch'), torch.Tensor), 'RNG states'),
+}
+
+def check_checkpoint_schema(path, ckpt):
+    for key, (ok, want) in {**CKPT_SCHEMA, **CKPT_OPTIONAL}.items():
+        if key in ckpt and not ok(ckpt[key]) or key in CKPT_SCHEMA and key not in ckpt:
+            got = 'missing' if key not in ckpt else type(ckpt[key]).__name__
+            raise DataError(f"{path}: '{key}' must be {want}, got {got}. Only load checkpoints this repo wrote.")
 
 def nonfinite(named_tensors):
     """Names of floating-point tensors with a NaN or inf (one host sync for all of them)."""

@@ -7,21 +7,31 @@ defaults and their allowed values are declared next to each part (options.py).
 """
 import argparse
 import difflib
+import math
 import os
+import traceback
 from ast import literal_eval
 
 class ConfigError(Exception):
     pass
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """The scripts' argparse --help: the module docstring as written and every default."""
+    """The scripts' argparse --help: the module docstring as written and every default (once: not where the help
+    says it already, nor a bare None)."""
 
-def _closest(key, known):
+    def _get_help_string(self, action):
+        if 'default' in (action.help or '') or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+def closest(key, known):
     m = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     return f" Did you mean '{m[0]}'?" if m else ''
 
 def _coerce(key, value, default):
     """value with the type of `default`, or ConfigError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"--{key} must be a finite number, got {value!r}")
     if isinstance(default, bool) or isinstance(value, bool):
         if type(value) is not type(default):
             raise ConfigError(f"--{key} expects {type(default).__name__} (like {default!r}), got {value!r}")
@@ -38,6 +48,30 @@ def _coerce(key, value, default):
                           f"({type(value).__name__})")
     return value
 
+def run_config_file(path):
+    """The names a config file (plain Python) assigns; whatever goes wrong in it is a ConfigError naming the file."""
+    if not os.path.exists(path):
+        here = os.path.dirname(os.path.abspath(__file__))
+        hint = (f"; paths are relative to the current dir: run from the repo root (cd {here})"
+                if not os.path.isabs(path) and os.path.exists(os.path.join(here, path)) else ' (configs are in configs/, e.g. configs/tiny.py)')
+        raise ConfigError(f"config file {path} does not exist{hint}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} is not a regular file")
+    scope = {}
+    try:
+        with open(path, encoding='utf-8') as f:
+            exec(compile(f.read(), path, 'exec'), scope)
+    except SyntaxError as e:
+        raise ConfigError(f"config file {path} has a syntax error at line {e.lineno}: {e.msg}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except SystemExit:
+        raise ConfigError(f"config file {path} called exit(); a config only assigns keys") from None
+    except Exception as e:
+        line = next((t.lineno for t in traceback.extract_tb(e.__traceback__) if t.filename == path), '?')
+        raise ConfigError(f"config file {path} failed at line {line}: {type(e).__name__}: {e}") from None
+    return scope
+
 def apply_config(cfg, argv, keys):
     """Update dict `cfg` (train.default_config()) in place for the known `keys`, from each config file and
     --key=value override in turn. Returns the applied changes."""
@@ -45,35 +79,39 @@ def apply_config(cfg, argv, keys):
     changes = {}
     for arg in argv:
         if not arg.startswith('--'):
-            if not os.path.exists(arg):
-                raise ConfigError(f"config file {arg} does not exist (configs are in configs/, e.g. configs/tiny.py)")
-            scope = {}
-            try:
-                with open(arg) as f:
-                    exec(compile(f.read(), arg, 'exec'), scope)
-            except SyntaxError as e:
-                raise ConfigError(f"config file {arg} has a syntax error at line {e.lineno}: {e.msg}") from None
+            scope = run_config_file(arg)
             for k, v in scope.items():
-                if k.startswith('_') or k == '__builtins__' or callable(v) or type(v).__name__ == 'module':
-                    continue
+                if k.startswith('_') or k == '__builtins__' or type(v).__name__ == 'module' or callable(v) and k not in cfg:
+                    continue                        # imports and helpers the file defines for itself
                 if k not in cfg or k not in keys:
-                    raise ConfigError(f"config file {arg} sets unknown key '{k}'.{_closest(k, keys)}")
+                    raise ConfigError(f"config file {arg} sets unknown key '{k}'.{closest(k, keys)}")
+                if callable(v):
+                    raise ConfigError(f"config file {arg} sets {k} to a function; it takes a value like {cfg[k]!r}")
                 cfg[k] = changes[k] = _coerce(k, v, cfg[k])
         else:
             key, sep, val = arg[2:].partition('=')
             if not sep:
                 raise ConfigError(f"override {arg} must look like --key=value")
             if key not in keys:
-                raise ConfigError(f"unknown config key '{key}'.{_closest(key, keys)}")
+                raise ConfigError(f"unknown config key '{key}'.{closest(key, keys)}")
             try:
                 value = literal_eval(val)
-            except (SyntaxError, ValueError):
+            except (SyntaxError, ValueError, MemoryError, RecursionError):
                 value = val
+            if isinstance(cfg[key], str) and not isinstance(value, str):
+                value = val                 # a path or name as typed (--out_dir=2024, a quote inside a path)
             cfg[key] = changes[key] = _coerce(key, value, cfg[key])
     return changes
+
+def override(key, value):
+    """--key=value as apply_config reads it back exactly: a path with a quote, a space or a glob character included."""
+    return f'--{key}={value!r}'
 
 def parse_size(s):
     """'4GB', '500MB', '12.5G', '1024' (bytes) -> bytes."""
     s = s.strip().upper().removesuffix('B')
     mult = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}.get(s[-1:], 1)
-    return int(float(s[:-1] if s[-1:] in 'KMGT' else s) * mult)
+    n = float(s[:-1] if s[-1:] in 'KMGT' else s)
+    if not 0 < n < 2**60 / mult:
+        raise ValueError(f"{s} is not a size in (0, 1 EiB)")
+    return int(n * mult)

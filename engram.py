@@ -281,6 +281,8 @@ def check_engram(c):
         return
     if not c['engram_layers']:
         raise ConfigError(f"memory={c['memory']!r} with --engram_layers=() reads no memory; name the Engram blocks")
+    if len(set(c['engram_layers'])) != len(c['engram_layers']):
+        raise ConfigError(f"engram_layers {list(c['engram_layers'])} names a block twice; each Engram block once")
     bad = [l for l in c['engram_layers'] if not 0 <= l < c['n_layer']]
     if bad:
         raise ConfigError(f"engram_layers {list(c['engram_layers'])} has {bad} outside the model's blocks 0..{c['n_layer'] - 1}")

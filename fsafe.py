@@ -7,6 +7,7 @@ appears only when complete, and a directory has one writer at a time.
   append_line      an append that refuses a link (metrics.jsonl)
   DirLock          one writer per run dir or data dir (flock on a no-follow lock file)
   remove_stale_temps   the temp files of writes killed mid-way (only while holding the dir's lock; bounded depth)
+  regular_file     what the repo reads is a regular file (a FIFO at a name would block the read forever)
   refuse_shared_dir    an output dir is the program's own: not /, home, the repo root, or (a run) a data dir
 """
 import fcntl
@@ -28,6 +29,18 @@ class DataError(Exception):
 
 class UnsafePath(DataError):
     """A name the repo writes is taken by a link or something that is not a plain file."""
+
+def regular_file(path, what):
+    """path, once it is a regular file (links to one are fine): a FIFO would block the open forever, a device or a
+    directory read as data is never what the user meant."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} does not exist.") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = 'a directory' if stat.S_ISDIR(st.st_mode) else 'a FIFO' if stat.S_ISFIFO(st.st_mode) else 'not a regular file'
+        raise DataError(f"{what} {path} is {kind}; give a regular file.")
+    return path
 
 def refuse_link(path, what='write'):
     if os.path.islink(path):

@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from configurator import override
+
 from fsafe import atomic_write, save_json      # standard library only: runs before any venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,11 +64,11 @@ class Plan:
         self.cadence_args = [f'--max_iters={self.iters}', f'--lr_decay_iters={self.iters}', f'--warmup_iters={every // 2}',
                              f'--eval_interval={every}', f'--ckpt_interval={self.iters // 2 if dry else 1000}',
                              f'--log_interval={max(1, every // 5)}', '--wandb_log=False', "--device='auto'",
-                             f"--data_dir='{self.cadence_data}'"] + (['--val_windows=16'] if dry else [])
+                             override('data_dir', self.cadence_data)] + (['--val_windows=16'] if dry else [])
         self.resume_iters = 8 if dry else 60        # stopped at half (an eval there in both runs), resumed to the end
         self.resume_args = [f'--max_iters={self.resume_iters}', '--lr_decay_iters=60', '--warmup_iters=4',
                             f'--eval_interval={self.resume_iters // 2}', '--log_interval=2', '--compile=False', '--deterministic=True',
-                            '--val_windows=16', '--wandb_log=False', "--device='auto'", f"--data_dir='{self.data}'"]
+                            '--val_windows=16', '--wandb_log=False', "--device='auto'", override('data_dir', self.data)]
         self.bench = (['--preset', 'tiny', '--rounds', '1', '--steps', '2'] if dry else
                       ['--preset', 'paper', '--rounds', '2', '--steps', '3', '--micro_batches', '8,16']) + \
                      ['--configs', 'baseline,hash,nine', '--count_tokens', '0', '--ckpt_steps', '0']
@@ -92,7 +94,7 @@ def step_bench(plan, out):
 def step_cadence(plan, out):
     """One paper config at the paper's cadence: the time outside the training steps, first and steady."""
     d = os.path.join(out, 'cadence')
-    run(['train.py', plan.nine, f"--out_dir='{d}'", '--overwrite=True', *plan.cadence_args])
+    run(['train.py', plan.nine, override('out_dir', d), '--overwrite=True', *plan.cadence_args])
     with open(os.path.join(d, 'summary.json')) as f:
         s = json.load(f)
     ev, sv, wall = s['eval_times_s'], s['save_blocked_times_s'], s['wall_s']
@@ -116,10 +118,10 @@ def step_agree(plan, out):
         ckpt_eval = json.load(f)['metrics']['val_loss']
     trained = last_eval(cad)['val_loss']
     whole, half = os.path.join(out, 'resume_whole'), os.path.join(out, 'resume_half')
-    run(['train.py', plan.nine, f"--out_dir='{whole}'", '--overwrite=True', *plan.resume_args])
+    run(['train.py', plan.nine, override('out_dir', whole), '--overwrite=True', *plan.resume_args])
     stop = [f'--max_iters={plan.resume_iters // 2}']
-    run(['train.py', plan.nine, f"--out_dir='{half}'", '--overwrite=True', *plan.resume_args, *stop])
-    run(['train.py', plan.nine, f"--out_dir='{half}'", "--init_from='resume'", *plan.resume_args])
+    run(['train.py', plan.nine, override('out_dir', half), '--overwrite=True', *plan.resume_args, *stop])
+    run(['train.py', plan.nine, override('out_dir', half), "--init_from='resume'", *plan.resume_args])
     equal = [json.loads(l) for l in open(os.path.join(whole, 'metrics.jsonl'))] == [json.loads(l) for l in open(os.path.join(half, 'metrics.jsonl'))]
     runs = {c: run(['sample.py', '--ckpt', os.path.join(cad, 'ckpt.pt'), '--num_samples', '2', '--max_new_tokens', '32',
                     '--temperature', '0'] + ([] if c else ['--no_cache'])).stdout for c in (True, False)}
@@ -136,7 +138,7 @@ def step_ddp(plan, out):
         return {'skipped': f'{torch.cuda.device_count()} GPU(s): torchrun needs 2'}
     d = os.path.join(out, 'nine_ddp')
     run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', 'train.py', plan.nine,
-         f"--out_dir='{d}'", '--overwrite=True', *plan.resume_args])
+         override('out_dir', d), '--overwrite=True', *plan.resume_args])
     res = {'ddp_val_loss': last_eval(d)['val_loss'], 'single_val_loss': last_eval(os.path.join(out, 'resume_whole'))['val_loss']}
     if abs(res['ddp_val_loss'] - res['single_val_loss']) > 2e-3:
         raise RuntimeError(f"disagree: {res}")

@@ -29,6 +29,8 @@ import sys
 import tarfile
 import time
 
+from configurator import override
+
 from fsafe import atomic_write, save_json      # standard library only: runs before any venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -178,10 +180,10 @@ def rebuild_counts(data_dir):
     each checked against the sha256 meta.json holds for it."""
     import numpy as np
     from counting import count_numpy
-    from data import data_file, load_meta, save_npy
+    from data import data_file, load_canonical, load_meta, open_tokens, save_npy
     meta = load_meta(data_dir)
-    train = np.memmap(data_file(data_dir, meta, 'train.bin'), dtype=meta['tokens']['dtype'], mode='r')
-    canon = np.load(data_file(data_dir, meta, 'canonical.npy')).astype(np.int64)
+    train = open_tokens(data_dir, meta, 'train')
+    canon = load_canonical(data_dir, meta).astype(np.int64)
     identity = np.arange(meta['tokens']['vocab_size'] + 1, dtype=np.int64)
     orders, max_order = meta['ngrams']['orders'], meta['ngrams']['max_order']
     for name, ids, os_ in (('ngrams', canon, orders), ('rawgrams', identity, [3])):
@@ -205,8 +207,8 @@ class Study:
 
     def args(self, name, seed, out_dir, extra=()):
         """train.py's arguments for one run (as study.py gives them: the config's runs share a wandb group name)."""
-        return ['train.py', os.path.join(CONFIGS, f'{name}.py'), f'--seed={seed}', f"--out_dir='{out_dir}'",
-                f"--wandb_group='{name}'", f"--data_dir='{self.data}'", "--final_ckpt='weights'", '--wandb_log=False',
+        return ['train.py', os.path.join(CONFIGS, f'{name}.py'), f'--seed={seed}', override('out_dir', out_dir),
+                override('wandb_group', name), override('data_dir', self.data), "--final_ckpt='weights'", '--wandb_log=False',
                 *(DRY if self.dry else []), *extra]
 
     def save(self):

@@ -9,10 +9,15 @@ prompt begins like a document in training (end-of-text first), and a KV cache ma
 position of compute (--no_cache for the plain sliding window: the same logits, tested).
 """
 import argparse
+import math
 import sys
 import time
 
 from configurator import HelpFormatter
+
+MAX_SAMPLES, MAX_NEW_TOKENS = 10_000, 100_000   # bounds on what one command generates
+SAMPLE_BATCH = 32      # samples generated together
+STREAM_STEP = 64       # tokens between two prints of a sample that streams
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
@@ -28,12 +33,14 @@ def parse_args(argv=None):
     p.add_argument('--data_dir', help="override the checkpoint's data dir")
     p.add_argument('--device', default='auto', help="'auto' (cuda if available) | cpu | cuda")
     a = p.parse_args(argv)
-    if a.num_samples < 1 or a.max_new_tokens < 1 or a.temperature < 0 or not 0 < a.top_p <= 1 or a.top_k < 0:
-        p.error('--num_samples and --max_new_tokens must be >= 1, --temperature >= 0, --top_k >= 0, 0 < --top_p <= 1')
+    if not (1 <= a.num_samples <= MAX_SAMPLES and 1 <= a.max_new_tokens <= MAX_NEW_TOKENS and 0 <= a.temperature < math.inf
+            and 0 < a.top_p <= 1 and a.top_k >= 0 and 0 <= a.seed < 2**63):
+        p.error(f'--num_samples must be in 1..{MAX_SAMPLES:,}, --max_new_tokens in 1..{MAX_NEW_TOKENS:,}, --temperature a finite '
+                f'number >= 0, --top_k >= 0, 0 < --top_p <= 1, --seed in 0..2**63-1')
     if a.device.startswith('cuda'):
-        import torch
-        if not torch.cuda.is_available():
-            p.error(f"--device {a.device}: this machine has no CUDA device; use --device cpu (or auto)")
+        from system import device_problem
+        if device_problem(a.device):
+            p.error(device_problem(a.device))
     return a
 
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
@@ -43,7 +50,7 @@ import envcheck  # noqa: F401  (first: without the venv, one line saying `source
 import torch
 
 from checkpoint import load_model
-from data import DataError
+from data import DataError, regular_file
 from system import autocast_context, resolve_device
 from tokens import Tokenizer
 
@@ -51,13 +58,30 @@ def prompt_ids(tok, start):
     text = start
     if start.startswith('FILE:'):
         try:
+            regular_file(start[5:], 'the prompt file')
             with open(start[5:], encoding='utf-8') as f:
                 text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, UnicodeDecodeError, DataError) as e:
             raise DataError(f"cannot read the prompt file {start[5:]}: {e}") from None
     return [tok.eot] + tok.encode_batch([text])[0]
 
-SAMPLE_BATCH = 32      # samples generated together
+def generate(model, x, a, gen, tok, autocast):
+    """The batch's continuations, STREAM_STEP tokens per call (each call re-reads the window: the same logits as one
+    long call); a single sample's text is printed as it grows, a batch shows a progress bar instead."""
+    from tqdm import tqdm
+    stream, shown, left = x.size(0) == 1, '', a.max_new_tokens
+    with tqdm(total=left, unit='tok', disable=stream, file=sys.stderr, leave=False) as bar:
+        while left:
+            n = min(STREAM_STEP, left)
+            with autocast:
+                x = model.generate(x, n, a.temperature, a.top_k or None, a.top_p, use_cache=not a.no_cache, generator=gen)
+            left -= n
+            bar.update(n)
+            if stream:
+                text = tok.decode(x[0, 1:].tolist()).rstrip('\ufffd')   # a character cut between two steps waits
+                print(text[len(shown):], end='', flush=True)
+                shown = text
+    return x, shown
 
 def main(argv=None):
     a = parse_args(argv)
@@ -74,10 +98,9 @@ def main(argv=None):
     t0 = time.time()
     for first in range(0, a.num_samples, SAMPLE_BATCH):
         x = torch.tensor([ids] * min(SAMPLE_BATCH, a.num_samples - first), dtype=torch.long, device=device)
-        with autocast_context(device.split(':')[0], ckpt['config']['dtype']):
-            y = model.generate(x, a.max_new_tokens, a.temperature, a.top_k or None, a.top_p, use_cache=not a.no_cache, generator=gen)
+        y, shown = generate(model, x, a, gen, tok, autocast_context(device.split(':')[0], ckpt['config']['dtype']))
         for row in y.tolist():
-            print(tok.decode(row[1:]))
+            print(tok.decode(row[1:])[len(shown):])       # a streamed sample: only what is not printed yet
             print('---------------', flush=True)
     dt = time.time() - t0
     print(f"{a.num_samples} x {a.max_new_tokens} tokens in {dt:.2f} s ({a.num_samples * a.max_new_tokens / dt:,.0f} tok/s, "

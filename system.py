@@ -37,9 +37,25 @@ def device_peak_flops(device):
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
 
+def device_problem(device):
+    """Why `device` ('cpu', 'cuda', 'cuda:N', after resolve_device) cannot run here, or None."""
+    if not device.startswith('cuda'):
+        return None
+    if not torch.cuda.is_available():
+        return f"--device {device}: this machine has no CUDA device; use --device cpu (or auto)"
+    index = device.partition(':')[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        return f"--device {device}: this machine has CUDA devices 0..{torch.cuda.device_count() - 1}"
+    return None
+
 def resolve_device(device):
     """'auto': cuda where there is one, else cpu; anything else as given."""
     return ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
+
+def resolve_loss_chunk(chunk, device_type):
+    """-1 (auto): the chunked loss (linear_ce.py) on CUDA, where the whole logits' memory traffic costs time; the plain
+    head on CPU, so the CPU figures (quickstart, config fingerprints) stay the plain path's."""
+    return (4096 if device_type == 'cuda' else 0) if chunk == -1 else chunk
 
 def resolve_dtype(dtype, device):
     """'auto': bfloat16 on a CUDA device that has it, else float32; anything else as given."""

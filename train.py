@@ -30,7 +30,7 @@ import variants
 from mdx import cs_lora
 from checkpoint import (CKPT_VERSION, CheckpointWriter, build_model, check_signature, load_checkpoint, load_index,
                         load_weights, nonfinite)
-from configurator import ConfigError, apply_config
+from configurator import ConfigError, apply_config, closest
 from data import DataError, TokenData, atomic_write, read_metrics, save_json, to_device
 from fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_stale_temps
 from mdmix import NOISE, Noise
@@ -38,7 +38,8 @@ from metrics import evaluate, wandb_row
 from model import MODEL_GROUPS, GPTConfig
 from options import Group, Option, check_values, help_text, merged
 from provenance import provenance
-from system import autocast_context, device_peak_flops, make_deterministic, resolve_device, resolve_dtype
+from system import (autocast_context, device_peak_flops, device_problem, make_deterministic, resolve_device, resolve_dtype,
+                    resolve_loss_chunk)
 from variants import MAINTENANCE
 
 # -----------------------------------------------------------------------------
@@ -50,6 +51,10 @@ def check_run(c):
         raise ConfigError(f"--init_from must be 'scratch', 'resume' or a checkpoint path (…/ckpt.pt), got {c['init_from']!r}")
     if c['max_iters'] == 0 and not c['eval_only']:
         raise ConfigError("--max_iters=0 trains nothing; pass --eval_only=True to only evaluate")
+    unknown = [k for k in c['resume_changes'] if k not in c and k not in ('global_batch', 'data_files')]
+    if unknown:
+        raise ConfigError(f"--resume_changes names {unknown}, which are neither config keys nor 'global_batch', 'data_files'."
+                          f"{closest(unknown[0], list(c))}")
 
 RUN = Group('I/O', dict(
     out_dir=Option('out/nine_100_400k', 'the run dir: config.json, metrics.jsonl, ckpt.pt, summary.json', run_only=True),
@@ -84,7 +89,7 @@ BATCH = Group('data: the experiment is the global batch (batch_size x gradient_a
                       run_only=True),
     gradient_accumulation_steps=Option(1, 'micro-batches per iter, across all DDP processes (paper: 16 x 1024 = 4 x 4 = 16 x 1)',
                                        above=0, run_only=True),
-    seed=Option(0, 'model init and training windows', at_least=0),
+    seed=Option(0, 'model init and training windows', at_least=0, below=2**63),
     hash_seed_from_seed=Option(False, 'True: engram_hash_seed = seed, so each seed also draws its own collision pattern'),
 ))
 
@@ -112,6 +117,9 @@ OPTIM = Group('AdamW (paper Table 1)', dict(
 def check_system(c):
     if not (c['device'] in ('auto', 'cpu', 'cuda') or c['device'].startswith('cuda:')):
         raise ConfigError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {c['device']!r}")
+    if c['loss_chunk'] > 0 and c['loss_chunk'] % 8:
+        raise ConfigError(f"--loss_chunk {c['loss_chunk']} is not a multiple of 8 (row blocks of 8k rows multiply as the whole "
+                          f"matrix does, so the losses stay the plain head's)")
     if c['dtype'] == 'float16':
         raise ConfigError("--dtype='float16' needs loss scaling (a GradScaler), which this loop does not do: its "
                           "small gradients would flush to zero. Use 'bfloat16' (A100/H100, the default on CUDA) or 'float32'.")
@@ -122,6 +130,8 @@ SYSTEM = Group('system', dict(
     dtype=Option('auto', "'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' ('float16' is refused: no GradScaler)",
                  choices=('auto', 'float32', 'bfloat16', 'float16'), run_only=True),
     compile=Option(True, 'torch.compile (CUDA only)', run_only=True),
+    loss_chunk=Option(-1, 'rows of logits at a time in the loss (chunked linear + cross-entropy, never the whole logits: '
+                      'linear_ce.py); 0 = the plain head; -1 = auto: 4096 on CUDA, 0 on CPU', at_least=-1, run_only=True),
     deterministic=Option(False, 'bit-reproducible kernels (a resumed CUDA run equals the uninterrupted one; slower): '
                          "deterministic algorithms and cuBLAS's fixed workspace", run_only=True),
     resume_changes=Option((), "experiment keys a resume may change on purpose, e.g. ('learning_rate',); 'global_batch'",
@@ -198,6 +208,10 @@ def resume_differences(saved, cfg):
 def resolve_system(cfg):
     """'auto' device and dtype: CUDA with bf16 where there is one, else CPU with float32."""
     cfg['device'] = resolve_device(cfg['device'])
+    if device_problem(cfg['device']):
+        raise ConfigError(device_problem(cfg['device']))
+    if not cfg['device'].startswith('cuda'):
+        cfg['backend'] = 'gloo'             # what DDP uses on CPU: config.json says what ran
     cfg['dtype'] = resolve_dtype(cfg['dtype'], cfg['device'])
 
 def init_distributed(cfg):
@@ -205,7 +219,7 @@ def init_distributed(cfg):
     dev = cfg['device']
     if int(os.environ.get('RANK', -1)) == -1:
         return False, 0, 1, dev
-    dist.init_process_group(backend=cfg['backend'] if dev.startswith('cuda') else 'gloo')
+    dist.init_process_group(backend=cfg['backend'])
     if dev.startswith('cuda'):
         dev = f"cuda:{int(os.environ['LOCAL_RANK'])}"
         torch.cuda.set_device(dev)
@@ -233,6 +247,17 @@ def wrap_ddp(model, device_type):
 # it). py-spy showed it both when main() returned and at interpreter exit, in tests/test_train.py's DDP runs.
 _KEEP_UNTIL_EXIT = []
 
+
+RUN_FILES = ('summary.json', 'ckpt.pt', 'best.pt', 'metrics.jsonl', 'snapshots', 'config.json')   # what a run writes
+
+def holds_work(path):
+    """Whether a run file holds something a fresh start would lose: not config.json (each start rewrites it),
+    not an empty metrics file or an empty snapshots/ (left by a run killed before its first row or snapshot)."""
+    if os.path.basename(path) == 'config.json' or not os.path.lexists(path):
+        return False
+    if os.path.islink(path):
+        return True
+    return bool(os.listdir(path)) if os.path.isdir(path) else os.path.getsize(path) > 0
 
 class RunDir:
     """out_dir as a run writes it (rank 0; the other ranks' RunDir writes nothing): one writer (its lock),
@@ -263,11 +288,13 @@ class RunDir:
             if os.path.exists(summary):
                 os.remove(summary)          # resumed to train further: finished again only at its new end
             return
-        held = [f for f in ('summary.json', 'ckpt.pt') if os.path.lexists(os.path.join(self.path, f))]
+        held = [f for f in RUN_FILES if holds_work(os.path.join(self.path, f))]
         if held and not overwrite:
-            raise DataError(f"{self.path} holds a run ({', '.join(held)}); a fresh run would destroy it. Resume it "
-                            f"with --init_from='resume', choose another --out_dir, or pass --overwrite=True to replace it.")
-        for f in ('summary.json', 'ckpt.pt', 'best.pt', 'metrics.jsonl', 'snapshots'):
+            again = ("Resume it with --init_from='resume'" if 'ckpt.pt' in held else
+                     "It has no checkpoint to resume: pass --overwrite=True to start it again")
+            raise DataError(f"{self.path} holds a run ({', '.join(held)}); a fresh run would destroy it. {again}, "
+                            f"choose another --out_dir, or pass --overwrite=True to replace it.")
+        for f in RUN_FILES:
             p = os.path.join(self.path, f)
             if os.path.isdir(p) and not os.path.islink(p):
                 shutil.rmtree(p)
@@ -377,6 +404,7 @@ class Run:
                     f"    {k}: checkpoint {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in sorted(diff.items()))) +
                     f"\n  Resume with the checkpoint's values, or allow the change explicitly: "
                     f"--resume_changes=\"{tuple(sorted(diff))}\"")
+            self.check_resume_data(ckpt)
             self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
         self.finished = ckpt is not None and self.iter_num >= cfg['max_iters'] and not cfg['eval_only']
         if self.finished:                   # nothing to build: main() says so and stops
@@ -389,6 +417,7 @@ class Run:
             return
         noise = Noise.from_config(cfg) if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')) else None
         self.raw_model = build_model(self.mcfg, index, noise)
+        self.raw_model.loss_chunk = resolve_loss_chunk(cfg['loss_chunk'], self.device_type)
         if ckpt is not None:
             load_weights(self.raw_model, ckpt['model'], f"checkpoint {self.ckpt_path}")
         if base is not None:                    # the base weights; with adapters, only the adapters train
@@ -413,6 +442,21 @@ class Run:
         self.eval_model = self.model       # compiled too (a second graph for eval mode), not DDP-wrapped
         if self.ddp:
             self.model = wrap_ddp(self.model, self.device_type)
+
+    def check_resume_data(self, ckpt):
+        """What a resume reads besides the checkpoint, checked before anything is written: the metrics it continues
+        (metrics.jsonl; every row readable) and the token files it trained and evaluated on (a data dir rebuilt on
+        another corpus can keep the signature, tokenizer and hot tier, yet change every validation window)."""
+        metrics = os.path.join(self.out_dir, 'metrics.jsonl')
+        if not os.path.exists(metrics):
+            raise DataError(f"{metrics} is missing: the resumed run would log from iter {ckpt['iter_num']} on with no "
+                            f"history before it. Restore it, or start over with --overwrite=True.")
+        read_metrics(metrics)
+        saved, now = ckpt.get('data_files'), self.data.files_sha256()
+        if saved is not None and saved != now and 'data_files' not in self.cfg['resume_changes']:
+            raise ConfigError(f"resuming {self.ckpt_path} on other token files ({', '.join(k for k in now if saved.get(k) != now[k])} "
+                              f"changed since the checkpoint): its metrics would mix two validation sets. Resume on the "
+                              f"checkpoint's data, or allow it explicitly: --resume_changes=\"('data_files',)\"")
 
     def check_memory(self, index):
         """Refuse a run that cannot fit before allocating it (a typo in block_size or n_embd would otherwise take
@@ -462,7 +506,8 @@ class Trainer:
         if not self.run.master:
             return
         self.dir.open(self.run.resumed_at is not None, cfg['overwrite'], self.iter_num,
-                      {**cfg, 'data_signature': self.run.signature, 'provenance': provenance(self.run.dev, self.run.world)})
+                      {**cfg, 'data_signature': self.run.signature, 'provenance': provenance(self.run.dev, self.run.world),
+                       'not_default': sorted(k for k in DEFAULTS if cfg[k] != DEFAULTS[k])})   # the keys a reader looks at first
         if cfg['decay_lr'] and cfg['max_iters'] < cfg['lr_decay_iters']:
             print(f"note: --max_iters {cfg['max_iters']} < lr_decay_iters {cfg['lr_decay_iters']}: the cosine stops part way "
                   f"(lr {get_lr(cfg['max_iters'], cfg):.2e} at the end, not {cfg['min_lr']:.0e}); pass --lr_decay_iters="
@@ -523,7 +568,8 @@ class Trainer:
     def weights(self, **extra):
         """Weights only, with what eval needs to rebuild the model (best.pt, snapshots)."""
         return {'format_version': CKPT_VERSION, 'iter_num': self.iter_num, 'model': self.run.raw_model.state_dict(),
-                'model_args': vars(self.run.mcfg), 'config': self.cfg, 'data_signature': self.run.signature, **extra}
+                'model_args': vars(self.run.mcfg), 'config': self.cfg, 'data_signature': self.run.signature,
+                'data_files': self.run.data.files_sha256(), **extra}
 
     def check_finite(self, what):
         """Never save NaN/inf: "the last good checkpoint" must stay true."""
@@ -540,6 +586,7 @@ class Trainer:
         with final_ckpt='weights', the weights only (a finished run needs no AdamW moments to be evaluated)."""
         cuda = self.run.device_type == 'cuda'
         self.check_finite(self.run.ckpt_path)
+        self.run.data.check_unchanged()
         if not self.run.master:                 # the ranks hold the same state: one writer (rank 0)
             return
         if self.iter_num >= self.cfg['max_iters'] and self.cfg['final_ckpt'] == 'weights':

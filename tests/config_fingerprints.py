@@ -18,6 +18,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from configurator import override  # noqa: E402
 TINY = ['--n_layer=8', '--n_head=4', '--n_embd=64', '--block_size=64', '--batch_size=2', '--gradient_accumulation_steps=2',
         '--max_iters=6', '--lr_decay_iters=6', '--warmup_iters=2', '--eval_interval=3', '--log_interval=1',
         '--val_windows=8', '--eval_batch_size=4', '--table_size=4096', '--hot_size=2000', '--engram_head_dim=16',
@@ -41,7 +43,7 @@ def weights_sha(path):
 
 
 def train(cfg, out, data, extra=()):
-    args = [sys.executable, 'train.py', cfg, *TINY, f"--data_dir='{data}'", f"--out_dir='{out}'", '--overwrite=True', *extra]
+    args = [sys.executable, 'train.py', cfg, *TINY, override('data_dir', data), override('out_dir', out), '--overwrite=True', *extra]
     p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     if p.returncode != 0:
         return {'error': (p.stderr.strip().splitlines() or ['?'])[-1]}

@@ -54,7 +54,7 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path, gen
     log = os.path.join(out, 'metrics.jsonl')
     def command():
         resume = os.path.exists(os.path.join(out, 'ckpt.pt'))
-        return [sys.executable, 'train.py', cfg_path, f"--out_dir='{out}'"] + (["--init_from='resume'"] if resume else [])
+        return [sys.executable, 'train.py', cfg_path, f"--out_dir='{out}'"] + (["--init_from='resume'"] if resume else ['--overwrite=True'])
     def started():
         target = (lines(log) if os.path.exists(os.path.join(out, 'ckpt.pt')) else 0) + random_rows.randint(3, 7)
         return lambda: lines(log) >= target

@@ -325,3 +325,234 @@ def test_reports_and_hot_tiers_refuse_a_directory_link_planted_where_they_write(
     with pytest.raises(SystemExit):
         prepare(out, corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50')
     assert os.listdir(victim) == []
+
+
+# -- one schema check per artifact, regular files only (issue 36) ----------------------------------------------
+
+@pytest.fixture
+def data_copy(tmp_path, gen_data):
+    d = tmp_path / 'data'
+    shutil.copytree(gen_data, d)
+    return d
+
+def edit_meta(d, edit):
+    meta = json.load(open(d / 'meta.json'))
+    edit(meta)
+    (d / 'meta.json').write_text(json.dumps(meta))
+
+@pytest.mark.parametrize('path, value, field', [
+    (('tokens', 'dtype'), 'int16', 'tokens.dtype'), (('tokens', 'dtype'), 'float16', 'tokens.dtype'),
+    (('hot', 'sizes'), None, 'hot.sizes'), (('hot', 'sizes'), ['50', '200', '1000'], 'hot.sizes'),
+    (('files',), [], 'files'), (('tokens', 'vocab_size'), 400.0, 'tokens.vocab_size'), (('ngrams', 'orders'), 'x', 'ngrams.orders')])
+def test_an_edited_meta_json_is_refused_naming_the_field(data_copy, path, value, field):
+    """274c17e read int16 ids as their dtype said and crashed on the rest (in the error-message builder for sizes: null)."""
+    from data import load_meta
+    def edit(m):
+        target = m
+        for k in path[:-1]:
+            target = target[k]
+        target[path[-1]] = value
+    edit_meta(data_copy, edit)
+    with pytest.raises(DataError, match=f'{field} must be'):
+        load_meta(str(data_copy))
+
+def test_token_ids_outside_the_vocabulary_are_refused_though_the_checksum_matches(data_copy):
+    from data import TokenData, sha256_file
+    import numpy as np
+    train_bin = data_copy / 'train.bin'
+    ids = np.fromfile(train_bin, dtype=np.uint16)
+    ids[7] = 400                                             # the vocabulary is 0..399
+    ids.tofile(train_bin)
+    edit_meta(data_copy, lambda m: m['files'].update({'train.bin': sha256_file(str(train_bin))}))
+    with pytest.raises(DataError, match='holds token id 400, outside the vocabulary of 400'):
+        TokenData(str(data_copy), 2)
+
+def test_hot_tiers_swapped_between_sizes_are_refused_though_the_checksums_match(data_copy):
+    from data import HotTier
+    a, b = data_copy / 'hot' / 'n50', data_copy / 'hot' / 'n200'
+    os.rename(a, data_copy / 'hot' / 'tmp')
+    os.rename(b, a)
+    os.rename(data_copy / 'hot' / 'tmp', b)
+    def swap(m):
+        f = m['files']
+        for name in os.listdir(a):
+            f[f'hot/n50/{name}'], f[f'hot/n200/{name}'] = f[f'hot/n200/{name}'], f[f'hot/n50/{name}']
+    edit_meta(data_copy, swap)
+    from data import load_meta
+    meta = load_meta(str(data_copy))
+    for n in (50, 200):
+        with pytest.raises(DataError, match='hot tiers of two sizes were swapped'):
+            HotTier(str(data_copy), meta, n, 2)
+
+def test_a_token_file_replaced_under_a_run_is_noticed_at_the_next_save(data_copy):
+    from data import TokenData
+    data = TokenData(str(data_copy), 2)
+    data.check_unchanged()
+    shutil.copy(data_copy / 'val.bin', data_copy / 'val.new')
+    os.replace(data_copy / 'val.new', data_copy / 'val.bin')    # the same bytes, another file: a rebuild
+    with pytest.raises(DataError, match='changed while this run read it'):
+        data.check_unchanged()
+
+def test_every_reader_refuses_a_fifo_before_its_open_blocks(tmp_path, data_copy, broken):
+    """274c17e blocked forever on a FIFO at meta.json, --ckpt, a config file or a prompt file."""
+    fifo = str(tmp_path / 'fifo')
+    os.mkfifo(fifo)
+    os.remove(data_copy / 'meta.json')
+    os.mkfifo(data_copy / 'meta.json')
+    cases = [(['train.py', broken['cfg'], f'--data_dir={data_copy}', f"--out_dir={tmp_path / 'o'}"], 'is a FIFO'),
+             (['eval_stratified.py', '--ckpt', fifo], 'is a FIFO'), (['sample.py', '--ckpt', fifo], 'is a FIFO'),
+             (['bench.py', '--preset', 'mdx', '--ckpt', fifo], 'is a FIFO'), (['train.py', fifo], 'not a regular file'),
+             (['sample.py', '--ckpt', broken['ckpt'], '--start', f'FILE:{fifo}'], 'is a FIFO')]
+    for args, message in cases:
+        p = run(args, check=False, timeout=60)
+        no_traceback_error(p)
+        assert message in p.stderr, (args, p.stderr[-500:])
+
+
+# -- a run dir is anything train.py writes; a resume checks everything it reads before writing (issue 36) ---------
+
+@pytest.mark.parametrize('name', ['metrics.jsonl', 'best.pt', 'snapshots'])
+def test_a_fresh_run_refuses_a_dir_holding_any_file_a_run_writes(tmp_path, gen_data, name):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2)
+    os.makedirs(os.path.join(cfg['out_dir'], 'snapshots'))
+    p = os.path.join(cfg['out_dir'], name)
+    open(os.path.join(p, 'iter_000002.pt') if name == 'snapshots' else p, 'w').write('kept')
+    r = run(['train.py', cfg_path], check=False)
+    assert r.returncode == 1 and f'holds a run ({name})' in r.stderr and '--overwrite=True' in r.stderr
+    assert sorted(os.listdir(cfg['out_dir'])) == sorted({name, 'snapshots', '.lock'})
+
+def test_a_fresh_run_takes_a_dir_whose_run_died_before_its_first_row(tmp_path, gen_data):
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2)
+    os.makedirs(os.path.join(cfg['out_dir'], 'snapshots'))
+    for name in ('config.json', 'metrics.jsonl'):
+        open(os.path.join(cfg['out_dir'], name), 'w').write('{}' if name == 'config.json' else '')
+    run(['train.py', cfg_path])
+    assert os.path.exists(os.path.join(cfg['out_dir'], 'summary.json'))
+
+def resumable(tmp_path, broken):
+    out = tmp_path / 'run'
+    shutil.copytree(os.path.dirname(broken['ckpt']), out)
+    return out, ['train.py', broken['cfg'], f'--out_dir={out}', "--init_from='resume'", '--max_iters=4', '--lr_decay_iters=4',
+                 "--resume_changes=('lr_decay_iters',)"]
+
+def test_a_resume_refuses_what_it_cannot_continue_before_writing_anything(tmp_path, broken):
+    """A crafted checkpoint (iter_num -1 passes its checksum), a metrics row without a kind, metrics.jsonl deleted, other
+    token files: refused with metrics.jsonl and config.json untouched (274c17e cut metrics back first, or went on)."""
+    from checkpoint import read_checkpoint
+    out, args = resumable(tmp_path, broken)
+    metrics, config = (out / 'metrics.jsonl').read_bytes(), (out / 'config.json').read_bytes()
+    good = read_checkpoint(str(out / 'ckpt.pt'))
+    def crafted(**over):
+        save_checkpoint(str(out / 'ckpt.pt'), {**{k: v for k, v in good.items() if k != 'checksum'}, **over})
+    for setup, message in [(lambda: crafted(iter_num=-1), "'iter_num' must be an integer >= 0"),
+                           (lambda: crafted(data_files={'train.bin': 'another', 'val.bin': 'corpus'}), 'on other token files'),
+                           (lambda: (out / 'metrics.jsonl').write_bytes(metrics + b'{"iter": 3}\n'), 'is not a metrics row')]:
+        setup()
+        p = run(args, check=False)
+        no_traceback_error(p)
+        assert message in p.stderr, p.stderr[-500:]
+        assert (out / 'config.json').read_bytes() == config
+        (out / 'metrics.jsonl').write_bytes(metrics)
+        crafted()
+    os.remove(out / 'metrics.jsonl')
+    p = run(args, check=False)
+    assert p.returncode == 1 and 'metrics.jsonl is missing' in p.stderr and not (out / 'metrics.jsonl').exists()
+    crafted(data_files={'train.bin': 'another', 'val.bin': 'corpus'})
+    (out / 'metrics.jsonl').write_bytes(metrics)
+    run(args[:-1] + ["--resume_changes=('lr_decay_iters', 'data_files')"])    # allowed on purpose: it goes on
+    assert rows(str(out))[-1]['iter'] == 4
+
+
+# -- config files and command-line values (issue 36) ---------------------------------------------------------------
+
+@pytest.mark.parametrize('text, message', [
+    (b'import sys\nsys.exit(0)\n', 'called exit()'), (b'batch_size = 2\nx = 1 / 0\n', 'failed at line 2: ZeroDivisionError'),
+    (b'# caf\xe9\nbatch_size = 2\n', 'is not UTF-8 text'), (b'learning_rate = lambda: 1\n', 'sets learning_rate to a function')])
+def test_a_config_file_that_does_more_than_assign_keys_is_one_error(tmp_path, text, message):
+    """274c17e exited 0 having trained nothing (sys.exit), let a function value become the default, and let
+    ZeroDivisionError or UnicodeDecodeError escape as tracebacks."""
+    from configurator import ConfigError, apply_config
+    path = tmp_path / 'cfg.py'
+    path.write_bytes(text)
+    cfg = dict(train.default_config())
+    with pytest.raises(ConfigError, match=message):
+        apply_config(cfg, [str(path)], list(cfg))
+    assert cfg == train.default_config()
+
+@pytest.mark.parametrize('value', ["it's here", 'a b/*', '"quoted"', "'x'", '2024', 'r\\n'])
+def test_a_string_value_reaches_the_run_exactly_as_given(value):
+    """study.py and gpu_check.py quoted paths by hand ('…'), which a quote in the path broke (runs went to a literal
+    '…' path); override() writes what apply_config reads back exactly, and a bare value stays a string."""
+    from configurator import apply_config, override
+    cfg = dict(train.default_config())
+    apply_config(cfg, [override('out_dir', value)], list(cfg))
+    assert cfg['out_dir'] == value
+    apply_config(cfg, ['--out_dir=2024'], list(cfg))
+    assert cfg['out_dir'] == '2024'
+
+CLI_VALUES = [
+    ('train.py', ['{cfg}', '--seed=18446744073709551616'], '--seed must be in [0, 9223372036854775808)'),
+    ('train.py', ['{cfg}', '--learning_rate=1e999'], '--learning_rate must be a finite number'),
+    ('train.py', ['{cfg}', '--engram_layers=(1,1)'], 'names a block twice'),
+    ('train.py', ['{cfg}', "--resume_changes=('max_iterz',)"], "Did you mean 'max_iters'"),
+    ('train.py', ['{cfg}', "--device='cuda:99'"], '--device cuda:99'),
+    ('sample.py', ['--ckpt', '{ckpt}', '--temperature', 'nan'], '--temperature a finite number'),
+    ('sample.py', ['--ckpt', '{ckpt}', '--max_new_tokens', '10000000'], '--max_new_tokens in 1..100,000'),
+    ('prepare_fineweb.py', ['--source', '{txt}', '--tokenizer', '{tok}', '--out', '{d}/x', '--memory_limit', 'inf'], '--memory_limit must be'),
+    ('bench.py', ['--steps', '0'], '--steps must be >= 1'),
+    ('bench.py', ['--preset', 'mdx', '--ckpt', '{crafted}'], 'model settings this code does not know'),
+]
+
+@pytest.mark.parametrize('script, args, message', CLI_VALUES, ids=[f'{s}:{" ".join(a)[:40]}' for s, a, _ in CLI_VALUES])
+def test_every_command_line_value_is_checked_in_one_error_line(broken, script, args, message):
+    p = run([script, *(a.format(**broken) for a in args)], check=False)
+    no_traceback_error(p)
+    assert message in p.stderr, p.stderr[-800:]
+
+def test_a_tiny_temperature_or_top_p_samples_the_most_likely_token():
+    """274c17e divided the logits by 1e-45 (inf - inf = nan) and compared top_p 1e-300 in float32 (0: every token
+    dropped): both raised inside torch.multinomial."""
+    from model import sample_token
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) * 3
+    logits[:, 45:] = -float('inf')
+    top = logits.argmax(-1, keepdim=True)
+    assert torch.equal(sample_token(logits, 1e-45), top)
+    assert torch.equal(sample_token(logits, 0.8, top_k=200, top_p=1e-300), top)
+
+def test_sample_streams_one_sample_and_prints_what_one_long_call_generates(broken, capsys):
+    """One sample is printed as it grows (STREAM_STEP tokens per call); the chunks give the text one call gives."""
+    import sample
+    from checkpoint import load_model
+    from tokens import Tokenizer
+    sample.main(['--ckpt', broken['ckpt'], '--num_samples', '1', '--max_new_tokens', str(2 * sample.STREAM_STEP + 5),
+                 '--seed', '5', '--device', 'cpu'])
+    printed = capsys.readouterr().out.split('---------------')[0]
+    model, ckpt, _, meta = load_model(broken['ckpt'])
+    tok = Tokenizer.of(meta)
+    x = torch.tensor([[tok.eot] + tok.encode_batch(['\n'])[0]])
+    y = model.generate(x, 2 * sample.STREAM_STEP + 5, 0.8, 200, 1.0, generator=torch.Generator().manual_seed(5))
+    assert printed == tok.decode(y[0, 1:].tolist()) + '\n'
+
+
+# -- the study report skips a bad run and reports the rest (issue 36) -------------------------------------------------
+
+def damage(d, how):
+    if how == 'summary':
+        (d / 'summary.json').write_text('{oops')
+    elif how in ('row without kind', 'list row'):
+        with open(d / 'metrics.jsonl', 'a') as f:
+            f.write(('{"iter": 3}' if how == 'row without kind' else '[1, 2]') + '\n{"kind": "eval", "iter": 99}\n')
+    else:
+        cfg = json.load(open(d / 'config.json'))
+        cfg['block_size'] = {'block_size 0': 0, 'block_size "64"': '64'}[how]
+        (d / 'config.json').write_text(json.dumps(cfg))
+
+@pytest.mark.parametrize('how', ['summary', 'row without kind', 'list row', 'block_size 0', 'block_size "64"'])
+def test_a_damaged_run_is_skipped_with_its_reason(tmp_path, broken, how):
+    import eval_stratified
+    d = tmp_path / 'micro_s1'
+    shutil.copytree(os.path.dirname(broken['ckpt']), d)
+    eval_stratified.load_run(str(d))
+    damage(d, how)
+    with pytest.raises(DataError):
+        eval_stratified.load_run(str(d))

@@ -166,7 +166,7 @@ def test_one_writer_per_run_dir_and_no_stale_lock(tmp_path, gen_data):
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    p = run(['train.py', cfg_path, '--max_iters=4', '--lr_decay_iters=4'])   # the dead holder's lock is gone
+    p = run(['train.py', cfg_path, '--max_iters=4', '--lr_decay_iters=4', '--overwrite=True'])   # the dead holder's lock is gone
     assert rows(cfg['out_dir'])[-1]['iter'] == 4
 
 

@@ -48,19 +48,27 @@ def _coerce(key, value, default):
                           f"({type(value).__name__})")
     return value
 
-def run_config_file(path):
-    """The names a config file (plain Python) assigns; whatever goes wrong in it is a ConfigError naming the file."""
+def run_config_file(path, scope=None, chain=()):
+    """The names a config file (plain Python) assigns; whatever goes wrong in it is a ConfigError naming the file.
+    Inside it, include('base.py') runs another config first, its path relative to the including file (so a config
+    means the same from any current dir)."""
     if not os.path.exists(path):
         here = os.path.dirname(os.path.abspath(__file__))
         hint = (f"; paths are relative to the current dir: run from the repo root (cd {here})"
                 if not os.path.isabs(path) and os.path.exists(os.path.join(here, path)) else ' (configs are in configs/, e.g. configs/tiny.py)')
-        raise ConfigError(f"config file {path} does not exist{hint}")
+        raise ConfigError(f"config file {path} does not exist{hint}" + (f" (included by {chain[-1]})" if chain else ''))
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path} is not a regular file")
-    scope = {}
+    if os.path.realpath(path) in map(os.path.realpath, chain):
+        raise ConfigError(f"config file {path} includes itself: {' -> '.join(chain + (path,))}")
+    scope = {} if scope is None else scope
+    outer = scope.get('include')
+    scope['include'] = lambda rel: run_config_file(os.path.join(os.path.dirname(path), rel), scope, chain + (path,))
     try:
         with open(path, encoding='utf-8') as f:
             exec(compile(f.read(), path, 'exec'), scope)
+    except ConfigError:
+        raise
     except SyntaxError as e:
         raise ConfigError(f"config file {path} has a syntax error at line {e.lineno}: {e.msg}") from None
     except UnicodeDecodeError:
@@ -70,7 +78,13 @@ def run_config_file(path):
     except Exception as e:
         line = next((t.lineno for t in traceback.extract_tb(e.__traceback__) if t.filename == path), '?')
         raise ConfigError(f"config file {path} failed at line {line}: {type(e).__name__}: {e}") from None
+    finally:
+        scope['include'] = outer            # the includer's own include, back (None at the top: dropped below)
     return scope
+
+def load_config(path):
+    """A config file's settings: the names it (and what it includes) assigns, without Python's own."""
+    return {k: v for k, v in run_config_file(path).items() if not k.startswith('__') and k != 'include'}
 
 def apply_config(cfg, argv, keys):
     """Update dict `cfg` (train.default_config()) in place for the known `keys`, from each config file and
@@ -79,8 +93,7 @@ def apply_config(cfg, argv, keys):
     changes = {}
     for arg in argv:
         if not arg.startswith('--'):
-            scope = run_config_file(arg)
-            for k, v in scope.items():
+            for k, v in load_config(arg).items():
                 if k.startswith('_') or k == '__builtins__' or type(v).__name__ == 'module' or callable(v) and k not in cfg:
                     continue                        # imports and helpers the file defines for itself
                 if k not in cfg or k not in keys:

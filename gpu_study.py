@@ -29,7 +29,7 @@ import sys
 import tarfile
 import time
 
-from configurator import override
+from configurator import load_config, override
 
 from fsafe import atomic_write, save_json      # standard library only: runs before any venv
 
@@ -62,15 +62,8 @@ def run_order():
     return order
 
 def config_values(name):
-    """A gpu_replica config's settings (it execs its base by a path relative to the repo root)."""
-    cwd = os.getcwd()
-    os.chdir(HERE)
-    try:
-        cfg = {}
-        exec(open(os.path.join(CONFIGS, f'{name}.py')).read(), cfg)
-        return {k: v for k, v in cfg.items() if not k.startswith('__')}
-    finally:
-        os.chdir(cwd)
+    """A gpu_replica config's settings (with the base it includes)."""
+    return load_config(os.path.join(HERE, CONFIGS, f'{name}.py'))
 
 def py(args):
     """A repo script as a user runs it; raises with the end of its output when it fails."""

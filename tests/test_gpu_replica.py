@@ -12,17 +12,18 @@ import pytest
 
 from conftest import ROOT, SHAKESPEARE
 from test_gpu_check import BLOCKER
-from test_replica import PAPER_LAYERS, load, table_params
+from configurator import load_config
+from test_replica import PAPER_LAYERS, table_params
 
 CONFIGS = {os.path.basename(p)[:-3]: p for p in sorted(glob.glob(os.path.join(ROOT, 'configs', 'gpu_replica', '*.py')))}
 
-def test_gpu_replica_configs_match_the_regime_they_were_measured_on(monkeypatch):
+def test_gpu_replica_configs_match_the_regime_they_were_measured_on():
     """regime.json is what `gpu_study.sh --prepare` measured on the corpus; the configs hold the paper's matched
     quantities against it: epochs 0.86 of >= 15M tokens, ~59% hot coverage of train, warmup 2% / cosine to lr/10 /
     evals every 5%, the 20% hot share, exact iso-parameter tables, the paper's relative Engram depths."""
     with open(os.path.join(ROOT, 'configs', 'gpu_replica', 'regime.json')) as f:
         regime = json.load(f)
-    cfgs = {n: load(p, monkeypatch) for n, p in CONFIGS.items()}
+    cfgs = {n: load_config(p) for n, p in CONFIGS.items()}
     assert set(cfgs) >= {'hash_500k', 'nine_100_400k', 'nine_20_480k', 'nine_50_450k', 'hash_300k', 'hash_800k'}
     main = cfgs['nine_100_400k']
     n_train = regime['data']['train_tokens']

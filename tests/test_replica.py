@@ -7,25 +7,20 @@ import os
 
 import pytest
 
+from configurator import load_config
 from conftest import ROOT, SHAKESPEARE, run
 
 REPLICA = sorted(glob.glob(os.path.join(ROOT, 'configs', 'replica', '*.py')))
 PAPER_LAYERS = (2, 4, 6)          # of 12 blocks (paper Table 1)
-
-def load(path, monkeypatch):
-    monkeypatch.chdir(ROOT)      # configs exec their base by a path relative to the repo root
-    cfg = {}
-    exec(open(path).read(), cfg)
-    return cfg
 
 def table_params(c):
     """2 orders x K heads x table_size x d, plus Nine's hot rows of K x d per order (paper Table 2)."""
     K, d = c.get('engram_heads', 2), c['engram_head_dim']
     return 2 * K * c['table_size'] * d + (2 * c['hot_size'] * K * d if c['memory'] == 'nine' else 0)
 
-def test_replica_configs_hold_the_papers_schedule_shape_depths_and_iso_parameters(monkeypatch):
+def test_replica_configs_hold_the_papers_schedule_shape_depths_and_iso_parameters():
     assert len(REPLICA) >= 6
-    cfgs = {os.path.basename(p)[:-3]: load(p, monkeypatch) for p in REPLICA}
+    cfgs = {os.path.basename(p)[:-3]: load_config(p) for p in REPLICA}
     for name, c in cfgs.items():
         it = c['max_iters']
         assert c['warmup_iters'] == round(0.02 * it) and c['lr_decay_iters'] == it, name      # warmup 2%, cosine over the run

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import run
-from configurator import ConfigError, apply_config
+from configurator import ConfigError, apply_config, load_config
 import train
 
 
@@ -65,6 +65,29 @@ def test_bad_config_files(tmp_path):
     (tmp_path / 't.py').write_text('batch_sise = 3\n')
     with pytest.raises(ConfigError, match="unknown key 'batch_sise'.*'batch_size'"):
         apply_config(cfg, [str(tmp_path / 't.py')], list(cfg))
+
+
+def test_a_config_includes_its_base_by_a_path_relative_to_itself_from_any_cwd(tmp_path, monkeypatch):
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'base.py').write_text("batch_size = 2\nmemory = 'hash'\n")
+    (tmp_path / 'sub' / 'mid.py').write_text("include('../base.py')\nbatch_size = 3\n")
+    (tmp_path / 'sub' / 'top.py').write_text("include('mid.py')\nmemory = 'nine'\n")
+    monkeypatch.chdir('/')
+    assert load_config(str(tmp_path / 'sub' / 'top.py')) == {'batch_size': 3, 'memory': 'nine'}
+    (tmp_path / 'loop.py').write_text("include('sub/../loop.py')\n")
+    with pytest.raises(ConfigError, match='includes itself'):
+        load_config(str(tmp_path / 'loop.py'))
+    (tmp_path / 'gone.py').write_text("include('nope.py')\n")
+    with pytest.raises(ConfigError, match=r'nope.py does not exist.*included by .*gone.py'):
+        load_config(str(tmp_path / 'gone.py'))
+
+def test_every_repo_config_includes_its_base_and_reads_the_same_from_another_cwd(monkeypatch):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sorted(glob.glob(os.path.join(root, 'configs', '**', '*.py'), recursive=True))
+    assert not [p for p in paths if 'exec(' in open(p).read() or 'open(' in open(p).read()]
+    here = {p: load_config(p) for p in paths}
+    monkeypatch.chdir('/')
+    assert {p: load_config(p) for p in paths} == here and all(here.values())
 
 
 def test_lr_schedule_matches_paper():

@@ -1,5 +1,5 @@
 # Replica of Hash-500K: 2 x 2 x 60,000 x 40 = 9.6M table parameters (hot/cold labels from N_hot = 12,000)
-exec(open('configs/gpu_replica_base.py').read())
+include('../gpu_replica_base.py')
 memory = 'hash'
 hot_size = 12_000
 table_size = 60_000

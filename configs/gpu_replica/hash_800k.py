@@ -1,5 +1,5 @@
 # Replica of Hash-800K (the table pair): 2 x 2 x 96,000 x 40 = 15.36M (1.6 x Hash-500K, as the paper's 800K)
-exec(open('configs/gpu_replica_base.py').read())
+include('../gpu_replica_base.py')
 memory = 'hash'
 hot_size = 12_000
 table_size = 96_000

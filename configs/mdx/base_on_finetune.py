@@ -1,6 +1,6 @@
 # Reference for the adapter fine-tunes: the base model (tiny Hash from quickstart) evaluated on the target
 # corpus without any training.
-exec(open('configs/mdx/lora_finetune.py').read())
+include('lora_finetune.py')
 out_dir = 'out/mdx/base_on_finetune'
 wandb_group = 'base_on_finetune'
 adapter = 'none'

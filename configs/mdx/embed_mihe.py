@@ -1,5 +1,5 @@
 # MIHE: 2 MD-mix-hashed tables of 6,288 x 32 (402,432 params), untied head
-exec(open('configs/mdx/tiny_base.py').read())
+include('tiny_base.py')
 embedding = 'mihe'
 embed_tables = 2
 embed_buckets = 6288

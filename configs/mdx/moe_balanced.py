@@ -1,5 +1,5 @@
 # SABR with a frequency-balanced token -> expert assignment from the train unigram counts
-exec(open('configs/mdx/tiny_base.py').read())
+include('tiny_base.py')
 ffn = 'moe'
 moe_experts = 4
 moe_router = 'balanced'

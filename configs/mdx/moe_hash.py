@@ -1,5 +1,5 @@
 # SABR: 4 experts (each the dense MLP: equal active parameters), routed by an MD-mix hash of the token id
-exec(open('configs/mdx/tiny_base.py').read())
+include('tiny_base.py')
 ffn = 'moe'
 moe_experts = 4
 moe_router = 'hash'

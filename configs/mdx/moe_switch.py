@@ -1,5 +1,5 @@
 # Learned top-1 (Switch) router at equal total parameters (+ the router), loss-free load balancing (bias step 1e-3)
-exec(open('configs/mdx/tiny_base.py').read())
+include('tiny_base.py')
 ffn = 'moe'
 moe_experts = 4
 moe_router = 'switch'

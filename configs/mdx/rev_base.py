@@ -1,5 +1,5 @@
 # Reversible coupling blocks (issue 18 part 1, mdx/reversible.py) on the parts' reference backbone: the same
 # parameters as tiny_base, activations recomputed in backward instead of stored
-exec(open('configs/mdx/tiny_base.py').read())
+include('tiny_base.py')
 block = 'reversible'
 out_dir = 'out/mdx/rev_base_s0'

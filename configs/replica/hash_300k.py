@@ -1,4 +1,4 @@
 # Replica of Hash-300K (0.6x the main table): 2 x 2 x 36,000 x 16 = 2.30M, built as named like configs/hash_300k.py (not iso-parameter)
-exec(open('configs/replica/hash_500k.py').read())
+include('hash_500k.py')
 table_size = 36_000
 out_dir = 'out/replica/hash_300k'

@@ -1,4 +1,4 @@
 # §7.2 at replica scale: explicit regularization of the collision-free hot rows (dropout of whole rows)
-exec(open('configs/replica/nine_100_400k.py').read())
+include('nine_100_400k.py')
 hot_dropout = 0.1
 out_dir = 'out/replica/nine_hot_dropout'

@@ -1,6 +1,6 @@
 # Issue 25 item 5: the replica moved along "progress" (loss vs the KN baseline) by a longer run: 2.0 epochs
 # (1240 iters x 16 x 256 = 5.08M tokens of 2.95M train) at the same schedule shape (warmup 2%, cosine, evals every 5%)
-exec(open('configs/replica/nine_100_400k.py').read())
+include('../replica/nine_100_400k.py')
 max_iters = 1240
 lr_decay_iters = 1240
 warmup_iters = 25

@@ -1,4 +1,4 @@
 # paper config (Table 3)
-exec(open('configs/baseline.py').read())
+include('../baseline.py')
 out_dir = 'out/study/baseline_s0'
 wandb_group = 'baseline'

@@ -1,4 +1,4 @@
 # paper config (Table 3)
-exec(open('configs/hash_300k.py').read())
+include('../hash_300k.py')
 out_dir = 'out/study/hash_300k_s0'
 wandb_group = 'hash_300k'

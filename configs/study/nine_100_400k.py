@@ -1,4 +1,4 @@
 # paper config (Table 3)
-exec(open('configs/nine_100_400k.py').read())
+include('../nine_100_400k.py')
 out_dir = 'out/study/nine_100_400k_s0'
 wandb_group = 'nine_100_400k'

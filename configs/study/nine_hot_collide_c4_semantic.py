@@ -1,5 +1,5 @@
 # §6.2/§7.2 (2) semantically controlled collisions: rows shared by hot keys with the same likely next tokens (vs nine_hot_collide_c4: random)
-exec(open('configs/nine_100_400k.py').read())
+include('../nine_100_400k.py')
 hot_collision = 4
 hot_collision_mode = 'semantic'
 out_dir = 'out/study/nine_hot_collide_c4_semantic_s0'

@@ -1,5 +1,5 @@
 # §7.2 dynamic training: hot reads teach the cold rows of the same n-grams (variants.hot_teacher_loss)
-exec(open('configs/nine_100_400k.py').read())
+include('../nine_100_400k.py')
 hot_teacher = 1.0
 out_dir = 'out/study/nine_hot_teacher_s0'
 wandb_group = 'nine_hot_teacher'

@@ -1,5 +1,5 @@
 # §7.2 progressive hot regularization: hot-row weight decay grows from 0 to 0.1 over the first 2500 iters
-exec(open('configs/nine_100_400k.py').read())
+include('../nine_100_400k.py')
 hot_weight_decay = 0.1
 hot_reg_ramp_iters = 2500
 out_dir = 'out/study/nine_hot_wd_ramp_s0'

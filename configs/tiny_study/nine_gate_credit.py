@@ -1,4 +1,4 @@
 # Gate credit assignment (configs/study/nine_gate_credit.py at tiny scale)
-exec(open('configs/tiny.py').read())
+include('../tiny.py')
 gate_credit = 0.1
 out_dir = 'out/tiny_study/nine_gate_credit_s0'

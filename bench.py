@@ -62,14 +62,15 @@ def parse_args(argv=None):
     p.add_argument('--configs', default=DEFAULT_CONFIGS, help=f'the training configs timed, of {",".join(MEMORIES)}')
     p.add_argument('--micro_batches', default='', help='CUDA: peak memory of one Hash and one Nine step per micro-batch, e.g. 8,16')
     p.add_argument('--head_rounds', type=int, default=5, help='rounds timing the head + loss: plain vs chunked (0 = skip)')
+    p.add_argument('--profile', type=int, default=0, help='steps of each config under torch.profiler: top ops and the gap over the first config (0 = skip)')
     p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
     p.add_argument('--out', default='bench.json', help='all figures as JSON')
     a = p.parse_args(argv)
     if set(a.configs.split(',')) - set(MEMORIES):
         p.error(f"--configs: unknown {sorted(set(a.configs.split(',')) - set(MEMORIES))}; choose among {','.join(MEMORIES)}")
-    if a.steps < 1 or min(a.rounds, a.ckpt_steps, a.head_rounds) < 0:
-        p.error(f"--steps must be >= 1, --rounds, --ckpt_steps and --head_rounds >= 0 (got {a.steps}, {a.rounds}, "
-                f"{a.ckpt_steps}, {a.head_rounds})")
+    if a.steps < 1 or min(a.rounds, a.ckpt_steps, a.head_rounds, a.profile) < 0:
+        p.error(f"--steps must be >= 1, --rounds, --ckpt_steps, --head_rounds and --profile >= 0 (got {a.steps}, {a.rounds}, "
+                f"{a.ckpt_steps}, {a.head_rounds}, {a.profile})")
     try:
         parse_size(a.memory_limit)
         if any(int(x.replace('_', '')) < 0 for x in a.count_tokens.split(',')) or any(int(b) < 1 for b in a.micro_batches.split(',') if b):
@@ -143,8 +144,9 @@ def setup(preset, device, dtype, n_batches):
     batches = [torch.from_numpy(np.stack([tokens[s - 2:s + T + 1] for s in st]).astype(np.int64)).to(device) for st in starts]
     return p, tokens, index, B, T, device_type, autocast, batches
 
-def time_training(preset, device, steps, rounds, compile_model, dtype, configs=MEMORIES):
-    p, tokens, index, B, T, device_type, autocast, batches = setup(preset, device, dtype, steps * rounds + 3)
+def build_runs(preset, device, dtype, compile_model, configs, n_batches):
+    """Each config's model (seed 0), optimizer and compiled forward on the preset's synthetic batches."""
+    p, tokens, index, B, T, device_type, autocast, batches = setup(preset, device, dtype, n_batches)
     vocab = p.get('vocab', VOCAB)
     index.register_buffer('unigram', torch.bincount(torch.from_numpy(tokens.astype(np.int64)), minlength=vocab))  # balanced MoE
     runs = {}
@@ -157,34 +159,35 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
         model.loss_chunk = chunk
         opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
         fwd = torch.compile(model) if compile_model else model
-        runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg)
+        runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg, autocast=autocast, device_type=device_type)
+    return runs, batches, B, T
 
-    def sync():
-        if device_type == 'cuda':
-            torch.cuda.synchronize()
+def train_step(r, batch):
+    """One training step of run r on a batch (B, 2 + T + 1): (step seconds, optimizer seconds)."""
+    sync = torch.cuda.synchronize if r['device_type'] == 'cuda' else (lambda: None)
+    x, y, c = batch[:, 2:-1], batch[:, 3:], batch[:, :2]
+    t0 = time.perf_counter()
+    with r['autocast']:
+        _, loss, _ = r['fwd'](x, y, prev=c)
+    loss.backward()
+    sync()
+    t1 = time.perf_counter()
+    r['opt'].step()
+    r['opt'].zero_grad(set_to_none=True)
+    sync()
+    t2 = time.perf_counter()
+    return t2 - t0, t2 - t1
 
-    def step(r, batch):
-        x, y, c = batch[:, 2:-1], batch[:, 3:], batch[:, :2]
-        t0 = time.perf_counter()
-        with autocast:
-            _, loss, _ = r['fwd'](x, y, prev=c)
-        loss.backward()
-        sync()
-        t1 = time.perf_counter()
-        r['opt'].step()
-        r['opt'].zero_grad(set_to_none=True)
-        sync()
-        t2 = time.perf_counter()
-        return t2 - t0, t2 - t1
-
+def time_training(preset, device, steps, rounds, compile_model, dtype, configs=MEMORIES):
+    runs, batches, B, T = build_runs(preset, device, dtype, compile_model, configs, steps * rounds + 3)
     for r in runs.values():        # warm-up (and compilation) outside the timed rounds
         for b in batches[:3]:
-            step(r, b)
+            train_step(r, b)
     i = 3
     for _ in range(rounds):        # interleaved: every config sees the same machine state
         for r in runs.values():
             for _ in range(steps):
-                dt, dto = step(r, batches[i % len(batches)])
+                dt, dto = train_step(r, batches[i % len(batches)])
                 r['times'].append(dt)
                 r['opt_times'].append(dto)
             i += steps
@@ -196,7 +199,7 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
         out[name] = {'ms_per_step': dt * 1000, 'tok_per_s': B * T / dt, 'mfu': None if np.isnan(mfu) else mfu,
                      'optimizer_share': float(np.median(r['opt_times'])) / dt,
                      'params': r['model'].param_counts()}
-        if device_type == 'cuda':
+        if r['device_type'] == 'cuda':
             out[name]['peak_mem_gb'] = torch.cuda.max_memory_allocated() / 1e9
     if {'nine', 'hash'} <= set(out):
         out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
@@ -207,6 +210,41 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
     out['ratio_default_over_plainhead_step_time'] = {m: out[m]['ms_per_step'] / out[f'{m}_plainhead']['ms_per_step']
                                                      for m in ('baseline', 'hash', 'nine') if {m, f'{m}_plainhead'} <= set(out)}
     return out
+
+def profile_steps(preset, device, dtype, compile_model, configs, steps, top=12):
+    """torch.profiler over `steps` training steps of each config (after 3 warm-up steps): the top ops by self time
+    (CUDA kernels on a GPU, CPU ops on a CPU) with their share of the step, and each config's extra time over the
+    first config by op: where the step goes, and where Engram's share of it goes."""
+    from torch.profiler import ProfilerActivity, profile
+    runs, batches, B, T = build_runs(preset, device, dtype, compile_model, configs, steps + 3)
+    cuda = device.startswith('cuda')
+    attr = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+    out = {}
+    for name, r in runs.items():
+        for b in batches[:3]:
+            train_step(r, b)
+        with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+            for b in batches[3:]:
+                train_step(r, b)
+        ms = {e.key: getattr(e, attr) / 1000 / steps for e in prof.key_averages() if getattr(e, attr) > 0}
+        total = sum(ms.values())
+        out[name] = {'ms_per_step': total, 'ops': {k: v for k, v in sorted(ms.items(), key=lambda kv: -kv[1])}}
+    first = next(iter(out))
+    for name in list(out)[1:]:
+        a, b = out[first]['ops'], out[name]['ops']
+        gap = {k: b.get(k, 0.0) - a.get(k, 0.0) for k in set(a) | set(b)}
+        out[name][f'gap_over_{first}'] = dict(sorted(gap.items(), key=lambda kv: -abs(kv[1]))[:top])
+    for r in out.values():
+        r['top'] = {k: (v, v / r['ms_per_step']) for k, v in list(r['ops'].items())[:top]}
+    return out
+
+def print_profile(prof):
+    for name, r in prof.items():
+        print(f"{name}: {r['ms_per_step']:.1f} ms of profiled op time per step; top ops: " +
+              ', '.join(f"{k} {v:.2f} ms ({100 * share:.0f}%)" for k, (v, share) in r['top'].items()))
+        gap = next((v for k, v in r.items() if k.startswith('gap_over_')), None)
+        if gap:
+            print(f"  {name} minus the first config, by op: " + ', '.join(f"{k} {v:+.2f} ms" for k, v in gap.items()))
 
 def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
     """CUDA: the peak memory (GB) of one eager training step (forward, backward, AdamW) per micro-batch size,
@@ -732,6 +770,10 @@ def main():
                 f"{m} {v:.3f}" for m, v in tr['ratio_default_over_plainhead_step_time'].items()))
         res['index'] = time_index(a.device)
         print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()), flush=True)
+    if a.profile:
+        configs = {k: MEMORIES[k] for k in a.configs.split(',')}
+        res['profile'] = prof = profile_steps(preset, a.device, dtype, cuda and not a.no_compile, configs, a.profile)
+        print_profile(prof)
     if a.head_rounds:
         res['head'] = h = time_head(preset, a.device, dtype, a.head_rounds)
         print(f"head + cross-entropy, {h['rows']:,} rows x {h['width']} -> {h['vocab']:,}: " + ', '.join(

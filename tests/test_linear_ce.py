@@ -97,3 +97,16 @@ def test_bench_times_the_head_plain_and_chunked_side_by_side():
     h = bench.time_head('tiny', 'cpu', torch.float32, 1)
     assert (h['rows'], h['width'], h['vocab']) == (512, 64, 50304)
     assert set(h['ms']) == {'plain', 'chunk 128', 'chunk 32'} and h['ratio_over_plain']['plain'] == 1.0
+
+def test_bench_profile_names_the_ops_of_a_step_and_the_gap_over_the_first_config():
+    """The profile bench.py --profile prints: per config every op's time per step (summing to the step's op time),
+    the top ones with their shares, and for Hash its time over the baseline's, op by op."""
+    import bench
+    prof = bench.profile_steps('tiny', 'cpu', torch.float32, False, {k: bench.MEMORIES[k] for k in ('baseline', 'hash')}, 1)
+    assert set(prof) == {'baseline', 'hash'}
+    for r in prof.values():
+        assert sum(r['ops'].values()) == pytest.approx(r['ms_per_step']) and 'aten::mm' in r['ops']
+        shares = [share for _, share in r['top'].values()]
+        assert 0 < sum(shares) <= 1 + 1e-9 and shares == sorted(shares, reverse=True)
+    a, b = prof['baseline']['ops'], prof['hash']['ops']
+    assert prof['hash']['gap_over_baseline'] and all(v == b.get(k, 0.0) - a.get(k, 0.0) for k, v in prof['hash']['gap_over_baseline'].items())

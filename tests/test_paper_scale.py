@@ -45,8 +45,9 @@ def test_run_dirs_record_what_made_them_and_the_study_report_shows_it(tmp_path, 
     prov = json.load(open(os.path.join(cfg['out_dir'], 'config.json')))['provenance']
     assert prov['torch'] == torch.__version__ and prov['world_size'] == 1 and prov['device'].startswith('cpu')
     assert prov['git_commit'] is None or len(prov['git_commit']) == 40 and isinstance(prov['git_dirty'], bool)
-    p = run(['eval_stratified.py', '--runs', cfg['out_dir'], '--report', str(tmp_path / 'rep')])
-    assert '## Provenance' in p.stdout and torch.__version__ in p.stdout
+    run(['eval_stratified.py', '--runs', cfg['out_dir'], '--report', str(tmp_path / 'rep')])
+    md = open(tmp_path / 'rep' / 'report.md').read()
+    assert '## Provenance' in md and torch.__version__ in md
 
 def test_the_study_checks_its_disk_and_finished_runs_keep_their_weights_only(tmp_path, gen_data, monkeypatch):
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, warmup_iters=1)

@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 import variants
 from configurator import ConfigError
 from data import DataError, HotTier, atomic_write, regular_file, load_canonical, load_counts, load_meta, tokenizer_signature
-from engram import ID_BITS
+from engram import ID_BITS, has_hot_tier
 from mdx import hash_moe
 from model import GPT, GPTConfig
 
@@ -55,7 +55,7 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
     meta = load_meta(data_dir)
     args = dict(ckpt.get('model_args', {}))
     if hot_size and hot_size != args['hot_size']:
-        if args['memory'] == 'nine':
+        if has_hot_tier(args['memory']):
             raise DataError(f"{ckpt_path} is a Nine model routed by N_hot={args['hot_size']}; its is_hot labels "
                             f"are its routes, so --hot_size {hot_size} does not apply.")
         args['hot_size'] = hot_size

@@ -179,20 +179,20 @@ class NgramIndex(nn.Module):
 # Memory tables: Eq. 1, Algorithm 1, Eq. 2
 
 class EngramMemory(nn.Module):
-    """All memory tables of all orders and heads as one (rows, d) embedding.
+    """Engram's memory (memory='hash'): all tables of all orders and heads as one (rows, d) embedding.
     Per order n the rows are laid out as [hot: R*K rows][cold head 0: M rows]...[cold head K-1: M rows]
-    (R = N_hot hot rows; 0 for Hash). A hot row of E_hot[n] (K*d wide) is K consecutive d-rows, so Hash
-    and Nine reads are both a single gather of (orders*K) d-rows per position.
+    (R = N_hot hot rows, NineMemory's; 0 here). A hot row of E_hot[n] (K*d wide) is K consecutive d-rows, so
+    Hash and Nine reads are both a single gather of (orders*K) d-rows per position.
     `reads[layer]` = (use the hot tier?, table set) of each Engram layer: the paper's model reads the one
     shared set with its hot tier in every layer (variants.py changes this layout, not the read)."""
+    hot_tier = False      # whether reads route by the data dir's hot tier (its keys then bind the model: data signature)
 
     def __init__(self, config):
         super().__init__()
         c = config
         self.orders, self.K, self.d = tuple(c.ngram_orders), c.engram_heads, c.engram_head_dim
-        self.nine = c.memory == 'nine'
         self.table_size, self.hash = c.table_size, c.engram_hash
-        self.hot_rows = self.n_hot_rows(c) if self.nine else 0
+        self.hot_rows = self.n_hot_rows(c) if self.hot_tier else 0
         self.n_sets = 1 if c.engram_shared_tables else len(c.engram_layers)
         hot_layers = set(c.hot_layers or c.engram_layers)
         self.reads = {l: (l in hot_layers, 0 if self.n_sets == 1 else i) for i, l in enumerate(c.engram_layers)}
@@ -228,7 +228,7 @@ class EngramMemory(nn.Module):
     def order_rows(self, keys, slots, oi, order, use_hot=True):
         """Algorithm 1 for one order: the d-rows its K heads read, (..., K)."""
         cold = self.cold_base[oi] + self.heads(keys, oi, order)                    # cold tier: Eq. 1
-        if not (self.nine and use_hot):
+        if not (self.hot_tier and use_hot):
             return cold
         hot = self.hot_base[oi] + self.hot_row(keys, slots, oi, order) * self.K + torch.arange(self.K, device=keys.device)
         return torch.where(slots.unsqueeze(-1) >= 0, hot, cold)                    # Alg. 1: hot if g is in the tier
@@ -241,6 +241,23 @@ class EngramMemory(nn.Module):
     def forward(self, rows, table_set=0):
         """e_t = concat over orders and heads (Eq. 2): (B, T, O*K*d)."""
         return self.table(rows + table_set * self.rows_per_set).flatten(-2)
+
+
+class NineMemory(EngramMemory):
+    """Engram-Nine (memory='nine', Algorithm 1): Hash's cold tier plus a collision-free hot tier of N_hot rows
+    per order, read at the MPHF slot of a hot n-gram."""
+    hot_tier = True
+
+
+# the memory kinds a config chooses by `memory` (None: the baseline, no memory); a new kind is one class and one line
+MEMORY = {'none': None, 'hash': EngramMemory, 'nine': NineMemory}
+
+def has_memory(memory):
+    return MEMORY.get(memory) is not None
+
+def has_hot_tier(memory):
+    """Whether a model of this kind routes by the data dir's hot tier (so that tier must be the one it trained on)."""
+    return has_memory(memory) and MEMORY[memory].hot_tier
 
 # -----------------------------------------------------------------------------
 # The gate: Eq. 3-5
@@ -277,7 +294,7 @@ class EngramGate(nn.Module):
 # the Engram core's options (paper Table 1/2); the paper's variants declare theirs in variants.py
 
 def check_engram(c):
-    if c['memory'] == 'none':
+    if not has_memory(c['memory']):
         return
     if not c['engram_layers']:
         raise ConfigError(f"memory={c['memory']!r} with --engram_layers=() reads no memory; name the Engram blocks")
@@ -289,7 +306,7 @@ def check_engram(c):
 
 ENGRAM = Group('Engram memory (paper §3, Table 1/2)', dict(
     memory=Option('nine', "'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier)",
-                  choices=('none', 'hash', 'nine')),
+                  choices=MEMORY),
     engram_layers=Option((2, 4, 6), '0-based blocks with Engram memory (their tables are shared)'),
     ngram_orders=Option((2, 3), 'n-gram orders of the memory'),
     engram_heads=Option(2, 'K hashed heads per order', above=0),

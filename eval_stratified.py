@@ -59,6 +59,7 @@ from data import DataError, TokenData, atomic_write, load_counts, load_meta, rea
 from fsafe import lock_holder, own_subdir, regular_file
 from databaseline import cached, data_baseline, fingerprint_analysis, group_rows, kn_losses, kn_share_rows, position_groups
 from metrics import evaluate, flip
+from engram import MEMORY, has_hot_tier, has_memory
 from model import GPTConfig
 from system import autocast_context, resolve_device
 
@@ -76,7 +77,7 @@ def collision_counts(memory, index, keys, counts, oi, order, chunk=1 << 22):
     shapes, no host sync): keys/counts = every distinct training n-gram of one order; for Nine only
     the cold ones use the hash tables. Returns n keys, slots used per head (K,), training positions
     colliding in every head, training positions of the counted keys."""
-    use = index.hot_slots(keys, order) < 0 if memory.nine else torch.ones_like(keys, dtype=torch.bool)
+    use = index.hot_slots(keys, order) < 0 if memory.hot_tier else torch.ones_like(keys, dtype=torch.bool)
     idx = torch.cat([memory.heads(keys[i:i + chunk], oi, order) for i in range(0, len(keys), chunk)])   # (n, K)
     collide_all, used = use.clone(), []
     for k in range(memory.K):
@@ -149,7 +150,7 @@ def key_stability(run_dir, data_dir=None, val_windows=None, device='cpu', batch_
     for path in tqdm(snaps, desc='snapshots'):
         snap = load_checkpoint(path)
         mcfg = GPTConfig(**snap['model_args'])
-        if mcfg.memory == 'none':
+        if not has_memory(mcfg.memory):
             raise DataError(f"{run_dir} has no Engram memory: no keys to compare.")
         if index is None:
             index, _ = load_index(data_dir, meta, mcfg)
@@ -321,14 +322,14 @@ def config_name(cfg):
     return cfg.get('wandb_group') or re.sub(r'_s\d+$', '', os.path.basename(str(cfg.get('out_dir', 'run')).rstrip('/')))
 
 # what the study reads from a run's config.json, each with its test (a bad run is skipped with the reason, not a crash)
-RUN_CONFIG = {'data_dir': str, 'out_dir': str, 'seed': 'count', 'block_size': 'positive', 'memory': ('none', 'hash', 'nine'),
+RUN_CONFIG = {'data_dir': str, 'out_dir': str, 'seed': 'count', 'block_size': 'positive', 'memory': MEMORY,
               'hot_size': 'positive', 'table_size': 'positive', 'engram_layers': list, 'max_iters': 'count'}
 EVAL_ROW = ('val_loss', 'hot_cold_delta', 'n_positions')
 
 def bad_config_value(v, want):
     if want in ('count', 'positive'):
         return not (type(v) is int and v >= (want == 'positive'))
-    return v not in want if isinstance(want, tuple) else not isinstance(v, want)
+    return v not in tuple(want) if isinstance(want, (tuple, dict)) else not isinstance(v, want)   # dict: a registry
 
 def read_json(path, what):
     """A run's JSON file, or a DataError naming it (the caller skips the run)."""
@@ -467,7 +468,7 @@ def study(runs):
                         'hot_cold_delta': mean_std([r['final']['hot_cold_delta'] for r in rs])[0],
                         'tok_per_s': mean_std([r['tok_per_s'] for r in rs])[0], 'params': rs[0]['params'],
                         'iter': rs[0]['final']['iter']}
-        if rs[0]['memory'] == 'nine':
+        if has_hot_tier(rs[0]['memory']):
             table5[name] = {'n_hot': rs[0]['hot_size'], 'hot_coverage': mean_std([r['final']['hot_share'] for r in rs])[0],
                             'flip_iters': [r['flip']['flip_iter'] for r in rs]}
         layers[name] = {f'L{l}': mean_std([r['final'].get(f'delta_alpha_L{l}') for r in rs])[0] for l in rs[0]['engram_layers']}

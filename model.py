@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import variants
-from engram import ENGRAM
+from engram import ENGRAM, has_memory
 from layers import ATTENTION, BACKBONE, BLOCKS, EMBEDDINGS, FFN, CausalSelfAttention, ForwardPass, KVCache
 from linear_ce import chunked_cross_entropy
 from mdmix import NO_NOISE
@@ -33,12 +33,12 @@ class GPT(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        if config.memory != 'none' and index is None:
+        if has_memory(config.memory) and index is None:
             raise ValueError(f"memory={config.memory!r} needs the data dir's n-gram index")
         if variants.needs_counts(config) and not index.has_counts:
             raise ValueError(f"gate_inputs {config.gate_inputs} need the training counts in the index")
         self.index, self.noise = index, noise
-        self.memory = variants.memory_class(config)(config) if config.memory != 'none' else None
+        self.memory = variants.memory_class(config)(config) if has_memory(config.memory) else None
         self.engram_layers = tuple(config.engram_layers) if self.memory is not None else ()
         self.needs_hot = variants.needs_hot(config, noise)
         self.regularizers = variants.memory_regularizers(config, noise)     # training only

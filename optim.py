@@ -83,5 +83,5 @@ def gate_maintenance(model, it, lr, wk_decay=0.0, wk_reset_interval=0, hot_weigh
                 w.weight.mul_(1 - wk_decay)
             if wk_reset_interval and it > 0 and it % wk_reset_interval == 0:
                 torch.nn.init.normal_(w.weight, mean=0.0, std=0.02)
-    if hot_weight_decay and model.memory is not None and model.memory.nine:
+    if hot_weight_decay and model.memory is not None and model.memory.hot_tier:
         hot_rows(model.memory).mul_(1 - lr * hot_weight_decay)

@@ -88,5 +88,6 @@ def help_text(groups, doc, script):
     for g in groups:
         lines += ['', g.title]
         for k, o in g.options.items():
-            lines.append(f"  {'--' + k + '=' + repr(o.default):<36} {o.help}")
+            more = [repr(c) for c in o.choices or () if repr(c) not in o.help]       # kinds registered after the help was written
+            lines.append(f"  {'--' + k + '=' + repr(o.default):<36} {o.help}" + (f" | also {', '.join(more)}" if more else ''))
     return '\n'.join(lines)

@@ -35,6 +35,7 @@ from data import DataError, TokenData, atomic_write, read_metrics, save_json, to
 from fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_stale_temps
 from mdmix import NOISE, Noise
 from metrics import evaluate, wandb_row
+from engram import has_hot_tier
 from model import MODEL_GROUPS, GPTConfig
 from options import Group, Option, check_values, help_text, merged
 from provenance import provenance
@@ -391,7 +392,7 @@ class Run:
         index, self.signature = load_index(cfg['data_dir'], self.data.meta, self.mcfg)
         if base is not None:
             saved, current = dict(base['data_signature']), dict(self.signature)
-            if self.mcfg.memory != 'nine':      # Hash and baseline do not route by the hot tier: any data dir's will do
+            if not has_hot_tier(self.mcfg.memory):      # Hash and baseline do not route by the hot tier: any data dir's will do
                 saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
             check_signature(saved, current, f"checkpoint {cfg['init_from']}")
         self.iter_num, self.best_val_loss, self.wandb_id, ckpt = 0, 1e9, None, None

@@ -9,7 +9,7 @@ engram.py is the paper's model; each class here shows only what its variant chan
   hot_index='hashed'         HashedHotRows     membership-only Nine: hot rows indexed by K hashes (§7.2)
   hot_collision=c            CollidingHotRows  N_hot hot keys share ceil(N_hot / c) hot rows (§5.2)
   hot_dropout=p              hot_row_dropout   dropout of whole hot rows, training only (§7.2)
-  engram_shared_tables=False, hot_layers       the table layout (EngramMemory.reads)
+  engram_shared_tables=False, hot_layers       the table layout (engram.EngramMemory.reads)
   wk_decay, wk_reset_interval, hot_weight_decay  after each optimizer step: optim.py
   hot_fingerprint_bits=b     FingerprintIndex  Algorithm 1 as written: membership by a b-bit fingerprint
   hot_collision_mode='semantic'  SemanticHotRows  hot keys share rows with keys of the same likely next tokens
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import mdmix
 from configurator import ConfigError
-from engram import ID_BITS, EngramGate, EngramMemory, NgramIndex
+from engram import ID_BITS, MEMORY, EngramGate, NgramIndex, has_hot_tier, has_memory
 from options import Group, Option
 
 GATE_INPUTS = ('is_hot', 'log_freq', 'collision')
@@ -103,7 +103,7 @@ def gate_class(config):
     return type('+'.join(p.__name__ for p in parts) + '+EngramGate', (*parts, EngramGate), {}) if parts else EngramGate
 
 # -----------------------------------------------------------------------------
-# memory variants (mixins in front of engram.EngramMemory)
+# memory variants (mixins in front of a memory kind, engram.MEMORY)
 
 class HashedHotRows:
     """Membership-only Nine: the MPHF decides hot vs cold, but hot rows are indexed by the K head hashes
@@ -134,9 +134,11 @@ class SemanticHotRows(CollidingHotRows):
 
 
 def memory_class(config):
+    """The memory kind's class (engram.MEMORY), with the hot-tier variants the config turns on in front of it."""
+    kind = MEMORY[config.memory]
     colliding = SemanticHotRows if config.hot_collision_mode == 'semantic' else CollidingHotRows
     parts = [p for p, on in ((HashedHotRows, config.hot_index == 'hashed'), (colliding, config.hot_collision > 1)) if on]
-    return type('+'.join(p.__name__ for p in parts) + '+EngramMemory', (*parts, EngramMemory), {}) if parts else EngramMemory
+    return type('+'.join(p.__name__ for p in parts) + '+' + kind.__name__, (*parts, kind), {}) if parts else kind
 
 # -----------------------------------------------------------------------------
 # membership variant (a subclass of engram.NgramIndex)
@@ -181,13 +183,13 @@ def index_class(config):
 
 def needs_hot(config, noise):
     """Whether training forwards must compute hot slots (the paper's Hash and baseline do not)."""
-    return (config.memory == 'nine' or config.gate_keys == 'decoupled' or 'is_hot' in config.gate_inputs
+    return (has_hot_tier(config.memory) or config.gate_keys == 'decoupled' or 'is_hot' in config.gate_inputs
             or (noise is not None and noise.needs_hot))
 
 def needs_counts(config):
     """Whether the model needs the training count of every distinct n-gram (loaded into the index)."""
-    semantic = config.memory == 'nine' and config.hot_collision > 1 and config.hot_collision_mode == 'semantic'
-    return config.memory != 'none' and (bool({'log_freq', 'collision'} & set(config.gate_inputs)) or semantic)
+    semantic = has_hot_tier(config.memory) and config.hot_collision > 1 and config.hot_collision_mode == 'semantic'
+    return has_memory(config.memory) and (bool({'log_freq', 'collision'} & set(config.gate_inputs)) or semantic)
 
 def finish(model):
     """Data-derived parts of variants, at the end of GPT.__init__: the collision degree of every table row;
@@ -260,9 +262,9 @@ def memory_regularizers(config, noise):
     regs = []
     if noise is not None and noise.sigmas.get('mem', 0) > 0:
         regs.append(lambda e, fwd, use_hot, table_set: fwd.noise.memory(e, fwd.route.is_hot_order))
-    if config.memory == 'nine' and config.hot_ramp_iters:
+    if has_hot_tier(config.memory) and config.hot_ramp_iters:
         regs.append(lambda e, fwd, use_hot, table_set: hot_phase_in(e, fwd, use_hot, table_set, config.hot_ramp_iters))
-    if config.memory == 'nine' and config.hot_dropout > 0:
+    if has_hot_tier(config.memory) and config.hot_dropout > 0:
         regs.append(lambda e, fwd, use_hot, table_set: hot_row_dropout(
             e, fwd.route.is_hot_order, config.hot_dropout * ramp(fwd.step, config.hot_reg_ramp_iters)))
     return regs
@@ -292,9 +294,9 @@ def hot_phase_in(e, fwd, use_hot, table_set, iters):
 
 def aux_losses(config):
     out = []
-    if config.memory != 'none' and config.gate_credit:
+    if has_memory(config.memory) and config.gate_credit:
         out.append(lambda fwd, losses, targets: config.gate_credit * gate_credit_loss(fwd, losses, targets))
-    if config.memory == 'nine' and config.hot_teacher:
+    if has_hot_tier(config.memory) and config.hot_teacher:
         out.append(lambda fwd, losses, targets: config.hot_teacher * hot_teacher_loss(fwd))
     return out
 
@@ -345,12 +347,12 @@ def refuse_on_hash(keys):
 def check_variants(c):
     if c['hot_collision_mode'] != 'random' and c['hot_collision'] == 1:
         raise ConfigError(f"--hot_collision_mode={c['hot_collision_mode']!r} chooses which hot keys share rows; set --hot_collision > 1")
-    if c['memory'] == 'none':
+    if not has_memory(c['memory']):
         on = acting(c, ('hot_dropout', 'gate_credit', 'gate_inputs', 'hot_layers'),
                     (('gate_keys', 'shared'), ('hot_index', 'mphf'), ('engram_gate', 'sigmoid')))
         refuse_without_memory(on)
         return
-    if c['memory'] == 'hash':
+    if not has_hot_tier(c['memory']):
         on = acting(c, ('hot_dropout', 'hot_layers', 'hot_fingerprint_bits', 'hot_teacher', 'hot_ramp_iters', 'hot_reg_ramp_iters'),
                     (('hot_index', 'mphf'), ('hot_collision', 1), ('hot_collision_mode', 'random')))
         refuse_on_hash(on)
@@ -386,9 +388,9 @@ VARIANTS = Group("the paper's variants (variants.py; §6.3, §7.2, the DeepSeek 
 
 def check_maintenance(c):
     on = acting(c, ('hot_weight_decay', 'wk_decay'))
-    if c['memory'] == 'none':
+    if not has_memory(c['memory']):
         refuse_without_memory(on)
-    if c['memory'] == 'hash':
+    if not has_hot_tier(c['memory']):
         refuse_on_hash(acting(c, ('hot_weight_decay',)))
     if c['hot_reg_ramp_iters'] and not (c['hot_dropout'] or c['hot_weight_decay']):
         raise ConfigError("--hot_reg_ramp_iters ramps --hot_dropout / --hot_weight_decay; set one of them")

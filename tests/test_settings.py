@@ -2,6 +2,7 @@
 with no circle: the import graph of the repo's modules, scripts apart from the library."""
 import ast
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -158,6 +159,48 @@ def test_a_new_part_is_one_module_plus_one_register_line(tmp_path, gen_data):
     assert run(cfg_path, f"--out_dir='{d}'").returncode == 0
     assert out[1.0] == [r['val_loss'] for r in rows(d)]        # scale 1: GPT-2's MLP exactly
     assert out[0.5] != out[1.0]                                  # the option is read
+
+
+
+KIND = '''"""A throw-away memory kind (tests/test_settings.py): Hash whose K heads all read the slot of head 0, each in its
+own table segment; registered from here, no repo file edited."""
+import os, runpy, sys
+sys.path.insert(0, os.getcwd())           # the repo root (the test runs this from there)
+import engram
+
+class FirstHeadHash(engram.EngramMemory):
+    def heads(self, keys, oi, order, size=None):
+        h = super().heads(keys, oi, order, size)
+        return h[..., :1].expand_as(h)
+
+engram.MEMORY['firsthead'] = FirstHeadHash
+sys.argv = sys.argv[1:]                   # the repo script, then its arguments
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+def test_a_new_memory_kind_is_one_class_registered_in_engram_MEMORY(tmp_path, gen_data):
+    """The memory kind is one registry: a kind registered from outside the repo's files is a choice of --memory in
+    --help and in the checks, builds, trains and is read by the report; it is not Hash, and like Hash (hot_tier
+    False) it does not bind the data dir's hot tier."""
+    (tmp_path / 'kind.py').write_text(KIND)
+    run = lambda *a: subprocess.run([sys.executable, str(tmp_path / 'kind.py'), *a], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert "'firsthead'" in run('train.py', '--help').stdout
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
+    p = run('train.py', cfg_path, "--memory='firsthead'", '--hot_dropout=0.1')
+    assert p.returncode == 1 and "act on Nine's hot tier" in p.stderr
+    out = {}
+    for kind in ('firsthead', 'hash'):
+        d = tmp_path / kind
+        p = run('train.py', cfg_path, f"--memory='{kind}'", f"--out_dir='{d}'")
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[kind] = [r['val_loss'] for r in rows(d)]
+    assert out['firsthead'] != out['hash']
+    p = run('eval_stratified.py', '--runs', str(tmp_path / 'firsthead'), '--report', str(tmp_path / 'rep'))
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.load(open(tmp_path / 'rep' / 'report.json'))
+    assert [r['memory'] for r in report['runs']] == ['firsthead']
+    import engram
+    assert engram.has_memory('hash') and not engram.has_memory('none') and engram.has_hot_tier('nine') and not engram.has_hot_tier('hash')
 
 
 def test_the_forward_pass_names_no_part_or_variant_option():

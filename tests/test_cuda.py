@@ -19,7 +19,7 @@ def test_compiled_bf16_training_and_ckpt_eval(tmp_path, gen_data, memory):
     """train.py on CUDA (bf16, torch.compile, fused AdamW): learns; exactly one recompile, the eval graph (no_grad,
     eval mode: intended), whichever of train and eval runs first, and none after; no fused-kernel misses; the --ckpt
     eval on CUDA (eager) equals the train-time eval of the same iter within the one agreement rule."""
-    import eval_stratified as es
+    from report.evaluate import evaluate_checkpoint
     from system import EVAL_AGREEMENT_ATOL
     cfg_path, cfg = micro_config(tmp_path, gen_data, memory=memory, max_iters=24, lr_decay_iters=24, eval_interval=8,
                                  device='cuda', dtype='bfloat16', compile=True, noise_mem=0.01, noise_mem_scope='hot')
@@ -27,7 +27,7 @@ def test_compiled_bf16_training_and_ckpt_eval(tmp_path, gen_data, memory):
     assert p.stderr.count('Recompiling function') == 1 and 'Cannot dispatch to fused' not in p.stderr, p.stderr[-2000:]
     ev = rows(cfg['out_dir'])
     assert ev[-1]['val_loss'] < ev[0]['val_loss'] - 1.0
-    rep = es.evaluate_checkpoint(os.path.join(cfg['out_dir'], 'ckpt.pt'), device='cuda')
+    rep = evaluate_checkpoint(os.path.join(cfg['out_dir'], 'ckpt.pt'), device='cuda')
     assert rep['metrics']['val_loss'] == pytest.approx(ev[-1]['val_loss'], abs=EVAL_AGREEMENT_ATOL['bfloat16'])
     assert rep['collisions'] and all(c['slots_used'] > 0 for c in rep['collisions'])
 

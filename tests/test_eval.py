@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import eval_stratified as es
+from checkpoint import load_model
+from report.evaluate import collision_stats, evaluate_checkpoint
 from conftest import prepare, run
 from test_train import micro_config
 
@@ -46,14 +48,14 @@ def test_checkpoint_report_is_byte_identical(study_runs, tmp_path):
     assert open(tmp_path / 'a' / 'report.json', 'rb').read() == open(tmp_path / 'b' / 'report.json', 'rb').read()
 
 def test_hash_and_nine_use_the_same_is_hot_positions(study_runs, gen_data):
-    reps = [es.evaluate_checkpoint(str(study_runs / f'{m}_s0' / 'ckpt.pt')) for m in ('hash', 'nine')]
+    reps = [evaluate_checkpoint(str(study_runs / f'{m}_s0' / 'ckpt.pt')) for m in ('hash', 'nine')]
     for k in ('hot_share', 'hot_share_o2', 'hot_share_o3', 'n_positions'):
         assert reps[0]['metrics'][k] == reps[1]['metrics'][k]
     assert reps[0]['metrics']['val_loss'] != reps[1]['metrics']['val_loss']
 
 def test_collision_stats_equal_bruteforce(study_runs, gen_data):
-    model, _, data_dir, meta = es.load_model(str(study_runs / 'hash_s0' / 'ckpt.pt'))
-    stats = es.collision_stats(model.memory, model.index, data_dir, meta)
+    model, _, data_dir, meta = load_model(str(study_runs / 'hash_s0' / 'ckpt.pt'))
+    stats = collision_stats(model.memory, model.index, data_dir, meta)
     keys = np.load(os.path.join(data_dir, 'ngrams_o3_keys.npy'))
     counts = np.load(os.path.join(data_dir, 'ngrams_o3_counts.npy'))
     idx = model.memory.heads(torch.from_numpy(keys), 1, 3).numpy()

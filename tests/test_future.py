@@ -187,7 +187,7 @@ def test_key_stability_report(tmp_path, gen_data):
             v = r['layers'][l]
             assert -1 <= v['cos_hot'] <= 1 and -1 <= v['corr_alpha_loss'] <= 1 and v['cos_hot'] < 1
     assert 'corr(α, stability)' in p.stdout
-    import eval_stratified as es
+    from report import stability as es
     from model import GPT
     seen, forward = [], GPT.forward
     def recording(self, x, *a, **k):
@@ -218,7 +218,7 @@ def test_study_runner_trains_skips_and_reports(tmp_path, gen_data):
 def test_key_stability_uses_each_layers_own_memory_read(tmp_path, gen_data):
     """With per-layer tables and layer 2 cold-only, the keys compared are W_K of the memory vector each
     layer really reads: checked against a direct computation from the tables."""
-    import eval_stratified as es
+    from report import stability as es
     from checkpoint import CKPT_VERSION, save_checkpoint
     from data import save_json
     opts = dict(engram_shared_tables=False, hot_layers=(1,))
@@ -268,8 +268,8 @@ def test_fingerprint_membership_keeps_members_and_passes_2_pow_minus_b_of_the_re
         assert ((passed[passed >= 0] >= 0) & (passed[passed >= 0] < int(members.sum()))).all()
 
 def test_fingerprint_analysis_measures_the_false_positive_rate(gen_data):
-    import eval_stratified as es
-    rows = es.fingerprint_analysis(gen_data, load_meta(gen_data), 200, bits=(2, 16))
+    from databaseline import fingerprint_analysis
+    rows = fingerprint_analysis(gen_data, load_meta(gen_data), 200, bits=(2, 16))
     two = [r for r in rows if r['bits'] == 2]
     assert {r['split'] for r in two} == {'train', 'val'}
     for r in two:
@@ -332,7 +332,7 @@ def test_data_baseline_splits_the_same_positions_as_the_model(gen_data):
     assert out['context_seen_share_hot'] > out['context_seen_share_cold'] and 0 < out['kn_loss'] < np.log(448)
 
 def test_trajectories_are_norms_drifts_and_cosines_of_the_rows():
-    import eval_stratified as es
+    from report import stability as es
     torch.manual_seed(0)
     v = [torch.randn(5, 6) for _ in range(3)]
     t = es.trajectories([(10 * i, {'hot': x}) for i, x in enumerate(v)])['hot']
@@ -343,7 +343,7 @@ def test_trajectories_are_norms_drifts_and_cosines_of_the_rows():
     assert t[2]['cos_to_final'] == pytest.approx(1.0)
 
 def test_trajectory_sample_groups_hot_own_and_colliding_rows(gen_data):
-    import eval_stratified as es
+    from report import stability as es
     import checkpoint
     from data import load_counts
     from model import GPTConfig

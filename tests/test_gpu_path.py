@@ -123,10 +123,10 @@ def test_rms_norm_gets_one_dtype_under_bf16_autocast(gen_data, opts):
     assert len(mode.seen) >= 4 and all(i == w for i, w in mode.seen), mode.seen
 
 def test_ckpt_eval_equals_train_eval_in_bf16(tmp_path, gen_data):
-    import eval_stratified as es
+    from report.evaluate import evaluate_checkpoint
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4, dtype='bfloat16')
     run(['train.py', cfg_path])
-    rep = es.evaluate_checkpoint(os.path.join(cfg['out_dir'], 'ckpt.pt'))
+    rep = evaluate_checkpoint(os.path.join(cfg['out_dir'], 'ckpt.pt'))
     last = rows(cfg['out_dir'])[-1]
     assert rep['dtype'] == 'bfloat16' and rep['iter'] == last['iter'] == 4
     for k in ('val_loss', 'val_loss_hot', 'val_loss_cold', 'alpha_hot', 'alpha_cold', 'alpha_buckets'):
@@ -159,10 +159,10 @@ def test_training_step_runs_on_one_device(gen_data, opts):
     assert info['alpha'].device.type == info['is_hot'].device.type == 'meta'
 
 def test_collision_statistics_compute_on_the_models_device(gen_data):
-    import eval_stratified as es
+    from report.evaluate import collision_counts
     model = tiny_model(gen_data, 'nine').to('meta')
     keys, counts = (torch.from_numpy(np.load(os.path.join(gen_data, f'ngrams_o3_{n}.npy'))).to('meta') for n in ('keys', 'counts'))
-    out = es.collision_counts(model.memory, model.index, keys, counts, 1, 3)
+    out = collision_counts(model.memory, model.index, keys, counts, 1, 3)
     assert all(t.device.type == 'meta' for t in out) and out[1].shape == (2,)
 
 

@@ -102,7 +102,7 @@ def test_study_rejects_bad_seeds_and_jobs_with_one_line(tmp_path):
         assert p.returncode != 0 and p.stderr.strip().startswith('error:') and 'Traceback' not in p.stderr
 
 def flips(memory, its, hot_size=12_000, cold=0.1):
-    from eval_stratified import mean_std
+    from report.study import mean_std
     got = [i for i in its if i is not None]
     return {'seeds': len(its), 'flipped': len(got), 'flip_iter': mean_std(got), 'memory': memory, 'hot_size': hot_size,
             'max_cold_advantage': mean_std([cold] * len(its)), 'post_flip_delta_alpha': (0.05, 0.01),
@@ -115,7 +115,7 @@ def flips(memory, its, hot_size=12_000, cold=0.1):
     ([None, None], [100, 120], 'not testable (no flip)'),
 ])
 def test_pattern_2_verdict_follows_the_seed_statistics(nine, hashed, verdict):
-    from eval_stratified import patterns
+    from report.study import patterns
     p = {x['pattern'][:2]: x for x in patterns({'nine_100_400k': flips('nine', nine), 'hash_500k': flips('hash', hashed)}, {})}
     assert p['2.']['verdict'] == verdict
     assert p['1.']['verdict'] == ('contradicted' if None in nine else 'reproduced')
@@ -128,12 +128,12 @@ def test_pattern_2_verdict_follows_the_seed_statistics(nine, hashed, verdict):
 ])
 def test_pattern_1_needs_two_seeds_of_every_config(nine, hashed, verdict):
     """274c17e's quickstart marked a pattern from one 200-iteration seed; the flip count now needs 2+ seeds per config."""
-    from eval_stratified import patterns
+    from report.study import patterns
     p = {x['pattern'][:2]: x for x in patterns({'nine_100_400k': flips('nine', nine), 'hash_500k': flips('hash', hashed)}, {})}
     assert p['1.']['verdict'] == verdict
 
 def test_flip_ignores_the_untrained_eval(tmp_path):
-    from eval_stratified import load_run
+    from report.runs import load_run
     d = tmp_path / 'run'
     d.mkdir()
     cfg = {'data_dir': 'x', 'seed': 0, 'block_size': 4, 'memory': 'nine', 'hot_size': 1, 'table_size': 1, 'out_dir': str(d),
@@ -166,7 +166,7 @@ def test_sigterm_to_study_stops_its_runs_too(tmp_path, gen_data):
     assert all(not os.path.exists(f'/proc/{c}') for c in children)
 
 def test_max_hot_advantage_ordering_verdict_needs_no_flip():
-    from eval_stratified import mean_std, patterns
+    from report.study import mean_std, patterns
     def nine(n_hot, adv):
         f = flips('nine', [None, None], hot_size=n_hot)
         f['max_hot_advantage'] = mean_std(adv)

@@ -549,10 +549,10 @@ def damage(d, how):
 
 @pytest.mark.parametrize('how', ['summary', 'row without kind', 'list row', 'block_size 0', 'block_size "64"'])
 def test_a_damaged_run_is_skipped_with_its_reason(tmp_path, broken, how):
-    import eval_stratified
+    from report.runs import load_run
     d = tmp_path / 'micro_s1'
     shutil.copytree(os.path.dirname(broken['ckpt']), d)
-    eval_stratified.load_run(str(d))
+    load_run(str(d))
     damage(d, how)
     with pytest.raises(DataError):
-        eval_stratified.load_run(str(d))
+        load_run(str(d))

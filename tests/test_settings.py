@@ -17,7 +17,7 @@ from configurator import ConfigError
 from conftest import ROOT
 from test_train import micro_config, rows
 
-MODULES = sorted(os.path.relpath(f, ROOT) for f in glob.glob(os.path.join(ROOT, '*.py')) + glob.glob(os.path.join(ROOT, 'mdx', '*.py'))
+MODULES = sorted(os.path.relpath(f, ROOT) for f in glob.glob(os.path.join(ROOT, '*.py')) + glob.glob(os.path.join(ROOT, 'mdx', '*.py')) + glob.glob(os.path.join(ROOT, 'report', '*.py'))
                  if not f.endswith('__init__.py'))
 
 

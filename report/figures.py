@@ -46,81 +46,92 @@ def figures(runs, s, out_dir):
     plt = pyplot()
     names = sorted({r['config'] for r in runs} | set(s['table7']))
     color = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
-    paths = []
-
-    if runs:
-        paths.append(figure_flip(plt, runs, s, color, out_dir))
-
-    kn = s.get('data_side', {}).get('kn_by_size', [])
-    if runs and kn:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        labelled = set()
-        for r in runs:
-            ev = [e for e in r['evolution'] if e['iter'] > 0]
-            first = r['config'] not in labelled
-            labelled.add(r['config'])
-            ax.plot([e['val_loss'] for e in ev], [e['hot_cold_delta'] for e in ev], color=color[r['config']], marker='.', lw=0.8,
-                    label=f"{r['config']}: every eval of its {sum(q['config'] == r['config'] for q in runs)} seed(s)" if first else None)
-        for i, k in enumerate(kn):             # one grey and marker per N_hot: the labellings differ, the counts do not
-            ax.plot([x['kn_loss'] for x in k['rows']], [x['kn_hot_cold_delta'] for x in k['rows']], '--', color=str(0.55 * i / max(1, len(kn) - 1)),
-                    marker='sD^v'[i % 4],
-                    label=f"KN trigram on random shares of train documents, mean of the draws (N_hot {k['hot_size']:,})")
-        ax.axhline(0, color='k', lw=0.8)
-        ax.invert_xaxis()
-        ax.set(xlabel='val loss (nats; training progresses to the right)', ylabel='val_loss_hot − val_loss_cold',
-               title='Hot − cold gap against progress: models vs the data (KN)')
-        ax.legend(fontsize=6)
-        paths.append(save_fig(fig, out_dir, 'delta_vs_loss.png'))
-
-    buckets = {n: b for n, b in s['table7'].items() if b}
-    if buckets:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-        w = 0.8 / len(buckets)
-        for i, (n, b) in enumerate(buckets.items()):
-            x = np.arange(len(b)) + i * w
-            a1.bar(x, [v['mean_loss'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
-            a2.bar(x, [v['hot_share'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
-        labels = [f"{v['lo']:.1f}–{v['hi']:.1f}" for v in next(iter(buckets.values()))]
-        for a, t, y in ((a1, '(a) mean loss by α bucket', 'mean loss (nats)'), (a2, '(b) hot share by α bucket', 'share of positions that are hot')):
-            a.set_xticks(np.arange(len(labels)) + 0.4 - w / 2, labels)
-            a.set(xlabel='α (layer mean)', ylabel=y, title=t)
-        a1.legend(fontsize=7)
-        paths.append(save_fig(fig, out_dir, 'fig3_alpha_buckets.png'))
-
-    layers = {n: v for n, v in s['delta_alpha_per_layer'].items() if v}
-    if layers:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        lnames = sorted({l for v in layers.values() for l in v}, key=lambda x: int(x[1:]))
-        w = 0.8 / len(layers)
-        for i, (n, v) in enumerate(layers.items()):
-            vals = [v.get(l) or 0.0 for l in lnames]
-            bars = ax.bar(np.arange(len(lnames)) + i * w, vals, w, color=color[n], label=n)
-            for b, val in zip(bars, vals):
-                if val < 0:
-                    b.set_hatch('//')
-        ax.axhline(0, color='k', lw=0.8)
-        ax.set_xticks(np.arange(len(lnames)) + 0.4 - w / 2, lnames)
-        hatched = any((v.get(l) or 0.0) < 0 for v in layers.values() for l in lnames)
-        ax.set(xlabel='Engram layer', ylabel='Δα = α_hot − α_cold',
-               title='Per-layer gate preference (Fig. 4)' + ('; hatched: prefers cold' if hatched else '; every layer prefers hot'))
-        ax.legend(fontsize=7)
-        paths.append(save_fig(fig, out_dir, 'fig4_delta_alpha_layers.png'))
-
+    paths = [figure_flip(plt, runs, s, color, out_dir)] if runs else []
+    for draw in (figure_delta_vs_loss, figure_buckets, figure_layers):
+        paths += draw(plt, runs, s, color, out_dir)
     for run, traj in list(s.get('data_side', {}).get('trajectories', {}).items())[:1]:
         paths += figure_trajectories(traj, run, out_dir)
-
-    if any(r['evolution'][0].get('alpha_hot') is not None for r in runs):
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for r in runs:
-            if r['evolution'][0].get('alpha_hot') is None:
-                continue
-            it = [e['iter'] for e in r['evolution']]
-            ax.plot(it, [e['alpha_hot'] for e in r['evolution']], color=color[r['config']], label=f"{r['config']} s{r['seed']} hot")
-            ax.plot(it, [e['alpha_cold'] for e in r['evolution']], color=color[r['config']], ls='--', label=f"{r['config']} s{r['seed']} cold")
-        ax.set(xlabel='iter', ylabel='mean α', title='α_hot (solid) and α_cold (dashed) over training (Table 6)')
-        ax.legend(fontsize=6, ncol=2)
-        paths.append(save_fig(fig, out_dir, 'alpha_evolution.png'))
+    paths += figure_alpha_evolution(plt, runs, s, color, out_dir)
     return paths
+
+def figure_delta_vs_loss(plt, runs, s, color, out_dir):
+    """The hot − cold gap against val loss: every eval of every run, beside the KN trigram."""
+    kn = s.get('data_side', {}).get('kn_by_size', [])
+    if not (runs and kn):
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labelled = set()
+    for r in runs:
+        ev = [e for e in r['evolution'] if e['iter'] > 0]
+        first = r['config'] not in labelled
+        labelled.add(r['config'])
+        ax.plot([e['val_loss'] for e in ev], [e['hot_cold_delta'] for e in ev], color=color[r['config']], marker='.', lw=0.8,
+                label=f"{r['config']}: every eval of its {sum(q['config'] == r['config'] for q in runs)} seed(s)" if first else None)
+    for i, k in enumerate(kn):             # one grey and marker per N_hot: the labellings differ, the counts do not
+        ax.plot([x['kn_loss'] for x in k['rows']], [x['kn_hot_cold_delta'] for x in k['rows']], '--', color=str(0.55 * i / max(1, len(kn) - 1)),
+                marker='sD^v'[i % 4],
+                label=f"KN trigram on random shares of train documents, mean of the draws (N_hot {k['hot_size']:,})")
+    ax.axhline(0, color='k', lw=0.8)
+    ax.invert_xaxis()
+    ax.set(xlabel='val loss (nats; training progresses to the right)', ylabel='val_loss_hot − val_loss_cold',
+           title='Hot − cold gap against progress: models vs the data (KN)')
+    ax.legend(fontsize=6)
+    return [save_fig(fig, out_dir, 'delta_vs_loss.png')]
+
+def figure_buckets(plt, runs, s, color, out_dir):
+    """Figure 3: mean loss and hot share by α bucket."""
+    buckets = {n: b for n, b in s['table7'].items() if b}
+    if not buckets:
+        return []
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    w = 0.8 / len(buckets)
+    for i, (n, b) in enumerate(buckets.items()):
+        x = np.arange(len(b)) + i * w
+        a1.bar(x, [v['mean_loss'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
+        a2.bar(x, [v['hot_share'] if v['count'] else 0 for v in b], w, color=color[n], label=n)
+    labels = [f"{v['lo']:.1f}–{v['hi']:.1f}" for v in next(iter(buckets.values()))]
+    for a, t, y in ((a1, '(a) mean loss by α bucket', 'mean loss (nats)'), (a2, '(b) hot share by α bucket', 'share of positions that are hot')):
+        a.set_xticks(np.arange(len(labels)) + 0.4 - w / 2, labels)
+        a.set(xlabel='α (layer mean)', ylabel=y, title=t)
+    a1.legend(fontsize=7)
+    return [save_fig(fig, out_dir, 'fig3_alpha_buckets.png')]
+
+def figure_layers(plt, runs, s, color, out_dir):
+    """Figure 4: per-layer Δα."""
+    layers = {n: v for n, v in s['delta_alpha_per_layer'].items() if v}
+    if not layers:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    lnames = sorted({l for v in layers.values() for l in v}, key=lambda x: int(x[1:]))
+    w = 0.8 / len(layers)
+    for i, (n, v) in enumerate(layers.items()):
+        vals = [v.get(l) or 0.0 for l in lnames]
+        bars = ax.bar(np.arange(len(lnames)) + i * w, vals, w, color=color[n], label=n)
+        for b, val in zip(bars, vals):
+            if val < 0:
+                b.set_hatch('//')
+    ax.axhline(0, color='k', lw=0.8)
+    ax.set_xticks(np.arange(len(lnames)) + 0.4 - w / 2, lnames)
+    hatched = any((v.get(l) or 0.0) < 0 for v in layers.values() for l in lnames)
+    ax.set(xlabel='Engram layer', ylabel='Δα = α_hot − α_cold',
+           title='Per-layer gate preference (Fig. 4)' + ('; hatched: prefers cold' if hatched else '; every layer prefers hot'))
+    ax.legend(fontsize=7)
+    return [save_fig(fig, out_dir, 'fig4_delta_alpha_layers.png')]
+
+def figure_alpha_evolution(plt, runs, s, color, out_dir):
+    """Table 6 as a figure: α_hot and α_cold over training."""
+    if not any(r['evolution'][0].get('alpha_hot') is not None for r in runs):
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in runs:
+        if r['evolution'][0].get('alpha_hot') is None:
+            continue
+        it = [e['iter'] for e in r['evolution']]
+        ax.plot(it, [e['alpha_hot'] for e in r['evolution']], color=color[r['config']], label=f"{r['config']} s{r['seed']} hot")
+        ax.plot(it, [e['alpha_cold'] for e in r['evolution']], color=color[r['config']], ls='--', label=f"{r['config']} s{r['seed']} cold")
+    ax.set(xlabel='iter', ylabel='mean α', title='α_hot (solid) and α_cold (dashed) over training (Table 6)')
+    ax.legend(fontsize=6, ncol=2)
+    return [save_fig(fig, out_dir, 'alpha_evolution.png')]
 
 def pyplot():
     """matplotlib without a display (Agg), imported only when a figure is drawn."""

@@ -159,6 +159,15 @@ def md_study(s):
     if len(datas) > 1:
         out.append(f"\n**Warning: these runs were trained on different data ({'; '.join(datas)}); their losses are not comparable.**\n")
     out.append(md_provenance(s['runs']))
+    for section in (md_table3, md_table4, md_patterns, md_table5):
+        out += section(s, ref)
+    out += md_data_side(s['data_side'])
+    out += md_alpha(s, ref)
+    return '\n'.join(out)
+
+def md_table3(s, ref):
+    """Table 3: final validation loss across seeds, beside the paper."""
+    out = []
     out.append('\n## Table 3: final validation loss across seeds\n')
     rows = []
     for name, t in s['table3'].items():
@@ -170,6 +179,11 @@ def md_study(s):
                      fmt(t['params'], ','), fmt(p.get('params'), ',')])
     out.append(paper_table(['config', 'data', 'val windows', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper',
                             'tok/s', 'paper', 'params', 'paper'], rows, s['table3'], ref['table3'], 'Table 3'))
+    return out
+
+def md_table4(s, ref):
+    """Table 4 per run and across seeds: the flip and the extremes of hot − cold."""
+    out = []
     out.append('\n## Table 4: hot/cold flip\n\nWithout a flip ("none"), the extremes are taken over the whole run. Advantages are '
                'values of val_loss_hot − val_loss_cold, signed as the paper prints them: a hot advantage is negative (hot '
                'positions lower), a cold advantage positive.\n\n')
@@ -195,12 +209,22 @@ def md_study(s):
                      fmt_ms(f['max_cold_advantage'], '+.3f'), fmt(p.get('max_cold_advantage'), '+.3f')])
     out.append(paper_table(['config', 'flipped', 'flip iter', 'paper', 'share of training', 'paper', 'max hot advantage',
                             'paper', 'max cold advantage', 'paper'], rows, s['flip_summary'], ref['table4'], 'Table 4'))
+    return out
+
+def md_patterns(s, ref):
+    """The paper's patterns with their verdicts."""
+    out = []
     if s['patterns']:
         out.append('\n## The paper\'s patterns, tested\n\nReproduced / contradicted when a two-sided Welch t-test over the seeds '
                    '(5%, at the Welch-Satterthwaite degrees of freedom; against 0 for a sign) says so; not resolved otherwise, '
                    'and always with one seed.\n\n')
         out.append(md_table(['pattern', 'paper', 'ours (mean ± std over seeds)', 'verdict'],
                             [[p['pattern'], p['paper'], p['ours'], f"**{p['verdict']}**"] for p in s['patterns']]))
+    return out
+
+def md_table5(s, ref):
+    """Table 5: the N_hot ablation."""
+    out = []
     if s['table5']:
         out.append('\n## Table 5: N_hot ablation\n\nHot coverage of the eval windows (the positions every loss here is '
                    'measured on; prepare_fineweb.py prints the whole val split\'s, which differs when the windows are few).\n\n')
@@ -209,7 +233,11 @@ def md_study(s):
                                  ', '.join(fmt(i) for i in t['flip_iters'] if i is not None) or 'none',
                                  fmt(ref['table5'].get(n, {}).get('flip_iter'))]
                                 for n, t in s['table5'].items()], s['table5'], ref['table5'], 'Table 5'))
-    out += md_data_side(s['data_side'])
+    return out
+
+def md_alpha(s, ref):
+    """Tables 6 and 7 and Figure 4: the gate over training, its buckets, per layer."""
+    out = []
     out.append('\n## Table 6: α_hot / α_cold evolution\n')
     for run, rows in s['table6'].items():
         out.append(f'\n### {run}\n')
@@ -231,7 +259,7 @@ def md_study(s):
     layer_names = sorted({l for v in s['delta_alpha_per_layer'].values() for l in v}, key=lambda x: int(x[1:]))
     out.append(md_table(['config'] + layer_names, [[n] + [fmt(v.get(l), '+.3f') for l in layer_names]
                                                    for n, v in s['delta_alpha_per_layer'].items() if v]))
-    return '\n'.join(out)
+    return out
 
 # -----------------------------------------------------------------------------
 # figures (matplotlib, Agg)

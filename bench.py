@@ -788,11 +788,16 @@ def main():
               f"cost beside {a.ckpt_steps} steps of {c['step_s']*1000:.0f} ms: {c['eval_save_overhead_s']:.2f}s "
               f"(blocking save: {c['blocking_save_s']:.2f}s); throughput with both every 250 iters: "
               f"{100*c['ratio_at_interval_250']:.1f}% of loop-only (blocking save: {100*c['ratio_at_interval_250_blocking_save']:.1f}%)", flush=True)
+    res['counting'] = time_counting_sizes(a)
+    save_json(a.out, res)
+
+def time_counting_sizes(a):
+    """The counting engines on each --count_tokens size, each in its own process (its peak RSS is its own)."""
     sizes = [int(x.replace('_', '')) for x in a.count_tokens.split(',') if int(x.replace('_', ''))]
-    res['counting'] = []
+    out = []
     for n in sizes:
         for engine in a.count_engines.split(','):
-            res['counting'].append(c := counting_in_subprocess(n, engine, parse_size(a.memory_limit), a.count_data))
+            out.append(c := counting_in_subprocess(n, engine, parse_size(a.memory_limit), a.count_data))
             if 'error' in c:
                 print(f"counting {n:,} tokens, {engine}: failed: {c['error']}")
                 continue
@@ -800,7 +805,7 @@ def main():
                   f"{c['total_s']:.1f}s, peak RSS {c['peak_rss_gb']:.2f} GiB; distinct 2-/3-grams {c['distinct']['2']:,} / "
                   f"{c['distinct']['3']:,}" + (f"; one np.sort of the 3-gram keys {c['one_np_sort_s']:.1f}s "
                                                 f"(count / sort = {c['count_s'] / c['one_np_sort_s']:.2f})" if 'one_np_sort_s' in c else ''), flush=True)
-    save_json(a.out, res)
+    return out
 
 if __name__ == '__main__':
     try:

@@ -395,18 +395,8 @@ class Run:
             if not has_hot_tier(self.mcfg.memory):      # Hash and baseline do not route by the hot tier: any data dir's will do
                 saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
             check_signature(saved, current, f"checkpoint {cfg['init_from']}")
-        self.iter_num, self.best_val_loss, self.wandb_id, ckpt = 0, 1e9, None, None
-        if cfg['init_from'] == 'resume':
-            ckpt = load_checkpoint(self.ckpt_path)
-            check_signature(ckpt['data_signature'], self.signature, f"checkpoint {self.ckpt_path}")
-            diff = resume_differences(ckpt['config'], cfg)
-            if diff:
-                raise ConfigError(f"resuming {self.ckpt_path} with another experiment:\n" + '\n'.join(
-                    f"    {k}: checkpoint {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in sorted(diff.items()))) +
-                    f"\n  Resume with the checkpoint's values, or allow the change explicitly: "
-                    f"--resume_changes=\"{tuple(sorted(diff))}\"")
-            self.check_resume_data(ckpt)
-            self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
+        self.iter_num, self.best_val_loss, self.wandb_id = 0, 1e9, None
+        ckpt = self.resume_checkpoint() if cfg['init_from'] == 'resume' else None
         self.finished = ckpt is not None and self.iter_num >= cfg['max_iters'] and not cfg['eval_only']
         if self.finished:                   # nothing to build: main() says so and stops
             return
@@ -421,13 +411,8 @@ class Run:
         self.raw_model.loss_chunk = resolve_loss_chunk(cfg['loss_chunk'], self.device_type)
         if ckpt is not None:
             load_weights(self.raw_model, ckpt['model'], f"checkpoint {self.ckpt_path}")
-        if base is not None:                    # the base weights; with adapters, only the adapters train
-            load_weights(self.raw_model, cs_lora.base_state(base['model'], self.raw_model), f"checkpoint {cfg['init_from']}",
-                         allow_missing=cs_lora.adapter_names(self.raw_model))
-            if self.mcfg.adapter != 'none':
-                trainable = {id(p) for p in cs_lora.adapter_parameters(self.raw_model)}
-                for p in self.raw_model.parameters():
-                    p.requires_grad_(id(p) in trainable)
+        if base is not None:
+            self.load_base(base)
         self.raw_model.to(self.dev)
         self.optimizer = optim.configure_optimizers(self.raw_model, cfg['weight_decay'], cfg['learning_rate'],
                                                     (cfg['beta1'], cfg['beta2']), self.device_type, cfg['table_optimizer'])
@@ -443,6 +428,30 @@ class Run:
         self.eval_model = self.model       # compiled too (a second graph for eval mode), not DDP-wrapped
         if self.ddp:
             self.model = wrap_ddp(self.model, self.device_type)
+
+    def resume_checkpoint(self):
+        """The run's own checkpoint, checked against this run's data and experiment; its counters become the run's."""
+        cfg = self.cfg
+        ckpt = load_checkpoint(self.ckpt_path)
+        check_signature(ckpt['data_signature'], self.signature, f"checkpoint {self.ckpt_path}")
+        diff = resume_differences(ckpt['config'], cfg)
+        if diff:
+            raise ConfigError(f"resuming {self.ckpt_path} with another experiment:\n" + '\n'.join(
+                f"    {k}: checkpoint {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in sorted(diff.items()))) +
+                f"\n  Resume with the checkpoint's values, or allow the change explicitly: "
+                f"--resume_changes=\"{tuple(sorted(diff))}\"")
+        self.check_resume_data(ckpt)
+        self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
+        return ckpt
+
+    def load_base(self, base):
+        """Fine-tuning: the base run's weights; with adapters, only the adapters train."""
+        load_weights(self.raw_model, cs_lora.base_state(base['model'], self.raw_model), f"checkpoint {self.cfg['init_from']}",
+                     allow_missing=cs_lora.adapter_names(self.raw_model))
+        if self.mcfg.adapter != 'none':
+            trainable = {id(p) for p in cs_lora.adapter_parameters(self.raw_model)}
+            for p in self.raw_model.parameters():
+                p.requires_grad_(id(p) in trainable)
 
     def check_resume_data(self, ckpt):
         """What a resume reads besides the checkpoint, checked before anything is written: the metrics it continues

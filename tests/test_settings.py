@@ -212,3 +212,13 @@ def test_the_forward_pass_names_no_part_or_variant_option():
     others = {k for g in model.MODEL_GROUPS for k in g.options} - core
     src = inspect.getsource(model.GPT.forward)
     assert not [k for k in others if k in src]
+
+
+def test_every_function_fits_on_a_screen():
+    """No function over 60 lines (scripts, library, report package, mdx/): a longer one does several things."""
+    long = []
+    for p in MODULES:
+        for n in ast.walk(ast.parse(open(os.path.join(ROOT, p)).read())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60:
+                long.append(f"{p}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)")
+    assert not long, long

@@ -285,9 +285,9 @@ def time_head(preset, device, dtype, rounds):
     t = torch.randint(0, V, (rows,), device=device, generator=g)
     cuda = device.startswith('cuda')
     autocast = torch.autocast('cuda', dtype=dtype) if cuda else nullcontext()
-    paths = {'plain': lambda: F.cross_entropy(x @ W.t(), t, reduction='none')}
+    paths = {'plain': lambda: F.cross_entropy(x @ W.t(), t, reduction='none').mean()}
     for k in (4, 16):
-        paths[f'chunk {rows // k}'] = lambda c=rows // k: chunked_cross_entropy(x, W, t, c)
+        paths[f'chunk {rows // k}'] = lambda c=rows // k: chunked_cross_entropy(x, W, t, c)[1]
     times, peak = {n: [] for n in paths}, {}
     for r in range(rounds + 1):                          # round 0: warm-up
         for name, loss in paths.items():
@@ -295,7 +295,7 @@ def time_head(preset, device, dtype, rounds):
                 torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
             t0 = time.perf_counter()
             with autocast:
-                l = loss().mean()
+                l = loss()
             l.backward()
             if cuda:
                 torch.cuda.synchronize(); peak[name] = (torch.cuda.max_memory_allocated() - base) / 1e9

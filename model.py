@@ -105,8 +105,7 @@ class GPT(nn.Module):
 
         if targets is None:   # inference: only the last position's logits
             return self.lm_head(x[:, [-1], :]), None, {}
-        logits, losses = self.token_losses(x, targets, fwd)
-        loss = losses.mean()
+        logits, losses, loss = self.token_losses(x, targets, fwd)
         for aux in (self.aux_losses if self.training else ()):
             loss = loss + aux(fwd, losses.detach(), targets)
         info = {} if not diag else {'loss': losses.view(B, T).detach(), 'is_hot': fwd.route.is_hot_order,
@@ -123,15 +122,15 @@ class GPT(nn.Module):
         return self.transformer.ln_f(x)
 
     def token_losses(self, x, targets, fwd):
-        """Logits and the per-position cross-entropy (flattened) of hidden states x; with loss_chunk, the losses only
-        (the logits are never whole: None)."""
+        """Logits, the per-position cross-entropy (flattened) of hidden states x and its mean, the training loss; with
+        loss_chunk, no logits (never whole: None) and the losses detached (the mean carries the gradient)."""
         smoothing = self.config.label_smoothing if self.training else 0.0
         if self.loss_chunk:
-            return None, chunked_cross_entropy(x, self.lm_head.weight, targets, self.loss_chunk, smoothing, fwd.noise)
+            return None, *chunked_cross_entropy(x, self.lm_head.weight, targets, self.loss_chunk, smoothing, fwd.noise)
         logits = fwd.noise('logits', self.lm_head(x))
         losses = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction='none',
                                  label_smoothing=smoothing)
-        return logits, losses
+        return logits, losses, losses.mean()
 
     def route(self, idx, prev, diag):
         """The n-gram route of the batch (keys; hot slots where the model or the diagnostics need them),

@@ -312,7 +312,7 @@ def gate_credit_loss(fwd, losses, targets):
         off = type(fwd)(model, fwd.idx, fwd.route, fwd.noise, None, fwd.step)
         zero = torch.zeros(*fwd.idx.shape, model.memory.dim, device=fwd.idx.device)
         off.computed = {('e', use_hot, table_set): zero for use_hot, table_set in model.memory.reads.values()}
-        _, losses_off = model.token_losses(model.hidden(off), targets, off)
+        losses_off = model.token_losses(model.hidden(off), targets, off)[1]
         useless = (losses_off <= losses).view(fwd.idx.shape)
     return (torch.stack(fwd.alphas) * useless).mean()
 

@@ -75,8 +75,8 @@ def test_a_chunk_that_is_not_a_multiple_of_8_is_refused(tmp_path, gen_data):
         train.validate_config(cfg)
 
 def test_the_chunked_loss_compiles_as_one_graph(gen_data):
-    """What torch.compile sees on CUDA, checked with dynamo's eager backend: the chunk loop and its checkpoints trace
-    into one graph, with no graph break, and give the eager loss."""
+    """What torch.compile sees on CUDA, checked with dynamo's eager backend: the chunk loop and its autograd.Function
+    trace into one graph, with no graph break, and give the eager loss."""
     import torch._dynamo
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
@@ -110,3 +110,18 @@ def test_bench_profile_names_the_ops_of_a_step_and_the_gap_over_the_first_config
         assert 0 < sum(shares) <= 1 + 1e-9 and shares == sorted(shares, reverse=True)
     a, b = prof['baseline']['ops'], prof['hash']['ops']
     assert prof['hash']['gap_over_baseline'] and all(v == b.get(k, 0.0) - a.get(k, 0.0) for k, v in prof['hash']['gap_over_baseline'].items())
+
+def test_the_chunked_loss_keeps_no_logits_for_the_backward(gen_data):
+    """What autograd saves for the backward, seen by saved_tensors_hooks: the plain head saves its whole logits
+    (positions x vocab); the chunked path saves none (its gradients were computed in the forward)."""
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 50]), 32))
+    model = tiny_model(gen_data, 'hash').train()
+    widest = {}
+    for chunk in (0, 16):
+        model.loss_chunk, saved = chunk, []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+            model(x, y, prev=c, step=torch.tensor(1))[1].backward()
+        widest[chunk] = max(s[-1] for s in saved if len(s))
+    V = model.config.vocab_size
+    assert widest[0] == V and widest[16] < V

@@ -8,8 +8,8 @@ tiktoken, tokenizers, tqdm, matplotlib, pytest: no datasets, wandb or bbhash). R
 
 Steps (each timed against its budget, BUDGET_S; a failed step is recorded and the rest still run):
   1. tests      tests/test_cuda.py (its deterministic-resume test: the agree step does that at paper shapes)
-  2. bench      bench.py --preset paper: baseline / Hash-500K / Nine-100/400K tok/s, MFU, Nine/Hash; peak memory
-                of one step at micro-batch 8 and 16
+  2. bench      bench.py --preset paper: baseline / Hash-500K / Nine-100/400K tok/s, MFU, Nine/Hash, peak memory;
+                Hash with the plain head beside the default (chunked) one, and the head alone (issue 40)
   3. cadence    Nine-100/400K at paper shapes and the paper's cadence for 1,000 iters: evals every 250 on 400
                 windows (needs >= 410K val tokens: `--prepare --source` makes such a data dir with the paper's
                 tokenizer; without one, Tiny Shakespeare's 14 windows), a checkpoint at the default interval, the
@@ -69,9 +69,9 @@ class Plan:
         self.resume_args = [f'--max_iters={self.resume_iters}', '--lr_decay_iters=60', '--warmup_iters=4',
                             f'--eval_interval={self.resume_iters // 2}', '--log_interval=2', '--compile=False', '--deterministic=True',
                             '--val_windows=16', '--wandb_log=False', "--device='auto'", override('data_dir', self.data)]
-        self.bench = (['--preset', 'tiny', '--rounds', '1', '--steps', '2'] if dry else
-                      ['--preset', 'paper', '--rounds', '2', '--steps', '3', '--micro_batches', '8,16']) + \
-                     ['--configs', 'baseline,hash,nine', '--count_tokens', '0', '--ckpt_steps', '0']
+        self.bench = (['--preset', 'tiny', '--rounds', '1', '--steps', '2', '--head_rounds', '1'] if dry else
+                      ['--preset', 'paper', '--rounds', '2', '--steps', '3', '--head_rounds', '3']) + \
+                     ['--configs', 'baseline,hash,nine,hash_plainhead', '--count_tokens', '0', '--ckpt_steps', '0']
 
 # -- the steps: each returns its figures ---------------------------------------------------------------------
 
@@ -89,7 +89,10 @@ def step_bench(plan, out):
     return {'device': b['device'], **{f'{m}_tok_per_s': tr[m]['tok_per_s'] for m in ('baseline', 'hash', 'nine')},
             **{f'{m}_mfu': tr[m]['mfu'] for m in ('baseline', 'hash', 'nine')},
             **{f'{m}_peak_mem_gb': tr[m].get('peak_mem_gb') for m in ('baseline', 'hash', 'nine')},
-            'nine_over_hash_tok_per_s': tr['ratio_nine_over_hash_tok_per_s'], **b.get('peak_memory', {})}
+            'nine_over_hash_tok_per_s': tr['ratio_nine_over_hash_tok_per_s'],
+            'hash_plainhead_tok_per_s': tr['hash_plainhead']['tok_per_s'], 'hash_plainhead_peak_mem_gb': tr['hash_plainhead'].get('peak_mem_gb'),
+            'chunked_over_plain_head_step_time': tr['ratio_default_over_plainhead_step_time'].get('hash'),
+            'head_ms': b['head']['ms'], 'head_peak_gb': b['head'].get('peak_gb')}
 
 def step_cadence(plan, out):
     """One paper config at the paper's cadence: the time outside the training steps, first and steady."""

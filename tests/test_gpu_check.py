@@ -33,6 +33,8 @@ def test_the_gpu_check_dry_run_passes_without_datasets_wandb_or_bbhash(tmp_path)
     assert res['environment']['missing_packages'] == ['datasets', 'wandb', 'bbhash']
     assert [s['status'] for s in res['steps'].values()] == ['pass'] * 5
     assert 'budget' in p.stdout and all(f'[{s}]' in p.stdout for s in ('tests', 'bench', 'cadence', 'agree', 'ddp'))
+    bench = res['steps']['bench']['figures']          # issue 40's question, asked by every GPU check: chunked vs plain head
+    assert bench['chunked_over_plain_head_step_time'] > 0 and set(bench['head_ms']) == {'plain', 'chunk 128', 'chunk 32'}
     figs = res['steps']['agree']['figures']
     assert figs['ckpt_eval_val_loss'] == figs['train_eval_val_loss'] and figs['deterministic_resume_rows_equal']
     assert figs['greedy_samples_equal_with_and_without_kv_cache']

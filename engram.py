@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import mdmix
 from configurator import ConfigError
 from options import Group, Option
 
@@ -123,6 +122,10 @@ def multiply_xor_hash(keys, order, mult, size):
         x = x ^ h[..., i]
     return (fmix64(x) & MASK63) % size
 
+# the hash families of the heads by `engram_hash`, each (keys, order, mult (K, max_order), size) -> (..., K); the
+# paper's is multiply-xor, mdmix.py registers the MD-mix one
+HASHES = {'mulxor': multiply_xor_hash}
+
 # -----------------------------------------------------------------------------
 # Routing: once per forward, shared by every Engram layer
 
@@ -216,10 +219,7 @@ class EngramMemory(nn.Module):
 
     def heads(self, keys, oi, order, size=None):
         """phi_{n,k}(g) for all heads k of one order (Eq. 1): (...,) keys -> (..., K) indices in [0, size or M)."""
-        size = size or self.table_size
-        if self.hash == 'mdmix':
-            return mdmix.mdmix_hash(keys, self.mult[oi, :, 0], size)
-        return multiply_xor_hash(keys, order, self.mult[oi], size)
+        return HASHES[self.hash](keys, order, self.mult[oi], size or self.table_size)
 
     def hot_row(self, keys, slots, oi, order):
         """Row of E_hot[n] of each hot key: its MPHF slot (collision-free). (..., 1)"""
@@ -314,7 +314,7 @@ ENGRAM = Group('Engram memory (paper §3, Table 1/2)', dict(
     table_size=Option(400_000, 'slots per hashed head (Hash) / per cold head (Nine)', above=0),
     hot_size=Option(100_000, "N_hot: Nine's hot n-grams per order; every model's is_hot label", above=0),
     engram_hash=Option('mulxor', "hash family of the heads: 'mulxor' (multiply-xor + fmix64) | 'mdmix' (MD5 steps)",
-                       choices=('mulxor', 'mdmix')),
+                       choices=HASHES),
     engram_hash_seed=Option(0, 'seed of the hash multipliers / salts (the same for every seed: see hash_seed_from_seed)',
                             at_least=0),
 ), model=True, check=check_engram)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import torch
 
+import engram
 from configurator import ConfigError
 from options import Group, Option
 
@@ -100,6 +101,8 @@ def mdmix_hash(keys, salts, size, steps=8):
     a, b, c, d = mdmix(k & M32, (k >> 32) & M32, salts, steps)
     h = ((a ^ c) << 31) ^ (b ^ d)                 # 63-bit value from all four words
     return (h & ((1 << 63) - 1)) % size
+
+engram.HASHES['mdmix'] = lambda keys, order, mult, size: mdmix_hash(keys, mult[:, 0], size)   # --engram_hash=mdmix
 
 # -----------------------------------------------------------------------------
 # deterministic noise
@@ -227,9 +230,9 @@ NO_NOISE = NoNoise()
 SIGMAS = ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')
 
 def check_noise(c):
-    if c['memory'] == 'none' and c['noise_mem']:
+    if not engram.has_memory(c['memory']) and c['noise_mem']:
         raise ConfigError("memory='none' has no Engram memory, but --noise_mem act on it; set --memory='hash' or 'nine', or drop them")
-    if c['noise_mem_scope'] != 'all' and c['memory'] != 'nine' and c['noise_mem']:
+    if c['noise_mem_scope'] != 'all' and not engram.has_hot_tier(c['memory']) and c['noise_mem']:
         raise ConfigError(f"--noise_mem_scope={c['noise_mem_scope']!r} needs Nine's hot/cold rows (--memory='nine')")
 
 NOISE = Group('MD-mix deterministic noise (mdmix.py); every sigma 0 = off, bit-identical to no noise', dict(

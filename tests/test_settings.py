@@ -114,6 +114,14 @@ def test_the_import_graph_has_no_circle_and_no_script_imports_a_script():
         assert not deps & scripts, f"{m} imports the script(s) {sorted(deps & scripts)}"
 
 
+
+def test_the_engram_core_and_the_backbone_import_no_extension():
+    """engram.py (the paper's memory) and layers.py (GPT-2's blocks) stand alone: the variants, MD-mix and mdx/
+    register into them (engram.MEMORY, engram.HASHES, layers' registries), never the other way round."""
+    extensions = {'variants', 'mdmix'} | {m for m in (p[:-3].replace('/', '.') for p in MODULES) if m.startswith('mdx.')}
+    for core in ('engram', 'layers', 'linear_ce'):
+        assert not imports_of(f'{core}.py') & extensions, f"{core} imports {sorted(imports_of(f'{core}.py') & extensions)}"
+
 PART = '''"""A throw-away FFN kind: GPT-2's MLP scaled by a factor (tests/test_settings.py)."""
 from layers import MLP
 from options import Group, Option

@@ -66,6 +66,32 @@ def test_kill_9_at_random_moments_then_resume_equals_uninterrupted(tmp_path, gen
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+
+OLD_COMMIT = '274c17e'      # the commit before issue 37's refactors moved the code a checkpoint is read by
+
+def test_a_checkpoint_written_by_an_older_commit_evaluates_samples_and_resumes_exactly(tmp_path, gen_data):
+    """The user's interface kept across the refactors: a run trained by 274c17e's code (git archive of that commit)
+    is evaluated and sampled by this code, and resumed by it to 8 iters it equals 274c17e's own uninterrupted run,
+    row for row and weight for weight."""
+    old = tmp_path / 'old'
+    archive = subprocess.run(['git', 'archive', OLD_COMMIT], cwd=ROOT, capture_output=True)
+    if archive.returncode:
+        pytest.skip(f"git history without {OLD_COMMIT} (a shallow clone)")
+    old.mkdir()
+    subprocess.run(['tar', '-x', '-C', str(old)], input=archive.stdout, check=True)
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=8, eval_interval=4, wandb_log=False)
+    train_old = lambda *a: subprocess.run([sys.executable, 'train.py', cfg_path, *a], cwd=old, capture_output=True, text=True, check=True)
+    whole, half = str(tmp_path / 'whole'), str(tmp_path / 'half')
+    train_old(f"--out_dir='{whole}'", '--max_iters=8')
+    train_old(f"--out_dir='{half}'")
+    run(['eval_stratified.py', '--ckpt', f'{half}/ckpt.pt', '--report', str(tmp_path / 'rep')])
+    assert 'alpha_buckets' in json.load(open(tmp_path / 'rep' / 'report.json'))['metrics']
+    assert '1 x 8 tokens' in run(['sample.py', '--ckpt', f'{half}/ckpt.pt', '--num_samples=1', '--max_new_tokens=8']).stderr
+    run(['train.py', cfg_path, f"--out_dir='{half}'", "--init_from='resume'", '--max_iters=8'])
+    assert rows(whole, 'eval') == rows(half, 'eval') and rows(whole, 'train') == rows(half, 'train')
+    a, b = weights(whole), weights(half)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, gen_data):
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=8, lr_decay_iters=8)
     run(['train.py', cfg_path])

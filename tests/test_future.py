@@ -23,7 +23,7 @@ def batch(gen_data, split='train', starts=(0, 40)):
     return tuple(torch.from_numpy(a) for a in data.windows(split, np.array(starts), 32))
 
 def test_every_config_loads_and_validates(monkeypatch):
-    monkeypatch.chdir(ROOT)                     # configs exec() their parents by relative path, as train.py is run
+    monkeypatch.chdir(ROOT)                     # the relative paths below, as a user runs train.py
     files = sorted(glob.glob('configs/*.py') + glob.glob('configs/*/*.py'))
     assert len(files) >= 40
     for f in files:

@@ -171,12 +171,7 @@ def distinct_configs():
     seen = {}
     for f in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')) + glob.glob(os.path.join(ROOT, 'configs', '*', '*.py'))):
         cfg = train.default_config()
-        cwd = os.getcwd()
-        os.chdir(ROOT)
-        try:
-            apply_config(cfg, [f], train.config_keys)
-        finally:
-            os.chdir(cwd)
+        apply_config(cfg, [f], train.config_keys)
         key = tuple((k, cfg[k]) for k in train.config_keys if k not in ('out_dir', 'data_dir', 'wandb_group', 'max_iters', 'lr_decay_iters', 'init_from'))
         seen.setdefault(key, (os.path.relpath(f, ROOT), cfg))
     return list(seen.values())

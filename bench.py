@@ -759,8 +759,8 @@ def main():
             print_training(tr, PARTS)
         save_json(a.out, res)           # temp then rename: a link planted at --out is replaced, never written through
         return
+    configs = {k: MEMORIES[k] for k in a.configs.split(',')}      # what --rounds times and --profile profiles
     if a.rounds:
-        configs = {k: MEMORIES[k] for k in a.configs.split(',')}
         res['training'] = tr = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, configs)
         print_training(tr, configs)
         print(', '.join(f"{k} = {tr[k]:.3f}" for k in ('ratio_nine_over_hash_tok_per_s', 'ratio_hash_over_baseline_step_time') if k in tr))
@@ -771,7 +771,6 @@ def main():
         res['index'] = time_index(a.device)
         print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()), flush=True)
     if a.profile:
-        configs = {k: MEMORIES[k] for k in a.configs.split(',')}
         res['profile'] = prof = profile_steps(preset, a.device, dtype, cuda and not a.no_compile, configs, a.profile)
         print_profile(prof)
     if a.head_rounds:

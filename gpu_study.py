@@ -23,14 +23,12 @@ GPU        unpack (the counts rebuilt in a background process); a smoke gate (th
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import time
 
 from configurator import load_config, override
-
 from fsafe import atomic_write, save_json      # standard library only: runs before any venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))

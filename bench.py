@@ -34,7 +34,7 @@ PRESETS = {
     'paper': dict(model=dict(), batch_size=16, vocab=PAPER_VOCAB, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
 }
 
-# name -> (GPTConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
+# name -> (ModelConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
 # plainhead: the loss through the whole logits (loss_chunk 0), beside the default (on CUDA: chunked, linear_ce.py)
 MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
             'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise'),
@@ -97,7 +97,7 @@ import counting
 from checkpoint import build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from mdx import attention_lsh
-from model import GPTConfig
+from extensions import ModelConfig
 from system import device_peak_flops, resolve_device, resolve_loss_chunk
 from fsafe import DataError, save_json
 
@@ -154,7 +154,7 @@ def build_runs(preset, device, dtype, compile_model, configs, n_batches):
         torch.manual_seed(0)
         settings = dict(settings)
         chunk = resolve_loss_chunk(settings.pop('loss_chunk', -1), device_type)     # a run setting, as train.py sets it
-        cfg = GPTConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
+        cfg = ModelConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
         model = build_model(cfg, index).to(device)
         model.loss_chunk = chunk
         opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
@@ -256,7 +256,7 @@ def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             try:
-                model = build_model(GPTConfig(vocab_size=-(-vocab // 64) * 64, memory=m, **p['model'], **p[m]), index).to(device)
+                model = build_model(ModelConfig(vocab_size=-(-vocab // 64) * 64, memory=m, **p['model'], **p[m]), index).to(device)
                 model.loss_chunk = resolve_loss_chunk(-1, device_type)
                 opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
                 b = batch[:1].expand(B, -1)
@@ -277,7 +277,7 @@ def time_head(preset, device, dtype, rounds):
     median ms and, on CUDA, the peak memory above the inputs."""
     from linear_ce import chunked_cross_entropy
     p = PRESETS[preset]
-    cfg = GPTConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, **p['model'])
+    cfg = ModelConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, **p['model'])
     rows, C, V = p['batch_size'] * cfg.block_size, cfg.n_embd, cfg.vocab_size
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(rows, C, device=device, generator=g, requires_grad=True)
@@ -331,7 +331,7 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
     from checkpoint import CKPT_VERSION, CheckpointWriter, save_checkpoint
     from metrics import evaluate
     p, tokens, index, B, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
-    cfg = GPTConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, memory='nine', **p['model'], **p['nine'])
+    cfg = ModelConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, memory='nine', **p['model'], **p['nine'])
     model = build_model(cfg, index).to(device)
     opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
     sync = torch.cuda.synchronize if device_type == 'cuda' else (lambda: None)
@@ -502,7 +502,7 @@ def mdx_kv_reuse(model, x, T, device):
     out['kv_reuse_tiny'] = {'prompts': len(prompts), 'prompt_tokens': prefix_len + suffix_len, 'reused_share': reused / (len(prompts) * (prefix_len + suffix_len)),
                        'ttft_ms_full': 1e3 * float(np.median(full_t)), 'ttft_ms_reuse': 1e3 * float(np.median(reuse_t)), 'max_abs_logit_diff': err}
     # ... and on GPT-2 small (random weights: only the time matters), 768 shared + 256 own tokens per prompt
-    big = build_model(GPTConfig(vocab_size=50304, memory='none'), None).to(device).eval()
+    big = build_model(ModelConfig(vocab_size=50304, memory='none'), None).to(device).eval()
     cache, full_t, reuse_t, err, reused = PrefixKVCache(big), [], [], 0.0, 0
     gen = torch.Generator().manual_seed(0)
     prefixes = [torch.randint(0, 50257, (768,), generator=gen) for _ in range(2)]
@@ -537,7 +537,7 @@ def mdx_cs_lora(model, x, y, p, device):
     from mdx import cs_lora
     out = {}
     for kind in ('lora', 'cslora'):
-        m = build_model(GPTConfig(**{**vars(model.config), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
+        m = build_model(ModelConfig(**{**vars(model.config), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
         for q in m.parameters():
             q.requires_grad_(False)
         params = cs_lora.adapter_parameters(m)
@@ -583,14 +583,14 @@ def time_reversible(device, B=8, T=256, C=256):
     saves, the peak memory on CUDA, the forward + backward time; and how exactly the stack inverts itself
     (fp32, bf16 autocast, bf16 weights)."""
     from torch.utils.checkpoint import checkpoint
-    from mdmix import NO_NOISE
+    from layers import NO_NOISE
     from mdx import reversible
     from model import GPT, ForwardPass
     def checkpointed(blocks, x, fwd):
         for block in blocks:
             x = checkpoint(block, x, fwd, use_reentrant=True)
         return x
-    model_of = lambda n_layer, block: GPT(GPTConfig(vocab_size=512, n_layer=n_layer, n_head=4, n_embd=C, block_size=T, block=block, memory='none')).to(device)
+    model_of = lambda n_layer, block: GPT(ModelConfig(vocab_size=512, n_layer=n_layer, n_head=4, n_embd=C, block_size=T, block=block, memory='none')).to(device)
     out = {'memory_time': [], 'inverse_rel_error': []}
     x = torch.randint(0, 512, (B, T), device=device)
     for n_layer in (2, 4, 8, 16):
@@ -687,7 +687,7 @@ def paper_state(memory, vocab=PAPER_VOCAB):
     128M-parameter tables, AdamW moments filled by one step (what ckpt.pt holds at paper scale)."""
     p = PRESETS['paper']
     index = synth_index(synth_tokens(200_000, vocab), vocab, p['nine']['hot_size'])
-    cfg = GPTConfig(vocab_size=-(-vocab // 64) * 64, memory=memory, **p['model'], **p[memory])
+    cfg = ModelConfig(vocab_size=-(-vocab // 64) * 64, memory=memory, **p['model'], **p[memory])
     model = build_model(cfg, index)
     opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), 'cpu')
     for q in model.parameters():

@@ -11,33 +11,33 @@ import pickle
 import threading
 import zipfile
 
-import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-import variants
 from configurator import ConfigError
 from data import DataError, HotTier, atomic_write, regular_file, load_canonical, load_counts, load_meta, tokenizer_signature
-from engram import ID_BITS, has_hot_tier
-from mdx import hash_moe
-from model import GPT, GPTConfig
+from engram import NgramIndex, has_hot_tier
+from extensions import ModelConfig
+from model import GPT, index_class, needs_counts
 
 CKPT_VERSION = 2        # 2: a 'checksum' of the content
 
+def tier_index(data_dir, meta, hot_size, orders, counts=False, kind=NgramIndex):
+    """The data dir's n-gram index with its hot tier of N_hot = hot_size (Nine's routes, every model's is_hot
+    labels) and, with counts, the training count of every distinct n-gram. Returns the index (of `kind`) and
+    the hot tiers' checksums."""
+    tiers = {o: HotTier(data_dir, meta, hot_size, o) for o in orders}
+    counts = {o: load_counts(data_dir, meta, o) for o in orders} if counts else None
+    index = kind(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()}, orders, counts)
+    return index, {str(o): t.sha256 for o, t in tiers.items()}
+
 def load_index(data_dir, meta, mcfg):
-    """The n-gram index of a data dir for a model config: canonical map, the hot tier of hot_size
-    (Nine's routes, every model's is_hot labels), and the training counts of every distinct n-gram
-    when a variant needs them. Returns the index and the data signature a model trained on it carries."""
-    orders = tuple(mcfg.ngram_orders)
-    tiers = {o: HotTier(data_dir, meta, mcfg.hot_size, o) for o in orders}
-    counts = {o: load_counts(data_dir, meta, o) for o in orders} if variants.needs_counts(mcfg) else None
-    index = variants.index_class(mcfg)(load_canonical(data_dir, meta), {o: t.sorted_index() for o, t in tiers.items()},
-                                       orders, counts)
-    if hash_moe.needs_unigram(mcfg):         # the balanced MoE router's token frequencies: train unigram counts
-        keys, cnt = load_counts(data_dir, meta, 3, 'rawgrams')
-        unigram = np.bincount(keys & ((1 << ID_BITS) - 1), weights=cnt, minlength=mcfg.vocab_size)[:mcfg.vocab_size]
-        index.register_buffer('unigram', torch.from_numpy(unigram).long(), persistent=False)
-    return index, data_signature(meta, {str(o): t.sha256 for o, t in tiers.items()})
+    """The n-gram index of a data dir for a model config, with what its extensions need, and the data signature
+    a model trained on it carries."""
+    index, hot_sha = tier_index(data_dir, meta, mcfg.hot_size, tuple(mcfg.ngram_orders), needs_counts(mcfg), index_class(mcfg))
+    for e in mcfg.extensions:
+        e.extend_index(index, mcfg, data_dir, meta)
+    return index, data_signature(meta, hot_sha)
 
 def build_model(mcfg, index, noise=None, shapes_only=False):
     """The one place a GPT is built (train, eval, key stability, bench): config errors become ConfigError."""
@@ -60,7 +60,7 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
                             f"are its routes, so --hot_size {hot_size} does not apply.")
         args['hot_size'] = hot_size
     try:
-        mcfg = GPTConfig(**args)
+        mcfg = ModelConfig(**args)
     except (TypeError, ValueError) as e:
         raise DataError(f"{ckpt_path} has model settings this code cannot build ({e}). Only load checkpoints this repo wrote.") from None
     index, current = load_index(data_dir, meta, mcfg)
@@ -136,7 +136,7 @@ def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
         raise DataError(f"{path} is a directory, not a checkpoint; pass the file inside it, e.g. {os.path.join(path, 'ckpt.pt')}")
     ckpt = read_checkpoint(path)
     args = ckpt.get('model_args', {})
-    unknown = sorted(set(args) - set(GPTConfig.__dataclass_fields__)) if isinstance(args, dict) else ['model_args']
+    unknown = sorted(set(args) - set(ModelConfig.__dataclass_fields__)) if isinstance(args, dict) else ['model_args']
     if unknown:
         raise DataError(f"{path} has model settings this code does not know ({', '.join(map(str, unknown[:4]))}). "
                         f"Only load checkpoints this repo wrote.")

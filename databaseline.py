@@ -218,14 +218,16 @@ def fingerprint_analysis(data_dir, meta, hot_size, bits=(8, 16), chunk=1 << 22):
     """Algorithm 1 as written (variants.FingerprintIndex) against the exact check, over every train and val
     position: the share of non-member queries that pass the b-bit fingerprint (expected 2^-b) per order,
     and the any-order hot coverage with and without those false positives."""
-    from checkpoint import load_index           # here, not at the top: the model's stack is only for this table
+    from checkpoint import tier_index           # here, not at the top: the model's stack is only for this table
     from data import TokenData
     from engram import NgramIndex
     from model import GPTConfig
+    from variants import FingerprintIndex
     rows = []
     data = None
     for b in bits:
-        index, _ = load_index(data_dir, meta, GPTConfig(memory='nine', hot_size=hot_size, hot_fingerprint_bits=b))
+        index, _ = tier_index(data_dir, meta, hot_size, GPTConfig.ngram_orders,
+                              kind=lambda *a, **k: FingerprintIndex(*a, bits=b, **k))
         data = data or TokenData(data_dir, index.max_order - 1)
         for split in ('train', 'val'):
             stream = np.concatenate([data.prefix[split], np.asarray(data.splits[split], np.int64)])

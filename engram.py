@@ -21,7 +21,6 @@ import torch
 import torch.nn as nn
 
 from configurator import ConfigError
-from options import Group, Option
 
 ID_BITS = 21                 # canonical ids per n-gram key slot: 3 x 21 = 63 bits, vocabularies < 2M
 ID_MASK = (1 << ID_BITS) - 1
@@ -196,8 +195,8 @@ class EngramMemory(nn.Module):
         self.orders, self.K, self.d = tuple(c.ngram_orders), c.engram_heads, c.engram_head_dim
         self.table_size, self.hash = c.table_size, c.engram_hash
         self.hot_rows = self.n_hot_rows(c) if self.hot_tier else 0
-        self.n_sets = 1 if c.engram_shared_tables else len(c.engram_layers)
-        hot_layers = set(c.hot_layers or c.engram_layers)
+        self.n_sets = self.n_table_sets(c)
+        hot_layers = set(self.hot_layers(c))
         self.reads = {l: (l in hot_layers, 0 if self.n_sets == 1 else i) for i, l in enumerate(c.engram_layers)}
         per_order = self.hot_rows * self.K + self.K * self.table_size
         self.rows_per_set = per_order * len(self.orders)
@@ -212,6 +211,16 @@ class EngramMemory(nn.Module):
     @staticmethod
     def n_hot_rows(config):
         return config.hot_size
+
+    @staticmethod
+    def n_table_sets(config):
+        """One set of tables, shared by every Engram layer (the paper's)."""
+        return 1
+
+    @staticmethod
+    def hot_layers(config):
+        """The Engram layers that read the hot tier: all."""
+        return config.engram_layers
 
     @property
     def dim(self):
@@ -291,7 +300,7 @@ class EngramGate(nn.Module):
 
 
 # -----------------------------------------------------------------------------
-# the Engram core's options (paper Table 1/2); the paper's variants declare theirs in variants.py
+# the combinations of the Engram core's options (GPTConfig, model.py) it refuses
 
 def check_engram(c):
     if not has_memory(c['memory']):
@@ -303,18 +312,3 @@ def check_engram(c):
     bad = [l for l in c['engram_layers'] if not 0 <= l < c['n_layer']]
     if bad:
         raise ConfigError(f"engram_layers {list(c['engram_layers'])} has {bad} outside the model's blocks 0..{c['n_layer'] - 1}")
-
-ENGRAM = Group('Engram memory (paper §3, Table 1/2)', dict(
-    memory=Option('nine', "'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier)",
-                  choices=MEMORY),
-    engram_layers=Option((2, 4, 6), '0-based blocks with Engram memory (their tables are shared)'),
-    ngram_orders=Option((2, 3), 'n-gram orders of the memory'),
-    engram_heads=Option(2, 'K hashed heads per order', above=0),
-    engram_head_dim=Option(64, 'd per head: memory vector = orders x K x d', above=0),
-    table_size=Option(400_000, 'slots per hashed head (Hash) / per cold head (Nine)', above=0),
-    hot_size=Option(100_000, "N_hot: Nine's hot n-grams per order; every model's is_hot label", above=0),
-    engram_hash=Option('mulxor', "hash family of the heads: 'mulxor' (multiply-xor + fmix64) | 'mdmix' (MD5 steps)",
-                       choices=HASHES),
-    engram_hash_seed=Option(0, 'seed of the hash multipliers / salts (the same for every seed: see hash_seed_from_seed)',
-                            at_least=0),
-), model=True, check=check_engram)

@@ -97,14 +97,14 @@ def data_side(data_dir, hot_sizes, shapes):
     """The report's data-only tables that cost minutes on 20M tokens, computed here, not in the GPU window: the KN
     trigram on random shares of train documents (10 draws a share) for every N_hot and (block_size, val_windows)
     the report will ask for, and Algorithm 1's fingerprint false positives per N_hot."""
-    from checkpoint import load_index
+    from checkpoint import tier_index
     from data import TokenData, load_meta
     from databaseline import fingerprint_analysis, hot_labels, kn_by_doc_share, kn_share_key, val_triples, write_data_side
     from model import GPTConfig
     meta = load_meta(data_dir)
     sets, t = {}, time.time()
     for h in hot_sizes:
-        index, _ = load_index(data_dir, meta, GPTConfig(memory='nine', hot_size=h))
+        index, _ = tier_index(data_dir, meta, h, GPTConfig.ngram_orders)
         data = TokenData(data_dir, index.max_order - 1)
         for T, w in shapes:
             starts = data.val_starts(T, w)

@@ -1,14 +1,13 @@
 """
 The GPT-2 backbone's parts (nanoGPT), on the floor below model.py and mdx/: attention, MLP, the pre-norm
 block, the KV cache and the ForwardPass they share, with the backbone's options and the registries of
-part kinds. model.py registers the other kinds (mdx/) there, with their options (model.register).
+part kinds. extensions.py registers the other kinds (mdx/) there, with their options.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from configurator import ConfigError
-from options import Group, Option
 
 class ForwardPass:
     """What the parts of one forward pass share: the token ids, the n-gram route (engram.Route), the
@@ -28,6 +27,21 @@ class ForwardPass:
     def rows(self, use_hot):
         """The table row of every (order, head) at each position (Algorithm 1), once per forward."""
         return self.once(('rows', use_hot), lambda: self.model.memory.rows(self.route, use_hot))
+
+
+class NoNoise:
+    """No MD-mix noise (the paper's model, and every eval): each injection point is the identity."""
+
+    def __call__(self, stream, x, layer=0):
+        return x
+
+    def rows(self, stream, x, start, layer=0):
+        return x
+
+    def memory(self, e, is_hot_order, layer=0):
+        return e
+
+NO_NOISE = NoNoise()
 
 
 class CausalSelfAttention(nn.Module):
@@ -128,7 +142,7 @@ def tied_embedding(config, lm_head):
 
 # -----------------------------------------------------------------------------
 # The kinds a config can choose (GPTConfig.embedding / attention / ffn / block): name -> constructor. Attention
-# and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd); model.register adds mdx/'s.
+# and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd); extensions.py adds mdx/'s.
 EMBEDDINGS = {'tied': tied_embedding}
 ATTENTION = {'causal': CausalSelfAttention}
 FFN = {'mlp': MLP}
@@ -137,20 +151,3 @@ BLOCKS = {'prenorm': Block}
 def check_backbone(c):
     if c['n_embd'] % c['n_head']:
         raise ConfigError(f"n_embd {c['n_embd']} is not divisible by n_head {c['n_head']}")
-
-BACKBONE = Group('model (GPT-2 small; paper Table 1)', dict(
-    block_size=Option(1024, 'tokens per window (the positions of the model)', above=0),
-    n_layer=Option(12, 'transformer blocks', above=0),
-    n_head=Option(12, 'attention heads', above=0),
-    n_embd=Option(768, 'model width', above=0),
-    dropout=Option(0.0, 'dropout in attention, MLP and embeddings', at_least=0, below=1),
-    bias=Option(True, 'biases in Linear and LayerNorm (GPT-2)'),
-    embedding=Option('tied', "token embedding: 'tied' to the head (GPT-2) | 'untied' | 'lowrank' | 'mihe' (mdx/embeddings.py)",
-                     choices=EMBEDDINGS),
-    attention=Option('causal', "'causal' (GPT-2, SDPA) | 'lsh' (MD-banded LSH, mdx/attention_lsh.py) | 'sketch' / 'bucket' "
-                     "(mdx/attention_sketch.py)", choices=ATTENTION),
-    ffn=Option('mlp', "the blocks' FFN: 'mlp' (GPT-2) | 'moe' (mixture of experts, mdx/hash_moe.py) | 'pkm' (+ product keys, "
-               "mdx/pkm.py)", choices=FFN),
-    block=Option('prenorm', "'prenorm' (GPT-2) | 'reversible' (coupling blocks, activations recomputed in backward: "
-                 "mdx/reversible.py)", choices=BLOCKS),
-), model=True, check=check_backbone)

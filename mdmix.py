@@ -209,19 +209,6 @@ class BoundNoise:
         return e + sigma * self.scale * xi
 
 
-class NoNoise:
-    """No MD-mix noise (the paper's model, and every eval): each injection point is the identity."""
-
-    def __call__(self, stream, x, layer=0):
-        return x
-
-    def rows(self, stream, x, start, layer=0):
-        return x
-
-    def memory(self, e, is_hot_order, layer=0):
-        return e
-
-NO_NOISE = NoNoise()
 
 
 # -----------------------------------------------------------------------------

@@ -3,24 +3,123 @@ GPT-2 (nanoGPT) with optional Engram memory at `engram_layers` (paper §3: hashe
 memory = 'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed cold tier).
 Block indices in engram_layers are 0-based, like the DeepSeek Engram demo's layer_ids.
 
-The parts of a block are chosen from the config at construction, through the registries of layers.py: a new
-attention, FFN, block or token-embedding kind is one module that declares its options (an options.Group) plus
-one `register` line at the end of this file, which also composes GPTConfig.
-The paper's variants (variants.py) and MD-mix noise (mdmix.py) are also chosen once, at construction.
+This file, engram.py and layers.py are the paper's model and import nothing beyond it. GPTConfig below is the
+paper's model; the parts of a block are chosen from it at construction, through the registries of layers.py and
+engram.py. Everything else (the paper's open-question variants, MD-mix, mdx/) is an extension: extensions.py
+registers its kinds and composes a config class with its options, whose Extensions act on the model through
+the hooks of `Extension`, once, at construction.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import variants
-from engram import ENGRAM, has_memory
-from layers import ATTENTION, BACKBONE, BLOCKS, EMBEDDINGS, FFN, CausalSelfAttention, ForwardPass, KVCache
+from engram import HASHES, MEMORY, EngramGate, NgramIndex, check_engram, has_hot_tier, has_memory
+from layers import ATTENTION, BLOCKS, EMBEDDINGS, FFN, NO_NOISE, ForwardPass, KVCache, check_backbone
 from linear_ce import chunked_cross_entropy
-from mdmix import NO_NOISE
-from mdx import attention_lsh, attention_sketch, cs_lora, embeddings, hash_moe, pkm, reversible
-from options import Group, Option, config_class
+from options import check_values, fields_group, option
+
+
+@dataclass
+class GPTConfig:
+    """The paper's model (Tables 1/2): GPT-2 small with Engram memory. Every field's allowed values are checked
+    by validate(); the default is the paper's."""
+    # the data (train.py sets it from the data dir)
+    vocab_size: int = option(50304, "the data's vocabulary padded up to a multiple of 64 (faster matmuls)", above=0)
+    # the backbone (layers.py): GPT-2 small
+    block_size: int = option(1024, 'tokens per window (the positions of the model)', above=0)
+    n_layer: int = option(12, 'transformer blocks', above=0)
+    n_head: int = option(12, 'attention heads', above=0)
+    n_embd: int = option(768, 'model width', above=0)
+    dropout: float = option(0.0, 'dropout in attention, MLP and embeddings', at_least=0, below=1)
+    bias: bool = option(True, 'biases in Linear and LayerNorm (GPT-2)')
+    embedding: str = option('tied', "token embedding: 'tied' to the head (GPT-2) | 'untied' | 'lowrank' | 'mihe' "
+                            "(mdx/embeddings.py)", choices=EMBEDDINGS)
+    attention: str = option('causal', "'causal' (GPT-2, SDPA) | 'lsh' (MD-banded LSH, mdx/attention_lsh.py) | 'sketch' / "
+                            "'bucket' (mdx/attention_sketch.py)", choices=ATTENTION)
+    ffn: str = option('mlp', "the blocks' FFN: 'mlp' (GPT-2) | 'moe' (mixture of experts, mdx/hash_moe.py) | 'pkm' "
+                      "(+ product keys, mdx/pkm.py)", choices=FFN)
+    block: str = option('prenorm', "'prenorm' (GPT-2) | 'reversible' (coupling blocks, activations recomputed in "
+                        "backward: mdx/reversible.py)", choices=BLOCKS)
+    # Engram memory (engram.py; paper §3, Tables 1/2)
+    memory: str = option('nine', "'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed "
+                         "cold tier)", choices=MEMORY)
+    engram_layers: tuple = option((2, 4, 6), '0-based blocks with Engram memory (their tables are shared)')
+    ngram_orders: tuple = option((2, 3), 'n-gram orders of the memory')
+    engram_heads: int = option(2, 'K hashed heads per order', above=0)
+    engram_head_dim: int = option(64, 'd per head: memory vector = orders x K x d', above=0)
+    table_size: int = option(400_000, 'slots per hashed head (Hash) / per cold head (Nine)', above=0)
+    hot_size: int = option(100_000, "N_hot: Nine's hot n-grams per order; every model's is_hot label", above=0)
+    engram_hash: str = option('mulxor', "hash family of the heads: 'mulxor' (multiply-xor + fmix64) | 'mdmix' (MD5 steps)",
+                              choices=HASHES)
+    engram_hash_seed: int = option(0, 'seed of the hash multipliers / salts (the same for every seed: see '
+                                   'hash_seed_from_seed)', at_least=0)
+    # the training loss
+    label_smoothing: float = option(0.0, 'cross-entropy label smoothing in training (MD-mix ablation)', at_least=0, below=1)
+
+    groups = ()         # not fields: the option groups validate() checks (below), and the extensions a
+    extensions = ()     # composed config carries (extensions.py); the paper's model has none
+
+    def validate(self):
+        check_values(type(self).groups, vars(self))
+
+VOCAB = fields_group('the data (train.py sets it from the data dir)', GPTConfig, ('vocab_size',))
+BACKBONE = fields_group('model (GPT-2 small; paper Table 1)', GPTConfig, (
+    'block_size', 'n_layer', 'n_head', 'n_embd', 'dropout', 'bias', 'embedding', 'attention', 'ffn', 'block'), check=check_backbone)
+ENGRAM = fields_group('Engram memory (paper §3, Table 1/2)', GPTConfig, (
+    'memory', 'engram_layers', 'ngram_orders', 'engram_heads', 'engram_head_dim', 'table_size', 'hot_size', 'engram_hash',
+    'engram_hash_seed'), check=check_engram)
+LOSS = fields_group('the training loss', GPTConfig, ('label_smoothing',))
+GPTConfig.groups = (VOCAB, BACKBONE, ENGRAM, LOSS)
+
+
+class Extension:
+    """The hooks through which code beyond the paper changes a GPT built from a config that carries it
+    (config.extensions); each default leaves the paper's model."""
+
+    def memory_mixins(self, config):            # classes put in front of the memory kind (engram.MEMORY)
+        return ()
+
+    def gate_mixins(self, config):              # classes put in front of engram.EngramGate
+        return ()
+
+    def needs_hot(self, config):                # whether training forwards need hot slots
+        return False
+
+    def needs_counts(self, config):             # whether the index must hold the training count of every n-gram
+        return False
+
+    def index_class(self, config):              # another engram.NgramIndex, or None
+        return None
+
+    def extend_index(self, index, config, data_dir, meta):     # what the index needs beyond the hot tier (buffers)
+        pass
+
+    def regularizers(self, config, noise):      # changes of the memory vector e, training only (GPT.memory_vector)
+        return []
+
+    def aux_losses(self, config):               # loss terms, training only (GPT.forward)
+        return []
+
+    def after_init(self, model, shapes_only):   # the built model's last changes (data-derived buffers, adapters)
+        pass
+
+    def param_counts(self, model):              # its own parameter counts, {name: n}, apart from the backbone
+        return {}
+
+
+def with_mixins(base, mixins):
+    """base with the classes of mixins in front of it (cooperative: each calls super())."""
+    return type('+'.join(m.__name__ for m in mixins) + '+' + base.__name__, (*mixins, base), {}) if mixins else base
+
+def needs_counts(config):
+    return any(e.needs_counts(config) for e in config.extensions)
+
+def index_class(config):
+    """The index kind a config routes with: engram.NgramIndex unless an extension replaces it."""
+    return next((k for e in config.extensions if (k := e.index_class(config)) is not None), NgramIndex)
 
 
 class GPT(nn.Module):
@@ -28,22 +127,25 @@ class GPT(nn.Module):
     def __init__(self, config, index=None, noise=None, shapes_only=False):
         """index: engram.NgramIndex built from the data dir (checkpoint.load_index); needed for memory
         and for is_hot labels. noise: an mdmix.Noise, or None (no MD-mix regularization). shapes_only: the
-        parameters without what the parts compute from the data (post_init, variants.finish): the meta-device
-        size estimate (train.check_memory), where such computations cannot run."""
+        parameters without what the parts compute from the data (post_init, the extensions' after_init): the
+        meta-device size estimate (train.check_memory), where such computations cannot run."""
         super().__init__()
         config.validate()
         self.config = config
+        ext = config.extensions
         if has_memory(config.memory) and index is None:
             raise ValueError(f"memory={config.memory!r} needs the data dir's n-gram index")
-        if variants.needs_counts(config) and not index.has_counts:
-            raise ValueError(f"gate_inputs {config.gate_inputs} need the training counts in the index")
+        if needs_counts(config) and not index.has_counts:
+            raise ValueError("this config needs the training count of every n-gram in the index (checkpoint.load_index)")
         self.index, self.noise = index, noise
-        self.memory = variants.memory_class(config)(config) if has_memory(config.memory) else None
+        memory = with_mixins(MEMORY[config.memory], [m for e in ext for m in e.memory_mixins(config)]) if has_memory(config.memory) else None
+        self.memory = memory(config) if memory is not None else None
         self.engram_layers = tuple(config.engram_layers) if self.memory is not None else ()
-        self.needs_hot = variants.needs_hot(config, noise)
-        self.regularizers = variants.memory_regularizers(config, noise)     # training only
-        self.aux_losses = variants.aux_losses(config)                       # training only
-        gate = variants.gate_class(config)
+        self.needs_hot = (has_hot_tier(config.memory) or any(e.needs_hot(config) for e in ext)
+                          or (noise is not None and noise.needs_hot))
+        self.regularizers = [r for e in ext for r in e.regularizers(config, noise)]     # training only
+        self.aux_losses = [a for e in ext for a in e.aux_losses(config)]                # training only
+        gate = with_mixins(EngramGate, [m for e in ext for m in e.gate_mixins(config)])
         lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer = nn.ModuleDict(dict(
             wte=EMBEDDINGS[config.embedding](config, lm_head),
@@ -64,10 +166,8 @@ class GPT(nn.Module):
         for m in self.modules() if not shapes_only else ():   # parts with their own init or that read the built model (its index)
             if hasattr(m, 'post_init'):
                 m.post_init(self)
-        if not shapes_only:
-            variants.finish(self)
-        if config.adapter != 'none':            # after the init: the base weights are the model's own
-            cs_lora.attach(self, config.adapter, config.adapter_rank, config.adapter_pool)
+        for e in ext:
+            e.after_init(self, shapes_only)
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -78,15 +178,15 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def param_counts(self):
-        """backbone / tables / gate / adapter parameter counts (tied embedding counted once), and inside the
-        backbone: the output head, and the token embedding's own parameters (0 when tied to the head)."""
+        """backbone / tables / gate / the extensions' own (e.g. adapter) parameter counts (tied embedding counted
+        once), and inside the backbone: the output head, and the token embedding's own parameters (0 when tied)."""
         tables = self.memory.table.weight.numel() if self.memory is not None else 0
         head = {id(p) for p in self.lm_head.parameters()}
         embedding = sum(p.numel() for p in self.transformer.wte.parameters() if id(p) not in head)
         gate = sum(p.numel() for b in self.transformer.h if b.engram is not None for p in b.engram.parameters())
-        adapter = sum(p.numel() for p in cs_lora.adapter_parameters(self))
+        own = {k: n for e in self.config.extensions for k, n in e.param_counts(self).items()}
         total = sum(p.numel() for p in self.parameters())
-        return {'backbone': total - tables - gate - adapter, 'tables': tables, 'gate': gate, 'adapter': adapter, 'total': total,
+        return {'backbone': total - tables - gate - sum(own.values()), 'tables': tables, 'gate': gate, **own, 'total': total,
                 'head': self.lm_head.weight.numel(), 'embedding': embedding}
 
     def forward(self, idx, targets=None, prev=None, step=0, diag=False, kv=None):
@@ -214,36 +314,3 @@ def sample_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None
         drop[:, 0] = False                                           # and the most likely one, whatever top_p
         logits = logits.masked_fill(drop.scatter(1, order, drop), -float('inf'))
     return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
-
-
-# -----------------------------------------------------------------------------
-# The kinds a config can choose beyond GPT-2's (layers.py holds the registries), each registered with its
-# module's options: a new kind is one module that declares its options plus one line here.
-
-PART_GROUPS = []
-
-def register(registry, name, kind, options):
-    registry[name] = kind
-    if options not in PART_GROUPS:
-        PART_GROUPS.append(options)
-
-register(EMBEDDINGS, 'untied', embeddings.untied_embedding, embeddings.OPTIONS)
-register(EMBEDDINGS, 'lowrank', embeddings.LowRankEmbedding, embeddings.OPTIONS)
-register(EMBEDDINGS, 'mihe', embeddings.HashEmbedding, embeddings.OPTIONS)
-register(ATTENTION, 'lsh', lambda config, i: CausalSelfAttention(config, i, attention_lsh.LSHAttention), attention_lsh.OPTIONS)
-register(ATTENTION, 'sketch', lambda config, i: CausalSelfAttention(config, i, attention_sketch.SketchAttention),
-         attention_sketch.OPTIONS)
-register(ATTENTION, 'bucket', lambda config, i: CausalSelfAttention(config, i, attention_sketch.BucketAttention),
-         attention_sketch.OPTIONS)
-register(FFN, 'moe', hash_moe.MoE, hash_moe.OPTIONS)
-register(FFN, 'pkm', pkm.MLPWithPKM, pkm.OPTIONS)
-register(BLOCKS, 'reversible', reversible.RevBlock, reversible.OPTIONS)
-PART_GROUPS.append(cs_lora.OPTIONS)     # adapters are attached after the init (GPT.__init__), not a kind of part
-
-# GPTConfig: GPT-2's backbone and the Engram core, composed with the variants' and the registered parts' options
-VOCAB = Group('the data (train.py sets it from the data dir)', dict(
-    vocab_size=Option(50304, "the data's vocabulary padded up to a multiple of 64 (faster matmuls)", above=0)), model=True)
-LOSS = Group('the training loss', dict(
-    label_smoothing=Option(0.0, 'cross-entropy label smoothing in training (MD-mix ablation)', at_least=0, below=1)), model=True)
-MODEL_GROUPS = [VOCAB, BACKBONE, ENGRAM, variants.VARIANTS, LOSS, *PART_GROUPS]
-GPTConfig = config_class('GPTConfig', MODEL_GROUPS, __name__)

@@ -1,8 +1,8 @@
 """
 Every setting is declared once, next to the code that reads it: a part's module lists its options in a
-Group (default, allowed values, one line of help). model.py composes GPTConfig from the model's groups;
-train.py's settings, --help, type checks and range checks are made from all of them (configurator.py
-reads config files and --key=value overrides against them).
+Group (default, allowed values, one line of help); model.py declares the paper's as GPTConfig's fields and
+extensions.py composes the config of a model with its extensions. train.py's settings, --help, type checks and
+range checks are made from all of them (configurator.py reads config files and --key=value overrides against them).
 """
 from dataclasses import field, make_dataclass
 
@@ -73,12 +73,22 @@ def merged(groups):
     return out
 
 
-def config_class(name, groups, module):
-    """A dataclass with the groups' options as fields (their defaults) and validate(): the model's config."""
+def option(default, help, **allowed):
+    """A dataclass field declared as an Option (GPTConfig's fields, model.py): its default, help and allowed values."""
+    return field(default=default, metadata={'option': Option(default, help, **allowed)})
+
+
+def fields_group(title, cls, keys, check=None):
+    """The Group of some of a config class's option fields (declared with `option`)."""
+    return Group(title, {k: cls.__dataclass_fields__[k].metadata['option'] for k in keys}, model=True, check=check)
+
+
+def config_class(name, base, groups, extensions, module):
+    """base (a config dataclass with `groups`) extended by the groups' options as fields (their defaults),
+    carrying `extensions`, the hooks that act on a model built from it (model.Extension)."""
     fields = [(k, type(o.default), field(default=o.default)) for k, o in merged(groups).items()]
-    def validate(self):
-        check_values(groups, vars(self))
-    return make_dataclass(name, fields, namespace={'validate': validate, '__module__': module})
+    return make_dataclass(name, fields, bases=(base,), namespace={
+        'groups': (*base.groups, *groups), 'extensions': tuple(extensions), '__module__': module})
 
 
 def help_text(groups, doc, script):

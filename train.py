@@ -36,7 +36,7 @@ from fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_st
 from mdmix import NOISE, Noise
 from metrics import evaluate, wandb_row
 from engram import has_hot_tier
-from model import MODEL_GROUPS, GPTConfig
+from extensions import MODEL_GROUPS, ModelConfig
 from options import Group, Option, check_values, help_text, merged
 from provenance import provenance
 from system import (autocast_context, device_peak_flops, device_problem, make_deterministic, resolve_device, resolve_dtype,
@@ -44,7 +44,7 @@ from system import (autocast_context, device_peak_flops, device_problem, make_de
 from variants import MAINTENANCE
 
 # -----------------------------------------------------------------------------
-# settings: the run's own here, the model's next to its parts (model.MODEL_GROUPS), the noise's in mdmix.py.
+# settings: the run's own here, the model's next to its parts (extensions.MODEL_GROUPS), the noise's in mdmix.py.
 # Defaults are the paper's (Table 1/2); override with a config file and --key=value (configurator.py).
 
 def check_run(c):
@@ -159,12 +159,12 @@ def get_lr(it, cfg):
     return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg['learning_rate'] - cfg['min_lr'])
 
 def model_config(cfg, vocab_size):
-    keys = GPTConfig.__dataclass_fields__
+    keys = ModelConfig.__dataclass_fields__
     args = {k: cfg[k] for k in keys if k in cfg}
     args['vocab_size'] = vocab_size
     if cfg.get('hash_seed_from_seed'):
         args['engram_hash_seed'] = cfg['seed']
-    return GPTConfig(**args)
+    return ModelConfig(**args)
 
 def keep_on_resume(row, ckpt_iter):
     """The checkpoint of iter k is saved after eval k and before train step k: rows logged later

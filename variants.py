@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 import mdmix
 from configurator import ConfigError
-from engram import ID_BITS, MEMORY, EngramGate, NgramIndex, has_hot_tier, has_memory
+from engram import ID_BITS, NgramIndex, has_hot_tier, has_memory
+from model import Extension
 from options import Group, Option
 
 GATE_INPUTS = ('is_hot', 'log_freq', 'collision')
@@ -95,12 +96,11 @@ class ShortConv(nn.Module):
         return F.silu(self.conv(y)).transpose(1, 2)
 
 
-def gate_class(config):
-    """engram.EngramGate with the config's variants in front of it (order matters: the logit is
+def gate_mixins(config):
+    """The gate variants the config turns on, to put in front of engram.EngramGate (order matters: the logit is
     squashed after the features are added, as in the DeepSeek demo)."""
-    parts = [p for p, on in ((ShortConvOut, config.engram_short_conv), (SignedSqrt, config.engram_gate == 'signed_sqrt'),
-                             (GateFeatures, bool(config.gate_inputs)), (DecoupledKeys, config.gate_keys == 'decoupled')) if on]
-    return type('+'.join(p.__name__ for p in parts) + '+EngramGate', (*parts, EngramGate), {}) if parts else EngramGate
+    return [p for p, on in ((ShortConvOut, config.engram_short_conv), (SignedSqrt, config.engram_gate == 'signed_sqrt'),
+                            (GateFeatures, bool(config.gate_inputs)), (DecoupledKeys, config.gate_keys == 'decoupled')) if on]
 
 # -----------------------------------------------------------------------------
 # memory variants (mixins in front of a memory kind, engram.MEMORY)
@@ -133,12 +133,27 @@ class SemanticHotRows(CollidingHotRows):
         return getattr(self, f'semantic_rows_o{order}')[slots.clamp(min=0)].unsqueeze(-1)
 
 
-def memory_class(config):
-    """The memory kind's class (engram.MEMORY), with the hot-tier variants the config turns on in front of it."""
-    kind = MEMORY[config.memory]
+class PerLayerTables:
+    """engram_shared_tables=False: each Engram layer reads its own set of tables."""
+
+    @staticmethod
+    def n_table_sets(config):
+        return len(config.engram_layers)
+
+
+class SomeHotLayers:
+    """hot_layers: only these Engram layers read the hot tier (the others read every n-gram's cold rows)."""
+
+    @staticmethod
+    def hot_layers(config):
+        return config.hot_layers
+
+
+def memory_mixins(config):
+    """The memory variants the config turns on, to put in front of its memory kind (engram.MEMORY)."""
     colliding = SemanticHotRows if config.hot_collision_mode == 'semantic' else CollidingHotRows
-    parts = [p for p, on in ((HashedHotRows, config.hot_index == 'hashed'), (colliding, config.hot_collision > 1)) if on]
-    return type('+'.join(p.__name__ for p in parts) + '+' + kind.__name__, (*parts, kind), {}) if parts else kind
+    return [p for p, on in ((PerLayerTables, not config.engram_shared_tables), (SomeHotLayers, bool(config.hot_layers)),
+                            (HashedHotRows, config.hot_index == 'hashed'), (colliding, config.hot_collision > 1)) if on]
 
 # -----------------------------------------------------------------------------
 # membership variant (a subclass of engram.NgramIndex)
@@ -173,27 +188,28 @@ def fingerprint_and_slot(keys, order, bits, n_slots):
     return h[..., 0] & ((1 << bits) - 1), h[..., 1] % n_slots
 
 def index_class(config):
-    """engram.NgramIndex, or the fingerprint variant (with its bits bound)."""
+    """The fingerprint variant of engram.NgramIndex (with its bits bound), or None."""
     if config.hot_fingerprint_bits:
         return lambda *a, **k: FingerprintIndex(*a, bits=config.hot_fingerprint_bits, **k)
-    return NgramIndex
+    return None
 
 # -----------------------------------------------------------------------------
 # what variants need from the data and from each forward pass
 
-def needs_hot(config, noise):
-    """Whether training forwards must compute hot slots (the paper's Hash and baseline do not)."""
-    return (has_hot_tier(config.memory) or config.gate_keys == 'decoupled' or 'is_hot' in config.gate_inputs
-            or (noise is not None and noise.needs_hot))
+def needs_hot(config):
+    """Whether training forwards must compute hot slots for a variant (Nine always does; Hash not for itself)."""
+    return config.gate_keys == 'decoupled' or 'is_hot' in config.gate_inputs
 
 def needs_counts(config):
     """Whether the model needs the training count of every distinct n-gram (loaded into the index)."""
     semantic = has_hot_tier(config.memory) and config.hot_collision > 1 and config.hot_collision_mode == 'semantic'
     return has_memory(config.memory) and (bool({'log_freq', 'collision'} & set(config.gate_inputs)) or semantic)
 
-def finish(model):
-    """Data-derived parts of variants, at the end of GPT.__init__: the collision degree of every table row;
-    the semantic slot -> row maps."""
+def finish(model, shapes_only=False):
+    """Data-derived parts of variants, at the end of GPT.__init__ (not for a shapes-only model): the collision
+    degree of every table row; the semantic slot -> row maps."""
+    if shapes_only:
+        return
     if model.memory is not None and 'collision' in model.config.gate_inputs:
         model.memory.register_buffer('occupancy', occupancy(model.memory, model.index), persistent=False)
     if isinstance(model.memory, SemanticHotRows):
@@ -400,3 +416,10 @@ MAINTENANCE = Group("the variants after each optimizer step (optim.gate_maintena
     wk_decay=Option(0.0, 'W_K forgetting: w_k *= 1 - wk_decay after every step', at_least=0),
     wk_reset_interval=Option(0, 're-initialize W_K every this many iters (0 = never)', at_least=0),
 ), check=check_maintenance)
+
+
+class Variants(Extension):
+    """The variants' hooks into the paper's model (model.Extension): extensions.py puts one in the model's config."""
+    memory_mixins, gate_mixins, index_class = staticmethod(memory_mixins), staticmethod(gate_mixins), staticmethod(index_class)
+    needs_hot, needs_counts, aux_losses = staticmethod(needs_hot), staticmethod(needs_counts), staticmethod(aux_losses)
+    regularizers, after_init = staticmethod(memory_regularizers), staticmethod(finish)

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 import mdmix
+from model import Extension
 from options import Group, Option
 
 TARGETS = ('attn.c_attn', 'mlp.c_fc')          # the Linears that get an adapter, in every block
@@ -119,3 +120,15 @@ OPTIONS = Group('fine-tuning with adapters (mdx/cs_lora.py; with init_from=<ckpt
     adapter_rank=Option(8, 'rank of each adapter (attn.c_attn and mlp.c_fc of every block)', above=0),
     adapter_pool=Option(0, "cslora: pool parameters in all (0 = LoRA's count at adapter_rank: equal parameters)", at_least=0),
 ), model=True)
+
+
+class Adapters(Extension):
+    """Adapters are attached after the init (the base weights are the model's own), not a kind of part; their
+    parameters are counted apart from the backbone (model.Extension)."""
+
+    def after_init(self, model, shapes_only):
+        if model.config.adapter != 'none':
+            attach(model, model.config.adapter, model.config.adapter_rank, model.config.adapter_pool)
+
+    def param_counts(self, model):
+        return {'adapter': sum(p.numel() for p in adapter_parameters(model))}

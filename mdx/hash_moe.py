@@ -2,7 +2,7 @@
 A hash-routed mixture-of-experts FFN (issue 17, part 2; MD-mix notes §2 "SABR"), beside a learned router.
 
 E experts, each GPT-2's MLP (C -> 4C -> C), so a token's active parameters equal the dense MLP's and the
-total is E times. Routers (GPTConfig.moe_router):
+total is E times. Routers (moe_router):
   hash      expert = MD-mix hash of the token id with a salt per layer (Roller et al. 2021, Hash Layers:
             fixed random routing by token id, no router parameters); with moe_choices = c > 1, the token
             has c hashed candidates and takes the one with the highest load bias (the least loaded)
@@ -22,11 +22,15 @@ overstates a MoE model's FLOPs per token E-fold for the FFN.
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import mdmix
+from data import load_counts
+from engram import ID_BITS
+from model import Extension
 from options import Group, Option
 
 
@@ -119,8 +123,15 @@ def balanced_experts(unigram, E, layer):
 
 _LPT = {}
 
-def needs_unigram(config):
-    return config.ffn == 'moe' and config.moe_router == 'balanced'
+class UnigramCounts(Extension):
+    """The balanced router's token frequencies: the data dir's train unigram counts, a buffer of the index
+    (model.Extension.extend_index)."""
+
+    def extend_index(self, index, config, data_dir, meta):
+        if config.ffn == 'moe' and config.moe_router == 'balanced':
+            keys, cnt = load_counts(data_dir, meta, 3, 'rawgrams')
+            unigram = np.bincount(keys & ((1 << ID_BITS) - 1), weights=cnt, minlength=config.vocab_size)[:config.vocab_size]
+            index.register_buffer('unigram', torch.from_numpy(unigram).long(), persistent=False)
 
 def load_stats(model):
     """Per MoE layer: max / mean tokens per expert and the dropped share, of the last forward."""

@@ -12,7 +12,7 @@ the last (y1, y2). Its backward walks the blocks from the last, rebuilds each bl
 output and re-runs the block with autograd for its gradients: activation memory flat in depth instead of
 linear, for one more forward of every block. Replayed in that re-run: the dropout RNG (the state before F
 and before G of every block, when dropout is on) and autocast. Not replayable, so refused by
-GPTConfig.validate: gate_credit (a loss on alpha needs alpha's graph) and MoE FFNs (their load statistics
+ModelConfig.validate: gate_credit (a loss on alpha needs alpha's graph) and MoE FFNs (their load statistics
 would be updated twice).
 """
 from contextlib import contextmanager

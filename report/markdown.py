@@ -4,6 +4,7 @@ The report as Markdown: a checkpoint's, a study's, the data side's, provenance.
 import math
 import os
 
+from report import TABLES
 from report.inputs import paper
 
 def fmt_ms(ms, spec):
@@ -163,6 +164,8 @@ def md_study(s):
         out += section(s, ref)
     out += md_data_side(s['data_side'])
     out += md_alpha(s, ref)
+    for name, (_, render) in TABLES.items():
+        out += render(s[name])
     return '\n'.join(out)
 
 def md_table3(s, ref):

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from checkpoint import load_index, load_model
+from checkpoint import load_model, tier_index
 from data import DataError, TokenData, load_meta, read_metrics, to_device
 from databaseline import cached, data_baseline, fingerprint_analysis, group_rows, kn_losses, kn_share_rows, position_groups
 from fsafe import lock_holder
@@ -83,7 +83,7 @@ def data_sections(runs, device='cpu'):
         if key not in seen:
             seen.add(key)
             meta = load_meta(r['data_dir'])
-            index, _ = load_index(r['data_dir'], meta, GPTConfig(memory='nine', hot_size=r['hot_size']))
+            index, _ = tier_index(r['data_dir'], meta, r['hot_size'], GPTConfig.ngram_orders)   # every run's is_hot labels
             data = TokenData(r['data_dir'], index.max_order - 1)
             starts = data.val_starts(r['block_size'], r['val_windows'])
             deltas = [q['final']['hot_cold_delta'] for q in runs if (q['data_dir'], q['hot_size']) == key[:2]]

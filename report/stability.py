@@ -11,7 +11,7 @@ import torch
 from checkpoint import build_model, load_checkpoint, load_index, load_weights
 from data import DataError, TokenData, load_counts, load_meta, to_device
 from engram import has_memory
-from model import GPTConfig
+from extensions import ModelConfig
 from report.inputs import bad_config_value, read_json, snapshot_paths
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def key_stability(run_dir, data_dir=None, val_windows=None, device='cpu', batch_
     prev, pairs, index = None, [], None
     for path in tqdm(snaps, desc='snapshots'):
         snap = load_checkpoint(path)
-        mcfg = GPTConfig(**snap['model_args'])
+        mcfg = ModelConfig(**snap['model_args'])
         if not has_memory(mcfg.memory):
             raise DataError(f"{run_dir} has no Engram memory: no keys to compare.")
         if index is None:
@@ -95,7 +95,7 @@ def ngram_trajectories(run_dir, data_dir=None):
     for path in snaps:
         snap = load_checkpoint(path)
         if sample is None:
-            mcfg = GPTConfig(**snap['model_args'])
+            mcfg = ModelConfig(**snap['model_args'])
             data_dir = data_dir or snap['config']['data_dir']
             meta = load_meta(data_dir)
             sample = trajectory_sample(build_model(mcfg, load_index(data_dir, meta, mcfg)[0]),

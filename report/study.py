@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from engram import has_hot_tier
+from report import TABLES
 from report.markdown import fmt_ms
 
 def mean_std(xs):
@@ -35,7 +36,7 @@ def study(runs):
             'flip_summary': flips, 'patterns': patterns(flips, groups),
             'table5': table5, 'table6': {r['run']: r['evolution'] for r in runs},
             'table7': {name: rs[0]['final'].get('alpha_buckets') for name, rs in sorted(groups.items())},
-            'delta_alpha_per_layer': layers}
+            'delta_alpha_per_layer': layers, **{name: compute(runs) for name, (compute, _) in TABLES.items()}}
 
 def flip_summary(rs):
     """Table 4 over the seeds of one config: how many flipped, the flip iter (and its share of training)

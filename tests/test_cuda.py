@@ -83,9 +83,9 @@ def test_hot_lookup_on_cuda_equals_bbhash(gen_data):
     from checkpoint import load_index
     from data import HotTier, TokenData, load_meta
     from engram import hot_lookup_mphf, ngram_keys
-    from model import GPTConfig
+    from extensions import ModelConfig
     meta = load_meta(gen_data)
-    index, _ = load_index(gen_data, meta, GPTConfig(memory='nine', hot_size=200))
+    index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
     index = index.cuda()
     data = TokenData(gen_data, 2)
     stream = np.concatenate([[index.pad_token] * 2, data.splits['train']]).astype(np.int64)

@@ -346,8 +346,8 @@ def test_trajectory_sample_groups_hot_own_and_colliding_rows(gen_data):
     from report import stability as es
     import checkpoint
     from data import load_counts
-    from model import GPTConfig
-    cfg = GPTConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1, 2),
+    from extensions import ModelConfig
+    cfg = ModelConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1, 2),
                     table_size=3001, hot_size=200, engram_head_dim=8)                  # room for rows of their own
     m = checkpoint.build_model(cfg, checkpoint.load_index(gen_data, load_meta(gen_data), cfg)[0])
     keys, cnt = load_counts(gen_data, load_meta(gen_data), 2)

@@ -249,9 +249,9 @@ def test_report_paths_take_an_index_on_the_device_not_the_host(gen_data):
     from checkpoint import load_index
     from data import load_meta
     from databaseline import data_baseline, kn_share_rows, position_groups
-    from model import GPTConfig
+    from extensions import ModelConfig
     meta = load_meta(gen_data)
-    index, _ = load_index(gen_data, meta, GPTConfig(memory='nine', hot_size=200))
+    index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
     starts = data.val_starts(32, 4)
     host = (data_baseline(data, index, starts, 32, meta['tokens']['vocab_size']), position_groups(data, index, starts, 32))

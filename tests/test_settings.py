@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import extensions
 import model
 import options
 import train
@@ -22,7 +23,7 @@ MODULES = sorted(os.path.relpath(f, ROOT) for f in glob.glob(os.path.join(ROOT, 
 
 
 def all_groups():
-    return [g for g in {id(g): g for g in train.SETTINGS + model.MODEL_GROUPS}.values()]
+    return [g for g in {id(g): g for g in train.SETTINGS + extensions.MODEL_GROUPS}.values()]
 
 
 def test_every_setting_is_declared_once_with_help_and_a_default_of_its_type():
@@ -44,14 +45,16 @@ def test_a_setting_declared_twice_is_refused():
 
 
 def test_no_module_assigns_a_setting_outside_its_declaration():
-    """The old way (a global per setting in train.py, a field per setting in GPTConfig) would declare it twice."""
+    """The old way (a global per setting in train.py, a plain field per setting in GPTConfig) would declare it twice;
+    GPTConfig's fields are declarations, `option(default, help, ...)`."""
     keys = set(train.config_keys) | {'vocab_size'}
     for path in MODULES:
         tree = ast.parse(open(os.path.join(ROOT, path)).read())
         names = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
                  for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
         names |= {n.target.id for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body
-                  if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+                  if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+                  and not (isinstance(n.value, ast.Call) and getattr(n.value.func, 'id', None) == 'option')}
         assert not names & keys, f"{path} defines {sorted(names & keys)} again"
 
 
@@ -65,7 +68,7 @@ def test_train_and_the_model_refuse_a_value_with_the_same_check(key, value, mess
     with pytest.raises(ConfigError, match=message):
         train.validate_config({**train.default_config(), key: value})
     with pytest.raises(ConfigError, match=message):
-        model.GPTConfig(**{key: value}).validate()
+        extensions.ModelConfig(**{key: value}).validate()
 
 
 def test_help_groups_every_setting_under_its_part():
@@ -115,12 +118,34 @@ def test_the_import_graph_has_no_circle_and_no_script_imports_a_script():
 
 
 
-def test_the_engram_core_and_the_backbone_import_no_extension():
-    """engram.py (the paper's memory) and layers.py (GPT-2's blocks) stand alone: the variants, MD-mix and mdx/
-    register into them (engram.MEMORY, engram.HASHES, layers' registries), never the other way round."""
-    extensions = {'variants', 'mdmix'} | {m for m in (p[:-3].replace('/', '.') for p in MODULES) if m.startswith('mdx.')}
-    for core in ('engram', 'layers', 'linear_ce'):
-        assert not imports_of(f'{core}.py') & extensions, f"{core} imports {sorted(imports_of(f'{core}.py') & extensions)}"
+def test_the_paper_core_imports_no_extension_directly_or_through_another_module():
+    """model.py, engram.py, layers.py and linear_ce.py are the paper's model: an import walk from them reaches no
+    extension (variants, MD-mix, mdx/, extensions.py); the extensions register into the core, never the other way."""
+    extensions = {'variants', 'mdmix', 'extensions'} | {m for m in (p[:-3].replace('/', '.') for p in MODULES)
+                                                        if m.startswith('mdx')}
+    core = ('model', 'engram', 'layers', 'linear_ce')
+    reached, todo = set(core), list(core)
+    while todo:
+        for m in imports_of(todo.pop().replace('.', '/') + '.py') - reached:
+            reached.add(m)
+            todo.append(m)
+    assert not reached & extensions, sorted(reached & extensions)
+    assert reached <= set(core) | {'configurator', 'options'}, sorted(reached)
+
+
+def test_gpt_config_is_the_paper_model_declared_in_model_py_with_at_most_24_fields():
+    """A static dataclass (a class statement in model.py, readable top to bottom), the paper's settings only; the
+    extensions' settings are ModelConfig's (extensions.py), which extends it."""
+    tree = ast.parse(open(os.path.join(ROOT, 'model.py')).read())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == 'GPTConfig')
+    declared = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)]
+    assert declared == list(model.GPTConfig.__dataclass_fields__) and len(declared) <= 24
+    assert list(extensions.ModelConfig.__dataclass_fields__)[:len(declared)] == declared
+    assert issubclass(extensions.ModelConfig, model.GPTConfig) and not model.GPTConfig.extensions
+    assert {'hot_collision', 'adapter', 'moe_experts'} <= set(extensions.ModelConfig.__dataclass_fields__) - set(declared)
+    with pytest.raises(TypeError):
+        model.GPTConfig(hot_collision=2)
+
 
 PART = '''"""A throw-away FFN kind: GPT-2's MLP scaled by a factor (tests/test_settings.py)."""
 from layers import MLP
@@ -142,15 +167,15 @@ OPTIONS = Group("scaled MLP (ffn='scaled')", dict(mlp_scale=Option(1.0, 'scaled:
 
 
 def test_a_new_part_is_one_module_plus_one_register_line(tmp_path, gen_data):
-    """README "New model parts", done as written: the module, then one line in model.py; train.py's settings,
+    """README "New model parts", done as written: the module, then one line in extensions.py; train.py's settings,
     --help, checks, the config and the run follow."""
     repo = tmp_path / 'repo'                  # a clone's code, where the user adds the part
     shutil.copytree(ROOT, repo, ignore=lambda d, names: [n for n in names if not (n.endswith('.py') or n == 'mdx')])
     (repo / 'scaled_mlp.py').write_text(PART)
-    src = (repo / 'model.py').read_text()
+    src = (repo / 'extensions.py').read_text()
     line = "register(FFN, 'pkm', pkm.MLPWithPKM, pkm.OPTIONS)\n"
     assert line in src
-    (repo / 'model.py').write_text(src.replace(line, line + "import scaled_mlp\nregister(FFN, 'scaled', scaled_mlp.ScaledMLP, scaled_mlp.OPTIONS)\n"))
+    (repo / 'extensions.py').write_text(src.replace(line, line + "import scaled_mlp\nregister(FFN, 'scaled', scaled_mlp.ScaledMLP, scaled_mlp.OPTIONS)\n"))
     run = lambda *a: subprocess.run([sys.executable, 'train.py', *a], cwd=repo, capture_output=True, text=True, timeout=600)
     p = run('--help')
     assert "scaled MLP (ffn='scaled')" in p.stdout and '--mlp_scale=1.0' in p.stdout
@@ -171,10 +196,11 @@ def test_a_new_part_is_one_module_plus_one_register_line(tmp_path, gen_data):
 
 
 KIND = '''"""A throw-away memory kind (tests/test_settings.py): Hash whose K heads all read the slot of head 0, each in its
-own table segment; registered from here, no repo file edited."""
+own table segment; and a throw-away report table: the runs per memory kind. Registered from here, no repo file edited."""
 import os, runpy, sys
 sys.path.insert(0, os.getcwd())           # the repo root (the test runs this from there)
 import engram
+import report
 
 class FirstHeadHash(engram.EngramMemory):
     def heads(self, keys, oi, order, size=None):
@@ -182,14 +208,18 @@ class FirstHeadHash(engram.EngramMemory):
         return h[..., :1].expand_as(h)
 
 engram.MEMORY['firsthead'] = FirstHeadHash
+report.TABLES['runs_per_kind'] = (
+    lambda runs: {m: sum(r['memory'] == m for r in runs) for m in sorted({r['memory'] for r in runs})},
+    lambda table: ['\\n## Runs per memory kind\\n'] + [f'- {m}: {n}' for m, n in table.items()])
 sys.argv = sys.argv[1:]                   # the repo script, then its arguments
 runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
-def test_a_new_memory_kind_is_one_class_registered_in_engram_MEMORY(tmp_path, gen_data):
+def test_a_new_memory_kind_and_a_new_report_table_are_each_one_registration(tmp_path, gen_data):
     """The memory kind is one registry: a kind registered from outside the repo's files is a choice of --memory in
     --help and in the checks, builds, trains and is read by the report; it is not Hash, and like Hash (hot_tier
-    False) it does not bind the data dir's hot tier."""
+    False) it does not bind the data dir's hot tier. A report table registered from outside (report.TABLES) is
+    computed into report.json and rendered in report.md."""
     (tmp_path / 'kind.py').write_text(KIND)
     run = lambda *a: subprocess.run([sys.executable, str(tmp_path / 'kind.py'), *a], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "'firsthead'" in run('train.py', '--help').stdout
@@ -206,7 +236,8 @@ def test_a_new_memory_kind_is_one_class_registered_in_engram_MEMORY(tmp_path, ge
     p = run('eval_stratified.py', '--runs', str(tmp_path / 'firsthead'), '--report', str(tmp_path / 'rep'))
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.load(open(tmp_path / 'rep' / 'report.json'))
-    assert [r['memory'] for r in report['runs']] == ['firsthead']
+    assert [r['memory'] for r in report['runs']] == ['firsthead'] and report['runs_per_kind'] == {'firsthead': 1}
+    assert '## Runs per memory kind\n\n- firsthead: 1' in open(tmp_path / 'rep' / 'report.md').read()
     import engram
     assert engram.has_memory('hash') and not engram.has_memory('none') and engram.has_hot_tier('nine') and not engram.has_hot_tier('hash')
 
@@ -214,10 +245,8 @@ def test_a_new_memory_kind_is_one_class_registered_in_engram_MEMORY(tmp_path, ge
 def test_the_forward_pass_names_no_part_or_variant_option():
     """Parts and variants are chosen once, at construction: GPT.forward and GPTConfig's core never name them."""
     import inspect
-    from engram import ENGRAM
-    from layers import BACKBONE
-    core = set(BACKBONE.options) | set(ENGRAM.options) | {'vocab_size'}
-    others = {k for g in model.MODEL_GROUPS for k in g.options} - core
+    core = set(model.GPTConfig.__dataclass_fields__)
+    others = {k for g in extensions.MODEL_GROUPS for k in g.options} - core
     src = inspect.getsource(model.GPT.forward)
     assert not [k for k in others if k in src]
 

@@ -185,9 +185,14 @@ class GPT(nn.Module):
         embedding = sum(p.numel() for p in self.transformer.wte.parameters() if id(p) not in head)
         gate = sum(p.numel() for b in self.transformer.h if b.engram is not None for p in b.engram.parameters())
         own = {k: n for e in self.config.extensions for k, n in e.param_counts(self).items()}
-        total = sum(p.numel() for p in self.parameters())
+        total = self.dense_params() + tables
         return {'backbone': total - tables - gate - sum(own.values()), 'tables': tables, 'gate': gate, **own, 'total': total,
                 'head': self.lm_head.weight.numel(), 'embedding': embedding}
+
+    def dense_params(self):
+        """Parameters but the memory tables (which may live apart from the model: offload.py)."""
+        table = self.memory.table.weight if self.memory is not None else None
+        return sum(p.numel() for p in self.parameters() if p is not table)
 
     def forward(self, idx, targets=None, prev=None, step=0, diag=False, kv=None):
         """idx (B,T) token ids; prev (B, max_order-1) the tokens before them (None: the stream's start);
@@ -255,7 +260,7 @@ class GPT(nn.Module):
     def estimate_mfu(self, tokens_per_iter, dt, peak_flops):
         """Model FLOPs utilization against `peak_flops` (the device's real peak; see device_peak_flops).
         Counts 6N per token for the dense weights (memory tables are gathered, not multiplied) plus attention."""
-        N = sum(p.numel() for p in self.parameters()) - (self.memory.table.weight.numel() if self.memory is not None else 0)
+        N = self.dense_params()
         cfg = self.config
         L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
         flops_per_token = 6 * N + 12 * L * H * Q * T

@@ -35,15 +35,39 @@ class RowwiseAdamW(torch.optim.AdamW):
                 st['row_step'] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
                 st['step'] = torch.tensor(0.0)   # AdamW's own bookkeeping expects it
             st['step'] += 1
-            rows = p.grad.ne(0).any(1).nonzero().squeeze(1)
-            grad, m, v = p.grad[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows]
-            t = st['row_step'][rows] + 1
-            m.lerp_(grad, 1 - beta1)
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (v / (1 - beta2 ** t).unsqueeze(1)).sqrt_().add_(g['eps'])
-            w = p[rows] * (1 - g['lr'] * g['weight_decay'])          # decoupled weight decay, touched rows
-            w -= g['lr'] * (m / (1 - beta1 ** t).unsqueeze(1)) / denom
-            p[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows], st['row_step'][rows] = w, m, v, t
+            rows = updated_rows(p.grad)
+            p[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows], st['row_step'][rows] = adamw_rows(
+                p[rows], p.grad[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows], st['row_step'][rows],
+                g['lr'], g['weight_decay'], beta1, beta2, g['eps'])
+
+
+def updated_rows(grad):
+    """The rows a row-wise step updates: those with a nonzero gradient (ascending). A row read this step whose
+    gradient is exactly zero is not updated (the same rule for tables on the device and in host memory)."""
+    return grad.ne(0).any(1).nonzero().squeeze(1)
+
+
+def adamw_rows(w, grad, m, v, t, lr, weight_decay, beta1, beta2, eps):
+    """AdamW on some rows of a table (gathered): their weights, gradients, moments and own step counts t.
+    Returns the new w, m, v, t. Bias correction counts each row's own updates."""
+    t = t + 1
+    m = m.lerp(grad, 1 - beta1)
+    v = v.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (v / (1 - beta2 ** t).unsqueeze(1)).sqrt_().add_(eps)
+    w = w * (1 - lr * weight_decay)                                  # decoupled weight decay, touched rows
+    w -= lr * (m / (1 - beta1 ** t).unsqueeze(1)) / denom
+    return w, m, v, t
+
+
+def clip_rowwise(params, table, max_norm):
+    """Gradient clipping when the tables are updated row-wise: the global norm counts the table's gradient through
+    its updated rows only, last (a dense (rows, d) gradient and a staged one give the same norm, to the bit: the same
+    values in the same order). params: every other parameter; table: the tensor whose .grad is the table's (rows, d)
+    gradient (the table on the device, the staged rows of host tables). Gradients are scaled in place."""
+    params = [p for p in params if p.grad is not None]
+    rows = table.grad[updated_rows(table.grad)]
+    total = torch.nn.utils.get_total_norm([*(p.grad for p in params), rows])
+    torch.nn.utils.clip_grads_with_norm_([*params, table], max_norm, total)
 
 
 def configure_optimizers(model, weight_decay, learning_rate, betas, device_type, table_optimizer='adamw'):
@@ -51,6 +75,7 @@ def configure_optimizers(model, weight_decay, learning_rate, betas, device_type,
     norm gains do not. Fused AdamW on CUDA. table_optimizer='rowwise' gives the memory tables a lazy,
     row-wise AdamW that only touches the rows read this step (the paper's dense AdamW is the default)."""
     table = model.memory.table.weight if (model.memory is not None and table_optimizer == 'rowwise') else None
+    table = table if isinstance(table, torch.nn.Parameter) else None       # host tables: their own update (offload.py)
     params = [p for p in model.parameters() if p.requires_grad and p is not table]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]

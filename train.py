@@ -35,6 +35,7 @@ from data import DataError, TokenData, atomic_write, read_metrics, save_json, to
 from fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_stale_temps
 from mdmix import NOISE, Noise
 from metrics import evaluate, wandb_row
+from offload import HostTables
 from engram import has_hot_tier
 from extensions import MODEL_GROUPS, ModelConfig
 from options import Group, Option, check_values, help_text, merged
@@ -121,9 +122,27 @@ def check_system(c):
     if c['loss_chunk'] > 0 and c['loss_chunk'] % 8:
         raise ConfigError(f"--loss_chunk {c['loss_chunk']} is not a multiple of 8 (row blocks of 8k rows multiply as the whole "
                           f"matrix does, so the losses stay the plain head's)")
+    if c['engram_tables'] == 'host':
+        check_host_tables(c)
     if c['dtype'] == 'float16':
         raise ConfigError("--dtype='float16' needs loss scaling (a GradScaler), which this loop does not do: its "
                           "small gradients would flush to zero. Use 'bfloat16' (A100/H100, the default on CUDA) or 'float32'.")
+
+def check_host_tables(c):
+    """Host tables stage the rows each step reads (offload.py): what reads or writes other rows, or keeps the
+    table's state elsewhere, is refused."""
+    if c['memory'] == 'none':
+        raise ConfigError("--engram_tables='host' moves the memory tables, but --memory='none' has none")
+    if c['table_optimizer'] != 'rowwise':
+        raise ConfigError("--engram_tables='host' updates the rows each step reads: set --table_optimizer='rowwise' "
+                          "(the paper's dense AdamW updates every row every step)")
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+        raise ConfigError("--engram_tables='host' keeps one host copy of the tables per process, not shared between "
+                          "DDP ranks: run one process, or --engram_tables='device'")
+    on = [k for k in ('hot_ramp_iters', 'hot_teacher', 'hot_weight_decay') if c[k]]
+    if on:
+        raise ConfigError(f"{', '.join('--' + k for k in on)} read or decay table rows beyond each step's own reads; "
+                          f"not with --engram_tables='host'")
 
 SYSTEM = Group('system', dict(
     backend=Option('nccl', 'DDP backend on CUDA; CPU always uses gloo', run_only=True),
@@ -137,6 +156,9 @@ SYSTEM = Group('system', dict(
                          "deterministic algorithms and cuBLAS's fixed workspace", run_only=True),
     resume_changes=Option((), "experiment keys a resume may change on purpose, e.g. ('learning_rate',); 'global_batch'",
                           run_only=True),
+    engram_tables=Option('device', "'device' (paper: the memory tables on the model's device) | 'host': in host memory "
+                         "with their row-wise AdamW state, each step's rows prefetched (offload.py; --table_optimizer="
+                         "'rowwise')", choices=('device', 'host'), run_only=True),
 ), check=check_system)
 
 SETTINGS = [RUN, WANDB, BATCH, *MODEL_GROUPS[1:], NOISE, MAINTENANCE, OPTIM, SYSTEM]   # MODEL_GROUPS[0]: vocab_size, from the data
@@ -386,6 +408,7 @@ class Run:
         cfg = self.cfg
         vocab = self.data.meta['tokens']['vocab_size']
         base = self.base
+        self.tables = None          # engram_tables='host': offload.HostTables
         if self.base_changed and self.master:
             print(f"fine-tuning {cfg['init_from']}: its model settings apply ({', '.join(self.base_changed)})")
         self.mcfg = model_config(cfg, -(-vocab // 64) * 64)
@@ -413,10 +436,13 @@ class Run:
             load_weights(self.raw_model, ckpt['model'], f"checkpoint {self.ckpt_path}")
         if base is not None:
             self.load_base(base)
+        self.tables = HostTables(self.raw_model, pin=self.device_type == 'cuda') if cfg['engram_tables'] == 'host' else None
         self.raw_model.to(self.dev)
         self.optimizer = optim.configure_optimizers(self.raw_model, cfg['weight_decay'], cfg['learning_rate'],
                                                     (cfg['beta1'], cfg['beta2']), self.device_type, cfg['table_optimizer'])
-        if ckpt is not None:
+        if ckpt is not None and self.tables is not None:
+            self.tables.load_optimizer_state(self.optimizer, ckpt['optimizer'])
+        elif ckpt is not None:
             self.optimizer.load_state_dict(ckpt['optimizer'])
             torch.set_rng_state(ckpt['rng']['torch'])
             if self.device_type == 'cuda' and ckpt['rng'].get('cuda') is not None:
@@ -472,20 +498,26 @@ class Run:
         """Refuse a run that cannot fit before allocating it (a typo in block_size or n_embd would otherwise take
         all memory), with the estimate: fp32 weights, grads and two AdamW moments (16 B per parameter, counted on
         the meta device) plus, on CPU, the activations of a micro-batch (roughly). On CUDA the activations are
-        the micro-batch fallback's job."""
+        the micro-batch fallback's job. Host tables (weights and two moments, 12 B per parameter) count as host memory."""
         c, m = self.cfg, self.mcfg
         with torch.device('meta'):
-            n = self.n_params = sum(p.numel() for p in build_model(m, index, shapes_only=True).parameters())
-        state = 16 * n
+            model = build_model(m, index, shapes_only=True)
+        n = self.n_params = sum(p.numel() for p in model.parameters())
+        on_host = model.memory.table.weight.numel() if c['engram_tables'] == 'host' else 0
+        host, state = 12 * on_host, 16 * (n - on_host)
         act = c['batch_size'] * c['block_size'] * (m.n_layer * m.n_embd * 34 + m.vocab_size * 8)
+        if host and host > available_ram():
+            raise ConfigError(f"the host tables need about {host / 2**30:,.1f} GiB of host memory (weights and AdamW "
+                              f"moments) but {available_ram() / 2**30:,.1f} GiB are available. Lower --table_size.")
         if self.device_type == 'cuda':
             need, have = state, torch.cuda.get_device_properties(self.dev).total_memory
         else:
-            need, have = state + act, available_ram()
+            need, have = state + act + host, available_ram()
         if need > have:
             raise ConfigError(f"this run needs about {need / 2**30:,.1f} GiB ({n:,} parameters: {state / 2**30:,.1f} GiB of "
                               f"weights, grads and AdamW moments" + ('' if self.device_type == 'cuda' else
-                              f"; {act / 2**30:,.1f} GiB of activations per micro-batch") + f") but {self.dev} has "
+                              f"; {act / 2**30:,.1f} GiB of activations per micro-batch") +
+                              (f"; host tables {host / 2**30:,.1f} GiB" if host else '') + f") but {self.dev} has "
                               f"{have / 2**30:,.1f} GiB. Lower --batch_size (raise --gradient_accumulation_steps to keep the "
                               f"global batch), --block_size or the model size.")
 
@@ -543,11 +575,18 @@ class Trainer:
     def stop_non_finite(self, it):
         raise FloatingPointError(f"non-finite loss at iter {it}; stopped. The last good checkpoint {self.run.ckpt_path} is untouched.")
 
-    def batch(self, it, micro):
+    def batch(self, it, micro, device=None):
         """Global micro-batch `micro` of iteration `it`: global samples [micro*B, (micro+1)*B)."""
         B, T = self.cfg['batch_size'], self.cfg['block_size']
         starts = self.run.data.train_starts(self.cfg['seed'], it, range(micro * B, (micro + 1) * B), T)
-        return to_device(self.run.data.windows('train', starts, T), self.run.dev)
+        return to_device(self.run.data.windows('train', starts, T), device or self.run.dev)
+
+    def prefetch_rows(self, it):
+        """Host tables: start the copy of iteration it's table rows (its tokens on the CPU give them)."""
+        G0 = self.run.rank * self.local_G
+        windows = [self.batch(it, G0 + j, 'cpu') for j in range(self.local_G)]
+        tables = self.run.tables
+        tables.prefetch(tables.step_rows([(x, prev) for x, _, prev in windows]), torch.device(self.run.dev))
 
     # -- eval / log / save ---------------------------------------------------------
 
@@ -583,9 +622,12 @@ class Trainer:
 
     def check_finite(self, what):
         """Never save NaN/inf: "the last good checkpoint" must stay true."""
+        tables = self.run.tables
         named = list(self.run.raw_model.named_parameters()) + [
             (f'optimizer state {k} of param {i}', v) for i, st in enumerate(self.run.optimizer.state.values())
-            for k, v in st.items() if isinstance(v, torch.Tensor) and v.dim() > 0]
+            for k, v in st.items() if isinstance(v, torch.Tensor) and v.dim() > 0] + ([
+            ('host table', tables.table.weight), ('host table exp_avg', tables.exp_avg),
+            ('host table exp_avg_sq', tables.exp_avg_sq)] if tables else [])
         bad = nonfinite(named)
         if bad:
             raise FloatingPointError(f"non-finite values in {', '.join(bad[:3])} at iter {self.iter_num}; {what} not saved. "
@@ -602,8 +644,10 @@ class Trainer:
         if self.iter_num >= self.cfg['max_iters'] and self.cfg['final_ckpt'] == 'weights':
             self.writer.save(self.run.ckpt_path, self.weights())
             return
+        tables = self.run.tables
         self.writer.save(self.run.ckpt_path, {
-            **self.weights(), 'optimizer': self.run.optimizer.state_dict(), 'best_val_loss': self.best_val_loss,
+            **self.weights(), 'best_val_loss': self.best_val_loss,
+            'optimizer': tables.optimizer_state(self.run.optimizer) if tables else self.run.optimizer.state_dict(),
             'wandb_id': self.wandb_id,
             'rng': {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state() if cuda else None}})
 
@@ -645,7 +689,8 @@ class Trainer:
                 'iter_num': self.iter_num, 'wall_s': round(time.time() - self.t_start, 1),
                 'eval_s': round(self.eval_s, 2), 'save_blocked_s': round(self.save_s, 2),   # the loop's time in evals / in save()
                 'eval_times_s': [round(x, 3) for x in self.eval_times], 'save_blocked_times_s': [round(x, 3) for x in self.save_times],
-                'final_write_wait_s': round(final_wait, 3), 'startup_s': round(self.t_start - PROCESS_T0, 2)})
+                'final_write_wait_s': round(final_wait, 3), 'startup_s': round(self.t_start - PROCESS_T0, 2),
+                **({'host_tables': self.run.tables.counters} if self.run.tables else {})})
             f = self.last_eval
             print(f"done: {self.iter_num} iters in {time.time() - self.t_start:.0f} s; val {f['val_loss']:.4f} at iter {f['iter']} "
                   f"(hot {f['val_loss_hot']:.4f}, cold {f['val_loss_cold']:.4f}); wrote {self.run.out_dir}/"
@@ -693,13 +738,28 @@ class Trainer:
                 pass                       # handled outside the except: its traceback holds the step's tensors
             self.halve_micro_batch()
         if cfg['grad_clip'] != 0.0:
-            torch.nn.utils.clip_grad_norm_(self.run.model.parameters(), cfg['grad_clip'])
+            self.clip(cfg['grad_clip'])
         self.bad_iter = torch.where((self.bad_iter < 0) & ~torch.isfinite(self.loss_acc), it, self.bad_iter)
         self.run.optimizer.step()
         self.run.optimizer.zero_grad(set_to_none=True)
+        if self.run.tables is not None:          # the step's rows updated and written back, the next step's staged
+            self.run.tables.update(lr, cfg['weight_decay'], (cfg['beta1'], cfg['beta2']))
+            self.run.tables.advance(torch.device(self.run.dev))
         if cfg['wk_decay'] or cfg['wk_reset_interval'] or cfg['hot_weight_decay']:
             optim.gate_maintenance(self.run.raw_model, it, lr, cfg['wk_decay'], cfg['wk_reset_interval'],
                                    cfg['hot_weight_decay'] * variants.ramp(it, cfg['hot_reg_ramp_iters']))
+
+    def clip(self, max_norm):
+        """The global gradient-norm clip; with row-wise tables (on the device or in host memory) the table counts
+        through its updated rows (optim.clip_rowwise), so both give the same norm."""
+        model, tables = self.run.raw_model, self.run.tables
+        if tables is not None:
+            optim.clip_rowwise(model.parameters(), tables.table.staged, max_norm)
+        elif self.cfg['table_optimizer'] == 'rowwise' and model.memory.table.weight.grad is not None:
+            table = model.memory.table.weight
+            optim.clip_rowwise([p for p in model.parameters() if p is not table], table, max_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.run.model.parameters(), max_norm)
 
     def accumulate(self):
         """Forward/backward of this rank's micro-steps; the gradients add up in .grad."""
@@ -714,6 +774,8 @@ class Trainer:
             # prefetch the next micro-batch while the GPU runs this forward (CUDA kernels are async)
             nxt_it, nxt_j = (it, j + 1) if j + 1 < self.local_G else (it + 1, 0)
             self.next_batch = self.batch(nxt_it, self.run.rank * self.local_G + nxt_j)
+            if j == 0 and self.run.tables is not None:     # the next step's rows, while this one runs
+                self.prefetch_rows(it + 1)
             loss.backward()
             self.loss_acc += loss.detach()
 
@@ -725,6 +787,8 @@ class Trainer:
             raise ConfigError(f"out of GPU memory at micro-batch {B}{' under DDP' if self.run.ddp else ''}; set a smaller "
                               f"--batch_size and a larger --gradient_accumulation_steps (the same global batch)")
         self.run.optimizer.zero_grad(set_to_none=True)
+        if self.run.tables is not None:
+            self.run.tables.table.staged.grad = None
         self.loss_acc.zero_()
         if self.run.device_type == 'cuda':
             torch.cuda.empty_cache()
@@ -742,6 +806,9 @@ class Trainer:
         self.loss_acc = torch.zeros((), device=self.run.dev)
         self.step_t = torch.zeros((), dtype=torch.long, device=self.run.dev)   # the iter as a tensor: no recompile per step
         self.next_batch = self.batch(self.iter_num, self.run.rank * self.local_G)
+        if self.run.tables is not None:
+            self.prefetch_rows(self.iter_num)
+            self.run.tables.advance(torch.device(self.run.dev))
         self.t0, self.running_mfu, self.speeds = time.time(), -1.0, []
         self.t_start, self.last_eval, self.eval_s, self.save_s = self.t0, None, 0.0, 0.0
         self.eval_times, self.save_times = [], []       # each eval and each save's blocked time: the first ones compile / pin

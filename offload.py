@@ -1,0 +1,171 @@
+"""
+Engram's tables in host memory (engram_tables='host'): the paper's promise (§1: indices known from the tokens
+alone, so rows can be prefetched from the host) built for training.
+
+The table stays one (rows, d) tensor with the same state-dict key (memory.table.weight), in (pinned) host memory
+with its row-wise AdamW moments. Each step reads a few thousand of its rows, and which ones depends on the tokens
+only (Eq. 1, Algorithm 1), so before step t+1's forward:
+  1. its rows are computed on the CPU from its tokens (a CPU copy of the index and the memory's row function);
+  2. the rows step t does not read are gathered from host memory and copied to the device on a side stream while
+     step t runs (`prefetch`): no step can change them before t+1 reads them;
+  3. after step t's update, the rows both steps read come from step t's updated rows on the device (`advance`):
+     a row read by batch t+1 and updated at step t arrives updated.
+The forward reads the staged rows (HostTable); the backward leaves their gradient on the device; the row-wise
+AdamW (optim.adamw_rows, the same arithmetic as table_optimizer='rowwise' on the device) updates the rows with a
+nonzero gradient there, and they are written back to host memory. Evaluation reads rows from host memory directly.
+On a CPU host and device coincide: the same run, byte for byte, as table_optimizer='rowwise' with device tables.
+"""
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from optim import adamw_rows, updated_rows
+
+
+class HostTable(nn.Module):
+    """memory.table with its weight in host memory (a buffer under the same key, which model.to(device) leaves on
+    the host) and, during a training step, the step's rows staged on the device (`rows` ascending, `staged`)."""
+
+    def __init__(self, weight, pin):
+        super().__init__()
+        self.register_buffer('weight', weight.pin_memory() if pin else weight)
+        self.rows, self.staged = None, None
+
+    def _apply(self, fn, recurse=True):         # .to(device) / .cuda() / .half() move everything but the table
+        weight = self._buffers.pop('weight')
+        try:
+            return super()._apply(fn, recurse)
+        finally:
+            self._buffers['weight'] = weight
+
+    @torch.compiler.disable                      # the staged rows change shape every step: no graph of their own
+    def forward(self, ids):
+        if self.training and self.staged is not None:
+            return F.embedding(torch.searchsorted(self.rows, ids), self.staged)
+        return F.embedding(ids.to(self.weight.device), self.weight).to(ids.device)
+
+
+class HostTables:
+    """The host side of engram_tables='host': the table and its row-wise AdamW state in host memory, the CPU
+    router, the staging of each step's rows, their update and write-back, and counters of what moved."""
+
+    def __init__(self, model, pin):
+        """model: built on the CPU, before model.to(device) (the table never reaches the device whole)."""
+        mem = model.memory
+        self.table = mem.table = HostTable(mem.table.weight.detach(), pin)
+        w = self.table.weight
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(w), torch.zeros_like(w)
+        self.row_step = torch.zeros(w.shape[0], dtype=torch.float32)
+        if pin:
+            self.exp_avg, self.exp_avg_sq, self.row_step = (t.pin_memory() for t in (self.exp_avg, self.exp_avg_sq, self.row_step))
+        self.index, self.memory = copy.deepcopy(model.index), cpu_copy_without_table(mem)
+        self.reads = sorted(set(mem.reads.values()))
+        self.stream = None
+        self.next = None                # what prefetch() gathered for the next step
+        self.counters = {'steps': 0, 'rows_staged': 0, 'rows_shared': 0, 'rows_updated': 0, 'bytes_in': 0, 'bytes_out': 0}
+
+    def step_rows(self, windows):
+        """Every table row a step's micro-batches (x, prev) read: sorted, unique (CPU)."""
+        n_prev, ids = self.index.max_order - 1, []
+        for x, prev in windows:
+            route = self.index(torch.cat([prev[:, prev.shape[1] - n_prev:], x], 1), n_prev, hot=self.memory.hot_tier)
+            ids += [(self.memory.rows(route, use_hot) + table_set * self.memory.rows_per_set).flatten()
+                    for use_hot, table_set in self.reads]
+        return torch.unique(torch.cat(ids))
+
+    def state(self):
+        """The staged rows and their weights and moments on the device (what the update reads)."""
+        return self.table.rows, self.table.staged, self.staged_moments
+
+    def prefetch(self, rows, device):
+        """Gather the rows of the next step that this step does not read (their host copy is current) and start
+        their copy to the device; called while this step runs."""
+        cur = self.table.rows.cpu() if self.table.rows is not None else torch.empty(0, dtype=torch.long)
+        fresh = ~torch.isin(rows, cur)
+        host = rows[fresh]
+        parts = [t[host] for t in (self.table.weight, self.exp_avg, self.exp_avg_sq)] + [self.row_step[host]]
+        if device.type == 'cuda':
+            self.stream = self.stream or torch.cuda.Stream(device)
+            parts = [p.pin_memory() for p in parts]
+            with torch.cuda.stream(self.stream):
+                parts = [p.to(device, non_blocking=True) for p in parts]
+        else:
+            parts = [p.to(device) for p in parts]
+        self.counters['bytes_in'] += sum(p.numel() * p.element_size() for p in parts)
+        self.next = (rows, fresh, parts)
+
+    def advance(self, device):
+        """Stage the prefetched step: the rows this step also read from its updated device copy, the others from
+        the prefetch. Must follow this step's update (update())."""
+        rows, fresh, parts = self.next
+        if self.stream is not None:
+            torch.cuda.current_stream(device).wait_stream(self.stream)
+        w, m, v, t = (torch.empty((len(rows), *p.shape[1:]), dtype=p.dtype, device=device) for p in parts)
+        fresh_d = fresh.to(device)
+        for dst, p in zip((w, m, v, t), parts):
+            dst[fresh_d] = p
+        shared = ~fresh_d
+        if self.table.rows is not None and bool(shared.any()):
+            at = torch.searchsorted(self.table.rows, rows.to(device)[shared])
+            for dst, src in zip((w, m, v, t), (self.table.staged.detach(), *self.staged_moments)):
+                dst[shared] = src[at]
+        self.table.rows, self.table.staged, self.staged_moments = rows.to(device), w.requires_grad_(), (m, v, t)
+        self.counters['steps'] += 1
+        self.counters['rows_staged'] += len(rows)
+        self.counters['rows_shared'] += int(shared.sum())
+        self.next = None
+
+    @torch.no_grad()
+    def update(self, lr, weight_decay, betas, eps=1e-8):
+        """Row-wise AdamW on the staged rows with a nonzero gradient, on the device; written back to host memory."""
+        grad = self.table.staged.grad
+        if grad is None:
+            return
+        sel = updated_rows(grad)
+        m, v, t = self.staged_moments
+        w, m_new, v_new, t_new = adamw_rows(self.table.staged.detach()[sel], grad[sel], m[sel], v[sel], t[sel],
+                                            lr, weight_decay, betas[0], betas[1], eps)
+        self.table.staged.detach()[sel], m[sel], v[sel], t[sel] = w, m_new, v_new, t_new
+        host = self.table.rows[sel].cpu()
+        for dst, src in zip((self.table.weight, self.exp_avg, self.exp_avg_sq, self.row_step), (w, m_new, v_new, t_new)):
+            dst[host] = src.cpu()
+            self.counters['bytes_out'] += src.numel() * src.element_size()
+        self.counters['rows_updated'] += len(sel)
+        self.table.staged.grad = None
+
+    # -- checkpoints: the optimizer state in the layout of table_optimizer='rowwise' on the device ----------------
+
+    def optimizer_state(self, optimizer):
+        """optimizer.state_dict() with the table's group and state appended, as RowwiseAdamW on the device keeps
+        them (the table's param last): a checkpoint of either mode resumes in the other."""
+        sd = optimizer.state_dict()
+        n = sum(len(g['params']) for g in sd['param_groups'])
+        group = {**sd['param_groups'][0], 'params': [n], 'rowwise': True}
+        state = {'exp_avg': self.exp_avg, 'exp_avg_sq': self.exp_avg_sq, 'row_step': self.row_step,
+                 'step': torch.tensor(float(self.counters['steps']))}
+        return {'state': {**sd['state'], n: state}, 'param_groups': [*sd['param_groups'], group]}
+
+    def load_optimizer_state(self, optimizer, sd):
+        """The inverse of optimizer_state: the table's state into host memory, the rest into the optimizer."""
+        table_group = next((g for g in sd['param_groups'] if g.get('rowwise')), None)
+        if table_group is None:
+            raise ValueError("the checkpoint's optimizer has no row-wise table state (it was trained with "
+                             "--table_optimizer='adamw'); host tables need --table_optimizer='rowwise' from the start")
+        (n,) = table_group['params']
+        st = sd['state'].get(n) or sd['state'].get(str(n))
+        if st:
+            for dst, k in ((self.exp_avg, 'exp_avg'), (self.exp_avg_sq, 'exp_avg_sq'), (self.row_step, 'row_step')):
+                dst.copy_(st[k])
+        optimizer.load_state_dict({'state': {k: v for k, v in sd['state'].items() if int(k) != n},
+                                   'param_groups': [g for g in sd['param_groups'] if g is not table_group]})
+
+
+def cpu_copy_without_table(memory):
+    """The memory module's row function (buffers, variants) on the CPU, without its table."""
+    table = memory._modules.pop('table')
+    try:
+        return copy.deepcopy(memory).cpu()
+    finally:
+        memory._modules['table'] = table

@@ -39,15 +39,21 @@ PRESETS = {
 MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
             'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise'),
             'baseline_plainhead': ({'memory': 'none', 'loss_chunk': 0}, 'adamw'),
-            'hash_plainhead': ({'memory': 'hash', 'loss_chunk': 0}, 'adamw'), 'nine_plainhead': ({'memory': 'nine', 'loss_chunk': 0}, 'adamw')}
+            'hash_plainhead': ({'memory': 'hash', 'loss_chunk': 0}, 'adamw'), 'nine_plainhead': ({'memory': 'nine', 'loss_chunk': 0}, 'adamw'),
+            'hash_host': ({'memory': 'hash', 'engram_tables': 'host'}, 'rowwise'),
+            'nine_host': ({'memory': 'nine', 'engram_tables': 'host'}, 'rowwise')}
 DEFAULT_CONFIGS = 'baseline,hash,nine,hash_rowwise,nine_rowwise'    # the plainhead ones differ on CUDA only
+OFFLOAD_CONFIGS = 'nine,hash_rowwise,hash_host,nine_rowwise,nine_host'  # --preset offload: host tables vs device, same optimizer
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
-    p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx', 'parts', 'compute'],
+    p.add_argument('--preset', default=None, choices=sorted(PRESETS) + ['mdx', 'parts', 'compute', 'offload'],
                    help='default: paper on CUDA, tiny on CPU; mdx: the MD-mix inference ideas on --ckpt; '
                         'parts: the MD-mix model parts beside the standard ones (tiny shapes); compute: memory and '
-                        'time of reversible blocks and LSH attention beside the standard ones')
+                        'time of reversible blocks and LSH attention beside the standard ones; offload: host tables '
+                        'against device tables (paper shapes on CUDA, tiny on CPU; --table_scale)')
+    p.add_argument('--table_scale', type=int, default=1, help="--preset offload: the tables' slots times this (10: 10x "
+                   "the paper's table budget)")
     p.add_argument('--ckpt', default='out/quickstart/tiny_nine_s0/ckpt.pt', help='the trained checkpoint --preset mdx reads')
     p.add_argument('--device', default='auto', help="'auto' (cuda if available) | cpu | cuda")
     p.add_argument('--steps', type=int, default=5, help='timed steps per config per round')
@@ -68,9 +74,9 @@ def parse_args(argv=None):
     a = p.parse_args(argv)
     if set(a.configs.split(',')) - set(MEMORIES):
         p.error(f"--configs: unknown {sorted(set(a.configs.split(',')) - set(MEMORIES))}; choose among {','.join(MEMORIES)}")
-    if a.steps < 1 or min(a.rounds, a.ckpt_steps, a.head_rounds, a.profile) < 0:
-        p.error(f"--steps must be >= 1, --rounds, --ckpt_steps, --head_rounds and --profile >= 0 (got {a.steps}, {a.rounds}, "
-                f"{a.ckpt_steps}, {a.head_rounds}, {a.profile})")
+    if a.steps < 1 or a.table_scale < 1 or min(a.rounds, a.ckpt_steps, a.head_rounds, a.profile) < 0:
+        p.error(f"--steps and --table_scale must be >= 1, --rounds, --ckpt_steps, --head_rounds and --profile >= 0 (got "
+                f"{a.steps}, {a.table_scale}, {a.rounds}, {a.ckpt_steps}, {a.head_rounds}, {a.profile})")
     try:
         parse_size(a.memory_limit)
         if any(int(x.replace('_', '')) < 0 for x in a.count_tokens.split(',')) or any(int(b) < 1 for b in a.micro_batches.split(',') if b):
@@ -98,6 +104,7 @@ from checkpoint import build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from mdx import attention_lsh
 from extensions import ModelConfig
+from offload import HostTables
 from system import device_peak_flops, resolve_device, resolve_loss_chunk
 from fsafe import DataError, save_json
 
@@ -133,7 +140,7 @@ def synth_index(tokens, vocab, n_hot, orders=(2, 3)):
 def setup(preset, device, dtype, n_batches):
     """Synthetic stream, its index (hot tier of the preset's N_hot), autocast, and n_batches batches of
     windows with their 2 tokens of n-gram context: (B, 2 + T + 1) each."""
-    p = PRESETS[preset]
+    p = PRESETS[preset] if isinstance(preset, str) else preset
     vocab = p.get('vocab', VOCAB)
     tokens = synth_tokens(2_000_000, vocab)
     index = synth_index(tokens, vocab, p['nine']['hot_size'])
@@ -153,44 +160,65 @@ def build_runs(preset, device, dtype, compile_model, configs, n_batches):
     for name, (settings, table_opt) in configs.items():
         torch.manual_seed(0)
         settings = dict(settings)
-        chunk = resolve_loss_chunk(settings.pop('loss_chunk', -1), device_type)     # a run setting, as train.py sets it
+        chunk = resolve_loss_chunk(settings.pop('loss_chunk', -1), device_type)     # run settings, as train.py sets them
+        host = settings.pop('engram_tables', 'device') == 'host'
         cfg = ModelConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
-        model = build_model(cfg, index).to(device)
+        model = build_model(cfg, index)
+        tables = HostTables(model, pin=device_type == 'cuda') if host else None
+        model.to(device)
         model.loss_chunk = chunk
         opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
         fwd = torch.compile(model) if compile_model else model
-        runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg, autocast=autocast, device_type=device_type)
+        runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg, autocast=autocast, device_type=device_type,
+                          tables=tables, cpu_batches=[b.cpu() for b in batches] if host else None, table_s=[])
     return runs, batches, B, T
 
-def train_step(r, batch):
-    """One training step of run r on a batch (B, 2 + T + 1): (step seconds, optimizer seconds)."""
+def train_step(r, batches, i):
+    """One training step of run r on batches[i] (B, 2 + T + 1 each): (step seconds, optimizer seconds). With host
+    tables, as train.py: the next batch's rows prefetched during the step, its rows updated and the next staged after."""
     sync = torch.cuda.synchronize if r['device_type'] == 'cuda' else (lambda: None)
+    batch, tables = batches[i % len(batches)], r['tables']
     x, y, c = batch[:, 2:-1], batch[:, 3:], batch[:, :2]
+    dev = batch.device
+    if tables is not None and tables.table.staged is None:       # the first step: nothing was prefetched for it
+        stage_host_rows(r, i, dev)
+        tables.advance(dev)
     t0 = time.perf_counter()
     with r['autocast']:
         _, loss, _ = r['fwd'](x, y, prev=c)
+    table_s = stage_host_rows(r, i + 1, dev) if tables is not None else 0.0
     loss.backward()
     sync()
     t1 = time.perf_counter()
     r['opt'].step()
     r['opt'].zero_grad(set_to_none=True)
+    if tables is not None:
+        t = time.perf_counter()
+        tables.update(6e-4, 0.1, (0.9, 0.95))
+        tables.advance(dev)
+        table_s += time.perf_counter() - t
     sync()
     t2 = time.perf_counter()
+    r['table_s'].append(table_s)
     return t2 - t0, t2 - t1
+
+def stage_host_rows(r, i, dev):
+    """Host tables: prefetch batches[i]'s rows (from its CPU copy); the seconds the loop spent on it."""
+    t, b = time.perf_counter(), r['cpu_batches'][i % len(r['cpu_batches'])]
+    r['tables'].prefetch(r['tables'].step_rows([(b[:, 2:-1], b[:, :2])]), dev)
+    return time.perf_counter() - t
 
 def time_training(preset, device, steps, rounds, compile_model, dtype, configs=MEMORIES):
     runs, batches, B, T = build_runs(preset, device, dtype, compile_model, configs, steps * rounds + 3)
     for r in runs.values():        # warm-up (and compilation) outside the timed rounds
-        for b in batches[:3]:
-            train_step(r, b)
-    i = 3
-    for _ in range(rounds):        # interleaved: every config sees the same machine state
+        for j in range(3):
+            train_step(r, batches, j)
+    for rnd in range(rounds):      # interleaved: every config sees the same machine state (and the same batches)
         for r in runs.values():
-            for _ in range(steps):
-                dt, dto = train_step(r, batches[i % len(batches)])
+            for s in range(steps):
+                dt, dto = train_step(r, batches, 3 + rnd * steps + s)
                 r['times'].append(dt)
                 r['opt_times'].append(dto)
-            i += steps
     peak = device_peak_flops(device)
     out = {}
     for name, r in runs.items():
@@ -201,12 +229,20 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
                      'params': r['model'].param_counts()}
         if r['device_type'] == 'cuda':
             out[name]['peak_mem_gb'] = torch.cuda.max_memory_allocated() / 1e9
+        if r['tables'] is not None:
+            c = r['tables'].counters
+            out[name]['host_tables'] = {'table_ms_per_step': float(np.median(r['table_s'])) * 1000,
+                                        **{f'{k}_per_step': c[k] / c['steps'] for k in ('rows_staged', 'rows_shared', 'rows_updated',
+                                                                                      'bytes_in', 'bytes_out')},
+                                        'hot_lookup_share': c['hot_lookups'] / max(1, c['lookups'])}
     if {'nine', 'hash'} <= set(out):
         out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
     if {'hash', 'baseline'} <= set(out):
         out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
     out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step']
                                                  for m in ('hash', 'nine') if {m, f'{m}_rowwise'} <= set(out)}
+    out['ratio_host_over_device_step_time'] = {m: out[f'{m}_host']['ms_per_step'] / out[f'{m}_rowwise']['ms_per_step']
+                                               for m in ('hash', 'nine') if {f'{m}_rowwise', f'{m}_host'} <= set(out)}
     out['ratio_default_over_plainhead_step_time'] = {m: out[m]['ms_per_step'] / out[f'{m}_plainhead']['ms_per_step']
                                                      for m in ('baseline', 'hash', 'nine') if {m, f'{m}_plainhead'} <= set(out)}
     return out
@@ -221,11 +257,11 @@ def profile_steps(preset, device, dtype, compile_model, configs, steps, top=12):
     attr = 'self_device_time_total' if cuda else 'self_cpu_time_total'
     out = {}
     for name, r in runs.items():
-        for b in batches[:3]:
-            train_step(r, b)
+        for j in range(3):
+            train_step(r, batches, j)
         with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
-            for b in batches[3:]:
-                train_step(r, b)
+            for j in range(3, len(batches)):
+                train_step(r, batches, j)
         ms = {e.key: getattr(e, attr) / 1000 / steps for e in prof.key_averages() if getattr(e, attr) > 0}
         total = sum(ms.values())
         out[name] = {'ms_per_step': total, 'ops': {k: v for k, v in sorted(ms.items(), key=lambda kv: -kv[1])}}
@@ -748,6 +784,10 @@ def main():
     res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',
            'torch': torch.__version__, 'preset': preset}
     print(f"device: {res['device']}, preset {preset}, torch {res['torch']}", flush=True)
+    if preset == 'offload':
+        res['offload'] = time_offload(a, cuda, dtype)
+        save_json(a.out, res)
+        return
     if preset in ('mdx', 'parts', 'compute'):
         if preset == 'mdx':
             res['mdx'] = r = time_mdx(a.ckpt, a.device)
@@ -789,6 +829,24 @@ def main():
               f"{100*c['ratio_at_interval_250']:.1f}% of loop-only (blocking save: {100*c['ratio_at_interval_250_blocking_save']:.1f}%)", flush=True)
     res['counting'] = time_counting_sizes(a)
     save_json(a.out, res)
+
+def time_offload(a, cuda, dtype):
+    """--preset offload: host tables against device tables with the same row-wise AdamW, and the paper's dense
+    default, at paper shapes on CUDA (tiny on CPU), the tables' slots times --table_scale."""
+    base = PRESETS['paper' if cuda else 'tiny']
+    scaled = {m: {**base[m], 'table_size': base[m]['table_size'] * a.table_scale} for m in ('hash', 'nine')}
+    configs = {k: MEMORIES[k] for k in OFFLOAD_CONFIGS.split(',')}
+    tr = time_training({**base, **scaled}, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, configs)
+    print_training(tr, configs)
+    print('host / device tables step time (row-wise AdamW both): ' + ', '.join(
+        f"{m} {v:.3f}" for m, v in tr['ratio_host_over_device_step_time'].items()))
+    for m in ('hash_host', 'nine_host'):
+        h = tr[m]['host_tables']
+        print(f"{m}: {h['rows_staged_per_step']:,.0f} rows staged per step ({h['rows_shared_per_step']:,.0f} from the step "
+              f"before), {h['bytes_in_per_step'] / 2**20:.1f} MiB in, {h['bytes_out_per_step'] / 2**20:.1f} MiB out, "
+              f"{h['table_ms_per_step']:.1f} ms of the step in staging and the table update; hot lookups "
+              f"{100 * h['hot_lookup_share']:.1f}%")
+    return tr
 
 def time_counting_sizes(a):
     """The counting engines on each --count_tokens size, each in its own process (its peak RSS is its own)."""

@@ -64,20 +64,19 @@ class HostTables:
         self.reads = sorted(set(mem.reads.values()))
         self.stream = None
         self.next = None                # what prefetch() gathered for the next step
-        self.counters = {'steps': 0, 'rows_staged': 0, 'rows_shared': 0, 'rows_updated': 0, 'bytes_in': 0, 'bytes_out': 0}
+        self.counters = {'steps': 0, 'rows_staged': 0, 'rows_shared': 0, 'rows_updated': 0, 'bytes_in': 0, 'bytes_out': 0,
+                         'lookups': 0, 'hot_lookups': 0}   # lookups: (position, order) pairs routed; hot: by the hot tier
 
     def step_rows(self, windows):
         """Every table row a step's micro-batches (x, prev) read: sorted, unique (CPU)."""
         n_prev, ids = self.index.max_order - 1, []
         for x, prev in windows:
             route = self.index(torch.cat([prev[:, prev.shape[1] - n_prev:], x], 1), n_prev, hot=self.memory.hot_tier)
+            self.counters['lookups'] += x.numel() * len(route.keys)
+            self.counters['hot_lookups'] += sum(int((s >= 0).sum()) for s in (route.slots or {}).values())
             ids += [(self.memory.rows(route, use_hot) + table_set * self.memory.rows_per_set).flatten()
                     for use_hot, table_set in self.reads]
         return torch.unique(torch.cat(ids))
-
-    def state(self):
-        """The staged rows and their weights and moments on the device (what the update reads)."""
-        return self.table.rows, self.table.staged, self.staged_moments
 
     def prefetch(self, rows, device):
         """Gather the rows of the next step that this step does not read (their host copy is current) and start

@@ -28,18 +28,17 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import optim
 import variants
 from mdx import cs_lora
-from checkpoint import (CKPT_VERSION, CheckpointWriter, build_model, check_signature, load_checkpoint, load_index,
-                        load_weights, nonfinite)
+from checkpoint import CKPT_VERSION, CheckpointWriter, build_model, load_checkpoint, load_index, load_weights, nonfinite
 from configurator import ConfigError, apply_config, closest
-from data import DataError, TokenData, atomic_write, read_metrics, save_json, to_device
+from data import DataError, TokenData, save_json, to_device
 from fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_stale_temps
 from mdmix import NOISE, Noise
 from metrics import evaluate, wandb_row
 from offload import HostTables
-from engram import has_hot_tier
 from extensions import MODEL_GROUPS, ModelConfig
 from options import Group, Option, check_values, help_text, merged
 from provenance import provenance
+from resume import check_base, check_resume, fine_tune_base, truncate_metrics
 from system import (autocast_context, device_peak_flops, device_problem, make_deterministic, resolve_device, resolve_dtype,
                     resolve_loss_chunk)
 from variants import MAINTENANCE
@@ -188,43 +187,12 @@ def model_config(cfg, vocab_size):
         args['engram_hash_seed'] = cfg['seed']
     return ModelConfig(**args)
 
-def keep_on_resume(row, ckpt_iter):
-    """The checkpoint of iter k is saved after eval k and before train step k: rows logged later
-    (a crash between a log and the next save) are redone by the resumed run."""
-    return row['iter'] <= ckpt_iter if row['kind'] == 'eval' else row['iter'] < ckpt_iter
-
-def truncate_metrics(path, ckpt_iter):
-    if not os.path.exists(path):
-        return
-    rows = [json.dumps(r, sort_keys=True) + '\n' for r in read_metrics(path) if keep_on_resume(r, ckpt_iter)]
-    atomic_write(path, lambda f: f.writelines(rows), mode='w')
-
 def validate_config(cfg):
     """Every value in range and every combination able to train something (each part's own checks), or ConfigError."""
     check_values(SETTINGS, cfg)
 
-def fine_tune_base(cfg):
-    """The checkpoint a fine-tune starts from, and the model settings of cfg it changed: its model is this run's
-    (the config's model keys follow it; read before the settings are checked, so they are checked as they will run)."""
-    base = load_checkpoint(cfg['init_from'], hint="--init_from takes a checkpoint path, 'scratch' or 'resume'.")
-    keep = ('vocab_size', 'adapter', 'adapter_rank', 'adapter_pool')
-    changed = {k: v for k, v in base['model_args'].items() if k in cfg and k not in keep and cfg[k] != v}
-    for k, v in changed.items():
-        cfg[k] = tuple(v) if isinstance(cfg[k], tuple) else v
-    return base, sorted(changed)
-
 # the keys a resume may change (run_only settings); the others make another experiment, unless resume_changes lists them
 RUN_KEYS = tuple(k for k, o in merged(SETTINGS).items() if o.run_only)
-
-def resume_differences(saved, cfg):
-    """Experiment keys that differ between a checkpoint's config and this run's (the global batch counts,
-    not its split; data is checked by its signature, not its path)."""
-    diff = {k: (saved.get(k), cfg[k]) for k in cfg if k not in RUN_KEYS and k not in cfg['resume_changes']
-            and saved.get(k) != cfg[k] and not (isinstance(cfg[k], tuple) and tuple(saved.get(k) or ()) == cfg[k])}
-    batch = lambda c: c['batch_size'] * c['gradient_accumulation_steps']
-    if 'global_batch' not in cfg['resume_changes'] and batch(saved) != batch(cfg):
-        diff['global_batch'] = (batch(saved), batch(cfg))
-    return diff
 
 # -----------------------------------------------------------------------------
 
@@ -414,10 +382,7 @@ class Run:
         self.mcfg = model_config(cfg, -(-vocab // 64) * 64)
         index, self.signature = load_index(cfg['data_dir'], self.data.meta, self.mcfg)
         if base is not None:
-            saved, current = dict(base['data_signature']), dict(self.signature)
-            if not has_hot_tier(self.mcfg.memory):      # Hash and baseline do not route by the hot tier: any data dir's will do
-                saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
-            check_signature(saved, current, f"checkpoint {cfg['init_from']}")
+            check_base(base, self.signature, self.mcfg.memory, cfg['init_from'])
         self.iter_num, self.best_val_loss, self.wandb_id = 0, 1e9, None
         ckpt = self.resume_checkpoint() if cfg['init_from'] == 'resume' else None
         self.finished = ckpt is not None and self.iter_num >= cfg['max_iters'] and not cfg['eval_only']
@@ -457,16 +422,9 @@ class Run:
 
     def resume_checkpoint(self):
         """The run's own checkpoint, checked against this run's data and experiment; its counters become the run's."""
-        cfg = self.cfg
         ckpt = load_checkpoint(self.ckpt_path)
-        check_signature(ckpt['data_signature'], self.signature, f"checkpoint {self.ckpt_path}")
-        diff = resume_differences(ckpt['config'], cfg)
-        if diff:
-            raise ConfigError(f"resuming {self.ckpt_path} with another experiment:\n" + '\n'.join(
-                f"    {k}: checkpoint {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in sorted(diff.items()))) +
-                f"\n  Resume with the checkpoint's values, or allow the change explicitly: "
-                f"--resume_changes=\"{tuple(sorted(diff))}\"")
-        self.check_resume_data(ckpt)
+        check_resume(ckpt, self.cfg, self.signature, self.data.files_sha256(), os.path.join(self.out_dir, 'metrics.jsonl'),
+                     self.ckpt_path, RUN_KEYS)
         self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
         return ckpt
 
@@ -478,21 +436,6 @@ class Run:
             trainable = {id(p) for p in cs_lora.adapter_parameters(self.raw_model)}
             for p in self.raw_model.parameters():
                 p.requires_grad_(id(p) in trainable)
-
-    def check_resume_data(self, ckpt):
-        """What a resume reads besides the checkpoint, checked before anything is written: the metrics it continues
-        (metrics.jsonl; every row readable) and the token files it trained and evaluated on (a data dir rebuilt on
-        another corpus can keep the signature, tokenizer and hot tier, yet change every validation window)."""
-        metrics = os.path.join(self.out_dir, 'metrics.jsonl')
-        if not os.path.exists(metrics):
-            raise DataError(f"{metrics} is missing: the resumed run would log from iter {ckpt['iter_num']} on with no "
-                            f"history before it. Restore it, or start over with --overwrite=True.")
-        read_metrics(metrics)
-        saved, now = ckpt.get('data_files'), self.data.files_sha256()
-        if saved is not None and saved != now and 'data_files' not in self.cfg['resume_changes']:
-            raise ConfigError(f"resuming {self.ckpt_path} on other token files ({', '.join(k for k in now if saved.get(k) != now[k])} "
-                              f"changed since the checkpoint): its metrics would mix two validation sets. Resume on the "
-                              f"checkpoint's data, or allow it explicitly: --resume_changes=\"('data_files',)\"")
 
     def check_memory(self, index):
         """Refuse a run that cannot fit before allocating it (a typo in block_size or n_embd would otherwise take

@@ -95,3 +95,20 @@ def test_hot_lookup_on_cuda_equals_bbhash(gen_data):
         tier = HotTier(gen_data, meta, 200, o)
         ref = hot_lookup_mphf(keys.cpu().numpy(), tier.mphf(), tier.slot_keys)
         assert np.array_equal(index.hot_slots(keys, o).cpu().numpy(), ref) and (ref >= 0).any()
+
+def test_host_tables_on_cuda_train_a_table_larger_than_the_capped_gpu(tmp_path, gen_data):
+    """engram_tables='host' on CUDA (pinned host tables, side-stream prefetch, compiled model): with the GPU capped
+    below the table's weights alone, the device run fails and the host run trains (eager float32: the host run
+    then equals the device run of an uncapped GPU within float32 reordering)."""
+    cap = 'import torch, runpy, sys; torch.cuda.set_per_process_memory_fraction({f}); sys.argv = sys.argv[1:]; ' \
+          "runpy.run_path('train.py', run_name='__main__')"
+    over = dict(memory='nine', table_size=4_000_000, engram_head_dim=32, max_iters=6, lr_decay_iters=6, eval_interval=3,
+                device='cuda', dtype='float32', compile=False, table_optimizer='rowwise')
+    cfg_path, cfg = micro_config(tmp_path, gen_data, **over)         # tables: 2 x 2 x 4M x 32 x 4 B = 2 GB
+    frac = 1.5e9 / torch.cuda.get_device_properties(0).total_memory
+    dev = run(['-c', cap.format(f=frac), 'train.py', cfg_path, f"--out_dir='{tmp_path / 'dev'}'"], check=False)
+    assert dev.returncode != 0
+    run(['-c', cap.format(f=frac), 'train.py', cfg_path, f"--out_dir='{tmp_path / 'host'}'", "--engram_tables='host'"])
+    run(['train.py', cfg_path, f"--out_dir='{tmp_path / 'ref'}'"])
+    for a, b in zip(rows(tmp_path / 'host'), rows(tmp_path / 'ref')):
+        assert a['val_loss'] == pytest.approx(b['val_loss'], abs=1e-4)

@@ -126,3 +126,16 @@ def test_host_tables_refuse_ddp(tmp_path, gen_data):
     cfg_path, cfg = micro_config(tmp_path, gen_data)
     p = run(['train.py', cfg_path, *HOST], check=False, env={**os.environ, 'WORLD_SIZE': '2'})
     assert p.returncode == 1 and 'not shared between DDP ranks' in p.stderr and len(p.stderr.splitlines()) == 1
+
+
+def test_bench_offload_preset_times_host_beside_device_tables(tmp_path):
+    """bench.py --preset offload at tiny shapes (CPU): every config timed in one run, the host tables' counters
+    per step; no speed is asserted (bench.py measures, tests do not)."""
+    out = tmp_path / 'bench.json'
+    run(['bench.py', '--preset', 'offload', '--rounds', '1', '--steps', '1', '--device', 'cpu', '--out', str(out)])
+    tr = json.load(open(out))['offload']
+    assert set(tr['ratio_host_over_device_step_time']) == {'hash', 'nine'}
+    for m in ('hash_host', 'nine_host'):
+        h = tr[m]['host_tables']
+        assert h['rows_staged_per_step'] > 0 and h['bytes_in_per_step'] > 0 and h['rows_updated_per_step'] > 0
+    assert tr['nine_host']['host_tables']['hot_lookup_share'] > 0 == tr['hash_host']['host_tables']['hot_lookup_share']

@@ -499,7 +499,7 @@ CLI_VALUES = [
     ('sample.py', ['--ckpt', '{ckpt}', '--temperature', 'nan'], '--temperature a finite number'),
     ('sample.py', ['--ckpt', '{ckpt}', '--max_new_tokens', '10000000'], '--max_new_tokens in 1..100,000'),
     ('prepare_fineweb.py', ['--source', '{txt}', '--tokenizer', '{tok}', '--out', '{d}/x', '--memory_limit', 'inf'], '--memory_limit must be'),
-    ('bench.py', ['--steps', '0'], '--steps must be >= 1'),
+    ('bench.py', ['--steps', '0'], '--steps and --table_scale must be >= 1'),
     ('bench.py', ['--preset', 'mdx', '--ckpt', '{crafted}'], 'model settings this code does not know'),
 ]
 

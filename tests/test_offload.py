@@ -22,9 +22,12 @@ def same_run(a, b):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-@pytest.mark.parametrize('memory', ['hash', 'nine'])
-def test_host_tables_give_the_device_run_byte_for_byte_and_stage_rows(tmp_path, gen_data, memory):
-    cfg_path, cfg = micro_config(tmp_path, gen_data, memory=memory, **SETTINGS)
+@pytest.mark.parametrize('memory, variants', [('hash', {}), ('nine', {}),
+                                              ('nine', dict(engram_shared_tables=False, hot_layers=(2,), hot_dropout=0.2))])
+def test_host_tables_give_the_device_run_byte_for_byte_and_stage_rows(tmp_path, gen_data, memory, variants):
+    """Hash, Nine, and Nine with the variants that change which tables a layer reads (per-layer tables, hot
+    layers) or drop hot rows: the same run with the tables in host memory."""
+    cfg_path, cfg = micro_config(tmp_path, gen_data, memory=memory, **SETTINGS, **variants)
     dev, host = tmp_path / 'device', tmp_path / 'host'
     run(['train.py', cfg_path, f"--out_dir='{dev}'"])
     run(['train.py', cfg_path, f"--out_dir='{host}'", *HOST])

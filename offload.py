@@ -63,6 +63,7 @@ class HostTables:
         self.index, self.memory = copy.deepcopy(model.index), cpu_copy_without_table(mem)
         self.reads = sorted(set(mem.reads.values()))
         self.stream = None
+        self.rows_cpu = torch.empty(0, dtype=torch.long)    # the staged rows, a CPU copy (no device sync to read them)
         self.next = None                # what prefetch() gathered for the next step
         self.counters = {'steps': 0, 'rows_staged': 0, 'rows_shared': 0, 'rows_updated': 0, 'bytes_in': 0, 'bytes_out': 0,
                          'lookups': 0, 'hot_lookups': 0}   # lookups: (position, order) pairs routed; hot: by the hot tier
@@ -81,8 +82,7 @@ class HostTables:
     def prefetch(self, rows, device):
         """Gather the rows of the next step that this step does not read (their host copy is current) and start
         their copy to the device; called while this step runs."""
-        cur = self.table.rows.cpu() if self.table.rows is not None else torch.empty(0, dtype=torch.long)
-        fresh = ~torch.isin(rows, cur)
+        fresh = ~torch.isin(rows, self.rows_cpu)
         host = rows[fresh]
         parts = [t[host] for t in (self.table.weight, self.exp_avg, self.exp_avg_sq)] + [self.row_step[host]]
         if device.type == 'cuda':
@@ -102,18 +102,19 @@ class HostTables:
         if self.stream is not None:
             torch.cuda.current_stream(device).wait_stream(self.stream)
         w, m, v, t = (torch.empty((len(rows), *p.shape[1:]), dtype=p.dtype, device=device) for p in parts)
-        fresh_d = fresh.to(device)
+        # positions as indices made on the CPU: a boolean mask on the device would sync it
+        at_fresh, at_shared = (i.nonzero().squeeze(1).to(device) for i in (fresh, ~fresh))
         for dst, p in zip((w, m, v, t), parts):
-            dst[fresh_d] = p
-        shared = ~fresh_d
-        if self.table.rows is not None and bool(shared.any()):
-            at = torch.searchsorted(self.table.rows, rows.to(device)[shared])
+            dst[at_fresh] = p
+        if self.table.rows is not None:
+            src_at = torch.searchsorted(self.table.rows, rows[~fresh].to(device))
             for dst, src in zip((w, m, v, t), (self.table.staged.detach(), *self.staged_moments)):
-                dst[shared] = src[at]
+                dst[at_shared] = src[src_at]
         self.table.rows, self.table.staged, self.staged_moments = rows.to(device), w.requires_grad_(), (m, v, t)
+        self.rows_cpu = rows
         self.counters['steps'] += 1
         self.counters['rows_staged'] += len(rows)
-        self.counters['rows_shared'] += int(shared.sum())
+        self.counters['rows_shared'] += int((~fresh).sum())
         self.next = None
 
     @torch.no_grad()

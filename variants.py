@@ -9,7 +9,8 @@ engram.py is the paper's model; each class here shows only what its variant chan
   hot_index='hashed'         HashedHotRows     membership-only Nine: hot rows indexed by K hashes (§7.2)
   hot_collision=c            CollidingHotRows  N_hot hot keys share ceil(N_hot / c) hot rows (§5.2)
   hot_dropout=p              hot_row_dropout   dropout of whole hot rows, training only (§7.2)
-  engram_shared_tables=False, hot_layers       the table layout (engram.EngramMemory.reads)
+  engram_shared_tables=False PerLayerTables    each Engram layer its own tables (engram.EngramMemory.reads)
+  hot_layers=(...)           SomeHotLayers     only these layers read the hot tier
   wk_decay, wk_reset_interval, hot_weight_decay  after each optimizer step: optim.py
   hot_fingerprint_bits=b     FingerprintIndex  Algorithm 1 as written: membership by a b-bit fingerprint
   hot_collision_mode='semantic'  SemanticHotRows  hot keys share rows with keys of the same likely next tokens

@@ -171,6 +171,14 @@ class NgramIndex(nn.Module):
     def pad_token(self):
         return self.canonical.numel() - 1     # the token id used before the stream's first token
 
+    def route(self, idx, prev=None, hot=True):
+        """The route of windows idx (B, T) whose tokens before them are prev (B, >= max_order-1; None: the stream's
+        start, padded)."""
+        n_prev = self.max_order - 1
+        if prev is None:
+            prev = torch.full((idx.shape[0], n_prev), self.pad_token, dtype=idx.dtype, device=idx.device)
+        return self(torch.cat([prev[:, prev.shape[1] - n_prev:], idx], 1), n_prev, hot=hot)
+
     def forward(self, tokens, n_prev, hot=True):
         """tokens (B, n_prev+T): the window with the n_prev tokens before it."""
         cids = self.canonical[tokens]
@@ -247,9 +255,13 @@ class EngramMemory(nn.Module):
         return torch.cat([self.order_rows(route.keys[o], route.slots[o] if route.slots is not None else None, oi, o, use_hot)
                           for oi, o in enumerate(self.orders)], dim=-1)
 
+    def table_rows(self, rows, table_set=0):
+        """Rows of one table set as rows of the one table parameter."""
+        return rows + table_set * self.rows_per_set
+
     def forward(self, rows, table_set=0):
         """e_t = concat over orders and heads (Eq. 2): (B, T, O*K*d)."""
-        return self.table(rows + table_set * self.rows_per_set).flatten(-2)
+        return self.table(self.table_rows(rows, table_set)).flatten(-2)
 
 
 class NineMemory(EngramMemory):

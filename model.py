@@ -242,10 +242,7 @@ class GPT(nn.Module):
         once per forward. None for the baseline outside diagnostics."""
         if self.index is None or (self.memory is None and not diag):
             return None
-        n_prev = self.index.max_order - 1
-        if prev is None:
-            prev = torch.full((idx.shape[0], n_prev), self.index.pad_token, dtype=idx.dtype, device=idx.device)
-        return self.index(torch.cat([prev[:, prev.shape[1] - n_prev:], idx], 1), n_prev, hot=self.needs_hot or diag)
+        return self.index.route(idx, prev, hot=self.needs_hot or diag)
 
     def memory_vector(self, fwd, layer):
         """e_t of one Engram layer (Eq. 2): layers that read the same tables the same way share one read."""

@@ -64,18 +64,19 @@ class HostTables:
         self.reads = sorted(set(mem.reads.values()))
         self.stream = None
         self.rows_cpu = torch.empty(0, dtype=torch.long)    # the staged rows, a CPU copy (no device sync to read them)
+        self.updates = 0                # optimizer steps of the table (its AdamW 'step' in a checkpoint)
         self.next = None                # what prefetch() gathered for the next step
         self.counters = {'steps': 0, 'rows_staged': 0, 'rows_shared': 0, 'rows_updated': 0, 'bytes_in': 0, 'bytes_out': 0,
                          'lookups': 0, 'hot_lookups': 0}   # lookups: (position, order) pairs routed; hot: by the hot tier
 
     def step_rows(self, windows):
         """Every table row a step's micro-batches (x, prev) read: sorted, unique (CPU)."""
-        n_prev, ids = self.index.max_order - 1, []
+        ids = []
         for x, prev in windows:
-            route = self.index(torch.cat([prev[:, prev.shape[1] - n_prev:], x], 1), n_prev, hot=self.memory.hot_tier)
+            route = self.index.route(x, prev, hot=self.memory.hot_tier)
             self.counters['lookups'] += x.numel() * len(route.keys)
             self.counters['hot_lookups'] += sum(int((s >= 0).sum()) for s in (route.slots or {}).values())
-            ids += [(self.memory.rows(route, use_hot) + table_set * self.memory.rows_per_set).flatten()
+            ids += [self.memory.table_rows(self.memory.rows(route, use_hot), table_set).flatten()
                     for use_hot, table_set in self.reads]
         return torch.unique(torch.cat(ids))
 
@@ -133,6 +134,7 @@ class HostTables:
             dst[host] = src.cpu()
             self.counters['bytes_out'] += src.numel() * src.element_size()
         self.counters['rows_updated'] += len(sel)
+        self.updates += 1
         self.table.staged.grad = None
 
     # -- checkpoints: the optimizer state in the layout of table_optimizer='rowwise' on the device ----------------
@@ -144,7 +146,7 @@ class HostTables:
         n = sum(len(g['params']) for g in sd['param_groups'])
         group = {**sd['param_groups'][0], 'params': [n], 'rowwise': True}
         state = {'exp_avg': self.exp_avg, 'exp_avg_sq': self.exp_avg_sq, 'row_step': self.row_step,
-                 'step': torch.tensor(float(self.counters['steps']))}
+                 'step': torch.tensor(float(self.updates))}
         return {'state': {**sd['state'], n: state}, 'param_groups': [*sd['param_groups'], group]}
 
     def load_optimizer_state(self, optimizer, sd):
@@ -154,11 +156,12 @@ class HostTables:
             raise ValueError("the checkpoint's optimizer has no row-wise table state (it was trained with "
                              "--table_optimizer='adamw'); host tables need --table_optimizer='rowwise' from the start")
         (n,) = table_group['params']
-        st = sd['state'].get(n) or sd['state'].get(str(n))
+        st = sd['state'].get(n)
         if st:
             for dst, k in ((self.exp_avg, 'exp_avg'), (self.exp_avg_sq, 'exp_avg_sq'), (self.row_step, 'row_step')):
                 dst.copy_(st[k])
-        optimizer.load_state_dict({'state': {k: v for k, v in sd['state'].items() if int(k) != n},
+            self.updates = int(st['step'])
+        optimizer.load_state_dict({'state': {k: v for k, v in sd['state'].items() if k != n},
                                    'param_groups': [g for g in sd['param_groups'] if g is not table_group]})
 
 

@@ -405,10 +405,11 @@ class Run:
         self.raw_model.to(self.dev)
         self.optimizer = optim.configure_optimizers(self.raw_model, cfg['weight_decay'], cfg['learning_rate'],
                                                     (cfg['beta1'], cfg['beta2']), self.device_type, cfg['table_optimizer'])
-        if ckpt is not None and self.tables is not None:
-            self.tables.load_optimizer_state(self.optimizer, ckpt['optimizer'])
-        elif ckpt is not None:
-            self.optimizer.load_state_dict(ckpt['optimizer'])
+        if ckpt is not None:
+            if self.tables is not None:
+                self.tables.load_optimizer_state(self.optimizer, ckpt['optimizer'])
+            else:
+                self.optimizer.load_state_dict(ckpt['optimizer'])
             torch.set_rng_state(ckpt['rng']['torch'])
             if self.device_type == 'cuda' and ckpt['rng'].get('cuda') is not None:
                 torch.cuda.set_rng_state(ckpt['rng']['cuda'])

@@ -34,16 +34,29 @@ PRESETS = {
     'paper': dict(model=dict(), batch_size=16, vocab=PAPER_VOCAB, hash=dict(table_size=500_000), nine=dict(hot_size=100_000, table_size=400_000)),
 }
 
-# name -> (ModelConfig settings, table optimizer); rowwise = lazy row-wise AdamW on the tables (table_optimizer='rowwise')
-# plainhead: the loss through the whole logits (loss_chunk 0), beside the default (on CUDA: chunked, linear_ce.py)
-MEMORIES = {'baseline': ({'memory': 'none'}, 'adamw'), 'hash': ({'memory': 'hash'}, 'adamw'), 'nine': ({'memory': 'nine'}, 'adamw'),
-            'hash_rowwise': ({'memory': 'hash'}, 'rowwise'), 'nine_rowwise': ({'memory': 'nine'}, 'rowwise'),
-            'baseline_plainhead': ({'memory': 'none', 'loss_chunk': 0}, 'adamw'),
-            'hash_plainhead': ({'memory': 'hash', 'loss_chunk': 0}, 'adamw'), 'nine_plainhead': ({'memory': 'nine', 'loss_chunk': 0}, 'adamw'),
-            'hash_host': ({'memory': 'hash', 'engram_tables': 'host'}, 'rowwise'),
-            'nine_host': ({'memory': 'nine', 'engram_tables': 'host'}, 'rowwise')}
+# A timed config is named by its memory, then what it changes from the default run, joined by '_': hash, nine_rowwise,
+# nine_host, hash_plainhead_cudnn... Its settings are ModelConfig's, plus the run settings build_runs applies as train.py.
+MEMORY_KINDS = {'baseline': 'none', 'hash': 'hash', 'nine': 'nine'}
+CHANGES = {'rowwise': {'table_optimizer': 'rowwise'},      # lazy row-wise AdamW on the tables
+           'host': {'engram_tables': 'host', 'table_optimizer': 'rowwise'},      # the tables in host memory (offload.py)
+           'plainhead': {'loss_chunk': 0},                 # the loss through the whole logits (default on CUDA: chunked)
+           'autotune': {'compile_mode': 'max-autotune-no-cudagraphs'}, 'cudagraphs': {'compile_mode': 'reduce-overhead'},
+           # layers.SDPA_BACKENDS but 'auto' (spelled out: --help answers before torch is imported)
+           **{b: {'sdpa_backend': b} for b in ('flash', 'cudnn', 'efficient', 'math')}}
+RUN_DEFAULTS = {'table_optimizer': 'adamw', 'loss_chunk': -1, 'engram_tables': 'device', 'compile_mode': 'default',
+                'sdpa_backend': 'auto'}
 DEFAULT_CONFIGS = 'baseline,hash,nine,hash_rowwise,nine_rowwise'    # the plainhead ones differ on CUDA only
 OFFLOAD_CONFIGS = 'nine,hash_rowwise,hash_host,nine_rowwise,nine_host'  # --preset offload: host tables vs device, same optimizer
+
+def bench_config(name):
+    """The settings of a config name (above); ValueError says what is unknown."""
+    memory, *changes = name.split('_')
+    unknown = [c for c in changes if c not in CHANGES]
+    if memory not in MEMORY_KINDS or unknown:
+        raise ValueError(f"{name!r}: a memory of {','.join(MEMORY_KINDS)}, then changes of {','.join(CHANGES)}, joined by '_'")
+    if memory == 'baseline' and {'rowwise', 'host'} & set(changes):
+        raise ValueError(f"{name!r}: the baseline has no memory tables to update row-wise or keep in host memory")
+    return {'memory': MEMORY_KINDS[memory], **{k: v for c in changes for k, v in CHANGES[c].items()}}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
@@ -65,15 +78,18 @@ def parse_args(argv=None):
     p.add_argument('--count_data', default='iid', choices=('iid', 'text'),
                    help="synthetic tokens for counting: iid Zipf (nearly every 3-gram distinct) or text-like phrases")
     p.add_argument('--no_compile', action='store_true', help='no torch.compile on CUDA')
-    p.add_argument('--configs', default=DEFAULT_CONFIGS, help=f'the training configs timed, of {",".join(MEMORIES)}')
+    p.add_argument('--configs', default=DEFAULT_CONFIGS, help=f"the training configs timed: a memory of {','.join(MEMORY_KINDS)}, "
+                   f"then changes of {','.join(CHANGES)}, joined by '_' (e.g. hash_plainhead, nine_cudnn)")
     p.add_argument('--micro_batches', default='', help='CUDA: peak memory of one Hash and one Nine step per micro-batch, e.g. 8,16')
     p.add_argument('--head_rounds', type=int, default=5, help='rounds timing the head + loss: plain vs chunked (0 = skip)')
     p.add_argument('--profile', type=int, default=0, help='steps of each config under torch.profiler: top ops and the gap over the first config (0 = skip)')
     p.add_argument('--ckpt_steps', type=int, default=6, help='steps timed with and without one eval + checkpoint (0 = skip)')
     p.add_argument('--out', default='bench.json', help='all figures as JSON')
     a = p.parse_args(argv)
-    if set(a.configs.split(',')) - set(MEMORIES):
-        p.error(f"--configs: unknown {sorted(set(a.configs.split(',')) - set(MEMORIES))}; choose among {','.join(MEMORIES)}")
+    try:
+        a.configs = {name: bench_config(name) for name in a.configs.split(',')}
+    except ValueError as e:
+        p.error(f"--configs: {e}")
     if a.steps < 1 or a.table_scale < 1 or min(a.rounds, a.ckpt_steps, a.head_rounds, a.profile) < 0:
         p.error(f"--steps and --table_scale must be >= 1, --rounds, --ckpt_steps, --head_rounds and --profile >= 0 (got "
                 f"{a.steps}, {a.table_scale}, {a.rounds}, {a.ckpt_steps}, {a.head_rounds}, {a.profile})")
@@ -105,13 +121,13 @@ from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from mdx import attention_lsh
 from extensions import ModelConfig
 from offload import HostTables
-from system import device_peak_flops, resolve_device, resolve_loss_chunk
+from system import compile_model, device_peak_flops, resolve_device, resolve_loss_chunk
 from fsafe import DataError, save_json
 
 VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
 # with and without the gate credit loss's extra forward)
-PARTS = {name: ({'memory': 'none', **kw}, 'adamw') for name, kw in {
+PARTS = {name: {'memory': 'none', **kw} for name, kw in {
     'tied_mlp': {}, 'untied': {'embedding': 'untied'}, 'lowrank': {'embedding': 'lowrank', 'embed_rank': 8},
     'mihe': {'embedding': 'mihe', 'embed_buckets': 6288}, 'mihe_mulxor': {'embedding': 'mihe', 'embed_buckets': 6288, 'embed_hash': 'mulxor'},
     'mihe_learned_seeds': {'embedding': 'mihe', 'embed_buckets': 6288, 'embed_seed_choices': 4},
@@ -151,24 +167,25 @@ def setup(preset, device, dtype, n_batches):
     batches = [torch.from_numpy(np.stack([tokens[s - 2:s + T + 1] for s in st]).astype(np.int64)).to(device) for st in starts]
     return p, tokens, index, B, T, device_type, autocast, batches
 
-def build_runs(preset, device, dtype, compile_model, configs, n_batches):
+def build_runs(preset, device, dtype, compile, configs, n_batches):
     """Each config's model (seed 0), optimizer and compiled forward on the preset's synthetic batches."""
     p, tokens, index, B, T, device_type, autocast, batches = setup(preset, device, dtype, n_batches)
     vocab = p.get('vocab', VOCAB)
     index.register_buffer('unigram', torch.bincount(torch.from_numpy(tokens.astype(np.int64)), minlength=vocab))  # balanced MoE
     runs = {}
-    for name, (settings, table_opt) in configs.items():
+    for name, settings in configs.items():
         torch.manual_seed(0)
-        settings = dict(settings)
-        chunk = resolve_loss_chunk(settings.pop('loss_chunk', -1), device_type)     # run settings, as train.py sets them
-        host = settings.pop('engram_tables', 'device') == 'host'
+        run = {k: settings.get(k, d) for k, d in RUN_DEFAULTS.items()}      # run settings, applied as train.py does
+        settings = {k: v for k, v in settings.items() if k not in run}
         cfg = ModelConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
         model = build_model(cfg, index)
+        host = run['engram_tables'] == 'host'
         tables = HostTables(model, pin=device_type == 'cuda') if host else None
         model.to(device)
-        model.loss_chunk = chunk
-        opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, table_opt)
-        fwd = torch.compile(model) if compile_model else model
+        model.loss_chunk = resolve_loss_chunk(run['loss_chunk'], device_type)
+        model.sdpa_backend = run['sdpa_backend']
+        opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, run['table_optimizer'])
+        fwd = compile_model(model, run['compile_mode']) if compile else model
         runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg, autocast=autocast, device_type=device_type,
                           tables=tables, cpu_batches=[b.cpu() for b in batches] if host else None, table_s=[])
     return runs, batches, B, T
@@ -208,11 +225,26 @@ def stage_host_rows(r, i, dev):
     r['tables'].prefetch(r['tables'].step_rows([(b[:, 2:-1], b[:, :2])]), dev)
     return time.perf_counter() - t
 
-def time_training(preset, device, steps, rounds, compile_model, dtype, configs=MEMORIES):
-    runs, batches, B, T = build_runs(preset, device, dtype, compile_model, configs, steps * rounds + 3)
+def warm_up(r, batches, steps=3):
+    """The first steps of run r (compilation, the optimizer's state); on CUDA, the peak memory of this config alone
+    (bytes): its weights and buffers plus what its steps allocated above what was allocated before (the other
+    configs' models, resident beside it, are not counted)."""
+    cuda = r['device_type'] == 'cuda'
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    for j in range(steps):
+        train_step(r, batches, j)
+    if not cuda:
+        return None
+    own = sum(t.numel() * t.element_size() for t in (*r['model'].parameters(), *r['model'].buffers()) if t.is_cuda)
+    return own + torch.cuda.max_memory_allocated() - before
+
+def time_training(preset, device, steps, rounds, compile, dtype, configs):
+    runs, batches, B, T = build_runs(preset, device, dtype, compile, configs, steps * rounds + 3)
     for r in runs.values():        # warm-up (and compilation) outside the timed rounds
-        for j in range(3):
-            train_step(r, batches, j)
+        r['peak_bytes'] = warm_up(r, batches)
     for rnd in range(rounds):      # interleaved: every config sees the same machine state (and the same batches)
         for r in runs.values():
             for s in range(steps):
@@ -227,8 +259,8 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
         out[name] = {'ms_per_step': dt * 1000, 'tok_per_s': B * T / dt, 'mfu': None if np.isnan(mfu) else mfu,
                      'optimizer_share': float(np.median(r['opt_times'])) / dt,
                      'params': r['model'].param_counts()}
-        if r['device_type'] == 'cuda':
-            out[name]['peak_mem_gb'] = torch.cuda.max_memory_allocated() / 1e9
+        if r['peak_bytes'] is not None:
+            out[name]['peak_mem_gb'] = r['peak_bytes'] / 1e9
         if r['tables'] is not None:
             c = r['tables'].counters
             out[name]['host_tables'] = {'table_ms_per_step': float(np.median(r['table_s'])) * 1000,
@@ -239,26 +271,24 @@ def time_training(preset, device, steps, rounds, compile_model, dtype, configs=M
         out['ratio_nine_over_hash_tok_per_s'] = out['nine']['tok_per_s'] / out['hash']['tok_per_s']
     if {'hash', 'baseline'} <= set(out):
         out['ratio_hash_over_baseline_step_time'] = out['hash']['ms_per_step'] / out['baseline']['ms_per_step']
-    out['ratio_rowwise_over_dense_step_time'] = {m: out[f'{m}_rowwise']['ms_per_step'] / out[m]['ms_per_step']
-                                                 for m in ('hash', 'nine') if {m, f'{m}_rowwise'} <= set(out)}
     out['ratio_host_over_device_step_time'] = {m: out[f'{m}_host']['ms_per_step'] / out[f'{m}_rowwise']['ms_per_step']
                                                for m in ('hash', 'nine') if {f'{m}_rowwise', f'{m}_host'} <= set(out)}
-    out['ratio_default_over_plainhead_step_time'] = {m: out[m]['ms_per_step'] / out[f'{m}_plainhead']['ms_per_step']
-                                                     for m in ('baseline', 'hash', 'nine') if {m, f'{m}_plainhead'} <= set(out)}
+    # each changed config against its memory alone (hash_rowwise / hash, nine_plainhead / nine, hash_cudnn / hash, ...)
+    out['ratio_over_memory_alone_step_time'] = {n: out[n]['ms_per_step'] / out[n.split('_')[0]]['ms_per_step']
+                                                for n in runs if '_' in n and n.split('_')[0] in runs}
     return out
 
-def profile_steps(preset, device, dtype, compile_model, configs, steps, top=12):
+def profile_steps(preset, device, dtype, compile, configs, steps, top=12):
     """torch.profiler over `steps` training steps of each config (after 3 warm-up steps): the top ops by self time
     (CUDA kernels on a GPU, CPU ops on a CPU) with their share of the step, and each config's extra time over the
     first config by op: where the step goes, and where Engram's share of it goes."""
     from torch.profiler import ProfilerActivity, profile
-    runs, batches, B, T = build_runs(preset, device, dtype, compile_model, configs, steps + 3)
+    runs, batches, B, T = build_runs(preset, device, dtype, compile, configs, steps + 3)
     cuda = device.startswith('cuda')
     attr = 'self_device_time_total' if cuda else 'self_cpu_time_total'
     out = {}
     for name, r in runs.items():
-        for j in range(3):
-            train_step(r, batches, j)
+        warm_up(r, batches)
         with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
             for j in range(3, len(batches)):
                 train_step(r, batches, j)
@@ -779,6 +809,11 @@ def main():
     cuda = a.device.startswith('cuda')
     preset = a.preset or ('paper' if cuda else 'tiny')
     dtype = torch.bfloat16 if cuda else torch.float32
+    idle = [n for n, c in a.configs.items() if c.get('sdpa_backend') in ('cudnn', 'efficient') and not cuda
+            or c.get('compile_mode', 'default') != 'default' and (a.no_compile or not cuda)]
+    if idle:
+        sys.exit(f"error: --configs {','.join(idle)}: the compile modes need CUDA and compiling (no --no_compile), the "
+                 f"cudnn and efficient kernels CUDA; drop those changes here")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',
@@ -799,15 +834,13 @@ def main():
             print_training(tr, PARTS)
         save_json(a.out, res)           # temp then rename: a link planted at --out is replaced, never written through
         return
-    configs = {k: MEMORIES[k] for k in a.configs.split(',')}      # what --rounds times and --profile profiles
+    configs = a.configs      # what --rounds times and --profile profiles
     if a.rounds:
         res['training'] = tr = time_training(preset, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, configs)
         print_training(tr, configs)
         print(', '.join(f"{k} = {tr[k]:.3f}" for k in ('ratio_nine_over_hash_tok_per_s', 'ratio_hash_over_baseline_step_time') if k in tr))
-        print('row-wise/dense table AdamW step time: ' + ', '.join(f"{m} {v:.3f}" for m, v in tr['ratio_rowwise_over_dense_step_time'].items()))
-        if tr['ratio_default_over_plainhead_step_time']:
-            print('default (chunked loss on CUDA) / plain head step time: ' + ', '.join(
-                f"{m} {v:.3f}" for m, v in tr['ratio_default_over_plainhead_step_time'].items()))
+        if tr['ratio_over_memory_alone_step_time']:
+            print('step time over the memory alone: ' + ', '.join(f"{n} {v:.3f}" for n, v in tr['ratio_over_memory_alone_step_time'].items()))
         res['index'] = time_index(a.device)
         print('index, ns per position: ' + ', '.join(f"{k} {v:.1f}" for k, v in res['index']['ns_per_position'].items()), flush=True)
     if a.profile:
@@ -835,7 +868,7 @@ def time_offload(a, cuda, dtype):
     default, at paper shapes on CUDA (tiny on CPU), the tables' slots times --table_scale."""
     base = PRESETS['paper' if cuda else 'tiny']
     scaled = {m: {**base[m], 'table_size': base[m]['table_size'] * a.table_scale} for m in ('hash', 'nine')}
-    configs = {k: MEMORIES[k] for k in OFFLOAD_CONFIGS.split(',')}
+    configs = {name: bench_config(name) for name in OFFLOAD_CONFIGS.split(',')}
     tr = time_training({**base, **scaled}, a.device, a.steps, a.rounds, cuda and not a.no_compile, dtype, configs)
     print_training(tr, configs)
     print('host / device tables step time (row-wise AdamW both): ' + ', '.join(

@@ -91,7 +91,7 @@ def step_bench(plan, out):
             **{f'{m}_peak_mem_gb': tr[m].get('peak_mem_gb') for m in ('baseline', 'hash', 'nine')},
             'nine_over_hash_tok_per_s': tr['ratio_nine_over_hash_tok_per_s'],
             'hash_plainhead_tok_per_s': tr['hash_plainhead']['tok_per_s'], 'hash_plainhead_peak_mem_gb': tr['hash_plainhead'].get('peak_mem_gb'),
-            'chunked_over_plain_head_step_time': tr['ratio_default_over_plainhead_step_time'].get('hash'),
+            'chunked_over_plain_head_step_time': 1 / tr['ratio_over_memory_alone_step_time']['hash_plainhead'],
             'head_ms': b['head']['ms'], 'head_peak_gb': b['head'].get('peak_gb')}
 
 def step_cadence(plan, out):

@@ -3,11 +3,24 @@ The GPT-2 backbone's parts (nanoGPT), on the floor below model.py and mdx/: atte
 block, the KV cache and the ForwardPass they share, with the backbone's options and the registries of
 part kinds. extensions.py registers the other kinds (mdx/) there, with their options.
 """
+from contextlib import nullcontext
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from configurator import ConfigError
+
+# which kernel scaled_dot_product_attention may use; 'auto': PyTorch's choice per call (flash attention on CUDA)
+SDPA_BACKENDS = {'auto': None, 'flash': SDPBackend.FLASH_ATTENTION, 'cudnn': SDPBackend.CUDNN_ATTENTION,
+                 'efficient': SDPBackend.EFFICIENT_ATTENTION, 'math': SDPBackend.MATH}
+
+def sdpa_backend(name):
+    """The context under which SDPA uses only `name`'s kernel. Entered inside the forward, so a compiled model
+    traces it into its own graph: dynamo does not guard on the global SDPA flags, and a context around a compiled
+    call is ignored once the graph exists (two models compiled in one process share a graph)."""
+    return nullcontext() if SDPA_BACKENDS[name] is None else sdpa_kernel([SDPA_BACKENDS[name]])
 
 class ForwardPass:
     """What the parts of one forward pass share: the token ids, the n-gram route (engram.Route), the

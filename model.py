@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engram import HASHES, MEMORY, EngramGate, NgramIndex, check_engram, has_hot_tier, has_memory
-from layers import ATTENTION, BLOCKS, EMBEDDINGS, FFN, NO_NOISE, ForwardPass, KVCache, check_backbone
+from layers import ATTENTION, BLOCKS, EMBEDDINGS, FFN, NO_NOISE, ForwardPass, KVCache, check_backbone, sdpa_backend
 from linear_ce import chunked_cross_entropy
 from options import check_values, fields_group, option
 
@@ -158,6 +158,7 @@ class GPT(nn.Module):
         self.lm_head = lm_head
         self.loss_chunk = 0          # rows of logits at a time in the loss (linear_ce.py); 0: the plain head. A run
                                      # setting, not the model's: train.py sets it (on CUDA by default)
+        self.sdpa_backend = 'auto'   # attention's SDPA kernel (layers.SDPA_BACKENDS): a run setting too
         self.stack = BLOCKS[config.block].stack     # how the blocks run, one by one or as a whole (mdx/reversible.py)
         self.apply(self._init_weights)
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
@@ -223,7 +224,8 @@ class GPT(nn.Module):
         x = self.transformer.wte(fwd.idx) + self.transformer.wpe(torch.arange(pos, pos + T, device=fwd.idx.device))
         x = self.transformer.drop(fwd.noise('emb', x))
         fwd.memory = {l: self.memory_vector(fwd, l) for l in self.engram_layers}
-        x = self.stack(self.transformer.h, x, fwd)
+        with sdpa_backend(self.sdpa_backend):
+            x = self.stack(self.transformer.h, x, fwd)
         return self.transformer.ln_f(x)
 
     def token_losses(self, x, targets, fwd):

@@ -1,4 +1,5 @@
-"""The machine a run uses, resolved in one place: 'auto' device and dtype, mixed precision, the device's peak FLOPs."""
+"""The machine a run uses, resolved in one place: 'auto' device and dtype, mixed precision, the device's peak FLOPs,
+how the model is compiled."""
 import os
 from contextlib import nullcontext
 
@@ -62,3 +63,11 @@ def resolve_dtype(dtype, device):
     if dtype != 'auto':
         return dtype
     return 'bfloat16' if device.startswith('cuda') and torch.cuda.is_bf16_supported() else 'float32'
+
+# torch.compile's modes; the last two capture CUDA graphs (static shapes and addresses, a private memory pool)
+COMPILE_MODES = ('default', 'max-autotune-no-cudagraphs', 'max-autotune', 'reduce-overhead')
+CUDA_GRAPH_MODES = COMPILE_MODES[2:]
+
+def compile_model(model, mode):
+    """torch.compile in one of COMPILE_MODES: train.py and bench.py compile through here."""
+    return torch.compile(model, mode=None if mode == 'default' else mode)

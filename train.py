@@ -39,8 +39,9 @@ from extensions import MODEL_GROUPS, ModelConfig
 from options import Group, Option, check_values, help_text, merged
 from provenance import provenance
 from resume import check_base, check_resume, fine_tune_base, truncate_metrics
-from system import (autocast_context, device_peak_flops, device_problem, make_deterministic, resolve_device, resolve_dtype,
-                    resolve_loss_chunk)
+from layers import SDPA_BACKENDS
+from system import (COMPILE_MODES, CUDA_GRAPH_MODES, autocast_context, compile_model, device_peak_flops, device_problem,
+                    make_deterministic, resolve_device, resolve_dtype, resolve_loss_chunk)
 from variants import MAINTENANCE
 
 # -----------------------------------------------------------------------------
@@ -123,6 +124,8 @@ def check_system(c):
                           f"matrix does, so the losses stay the plain head's)")
     if c['engram_tables'] == 'host':
         check_host_tables(c)
+    if c['compile_mode'] != 'default' and not c['compile']:
+        raise ConfigError(f"--compile_mode='{c['compile_mode']}' compiles the model, but --compile=False: drop one of them")
     if c['dtype'] == 'float16':
         raise ConfigError("--dtype='float16' needs loss scaling (a GradScaler), which this loop does not do: its "
                           "small gradients would flush to zero. Use 'bfloat16' (A100/H100, the default on CUDA) or 'float32'.")
@@ -138,6 +141,10 @@ def check_host_tables(c):
     if int(os.environ.get('WORLD_SIZE', 1)) > 1:
         raise ConfigError("--engram_tables='host' keeps one host copy of the tables per process, not shared between "
                           "DDP ranks: run one process, or --engram_tables='device'")
+    if c['compile_mode'] in CUDA_GRAPH_MODES:
+        raise ConfigError(f"--compile_mode='{c['compile_mode']}' replays CUDA graphs, which would read the staged rows at "
+                          f"their addresses when captured; with --engram_tables='host' use 'default' or "
+                          f"'max-autotune-no-cudagraphs'")
     on = [k for k in ('hot_ramp_iters', 'hot_teacher', 'hot_weight_decay') if c[k]]
     if on:
         raise ConfigError(f"{', '.join('--' + k for k in on)} read or decay table rows beyond each step's own reads; "
@@ -149,6 +156,11 @@ SYSTEM = Group('system', dict(
     dtype=Option('auto', "'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' ('float16' is refused: no GradScaler)",
                  choices=('auto', 'float32', 'bfloat16', 'float16'), run_only=True),
     compile=Option(True, 'torch.compile (CUDA only)', run_only=True),
+    compile_mode=Option('default', "torch.compile's mode (opt-in, each compiles for minutes): 'max-autotune-no-cudagraphs' "
+                        "(autotuned kernels) | 'max-autotune' / 'reduce-overhead' (+ CUDA graphs: not with host tables, and "
+                        "an out-of-memory step is not redone in smaller micro-batches)", choices=COMPILE_MODES, run_only=True),
+    sdpa_backend=Option('auto', "attention's kernel: 'auto' (PyTorch's choice: flash on CUDA) | 'flash' | 'cudnn' | "
+                        "'efficient' (CUDA only) | 'math'", choices=tuple(SDPA_BACKENDS), run_only=True),
     loss_chunk=Option(-1, 'rows of logits at a time in the loss (chunked linear + cross-entropy, never the whole logits: '
                       'linear_ce.py); 0 = the plain head; -1 = auto: 4096 on CUDA, 0 on CPU', at_least=-1, run_only=True),
     deterministic=Option(False, 'bit-reproducible kernels (a resumed CUDA run equals the uninterrupted one; slower): '
@@ -203,6 +215,9 @@ def resolve_system(cfg):
         raise ConfigError(device_problem(cfg['device']))
     if not cfg['device'].startswith('cuda'):
         cfg['backend'] = 'gloo'             # what DDP uses on CPU: config.json says what ran
+        if cfg['sdpa_backend'] in ('cudnn', 'efficient'):
+            raise ConfigError(f"--sdpa_backend='{cfg['sdpa_backend']}' is a CUDA kernel; on {cfg['device']} use 'auto', "
+                              f"'flash' or 'math'")
     cfg['dtype'] = resolve_dtype(cfg['dtype'], cfg['device'])
 
 def init_distributed(cfg):
@@ -397,6 +412,7 @@ class Run:
         noise = Noise.from_config(cfg) if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')) else None
         self.raw_model = build_model(self.mcfg, index, noise)
         self.raw_model.loss_chunk = resolve_loss_chunk(cfg['loss_chunk'], self.device_type)
+        self.raw_model.sdpa_backend = cfg['sdpa_backend']
         if ckpt is not None:
             load_weights(self.raw_model, ckpt['model'], f"checkpoint {self.ckpt_path}")
         if base is not None:
@@ -416,7 +432,7 @@ class Run:
         self.resumed_at = self.iter_num if ckpt is not None else None
         self.model = self.raw_model
         if cfg['compile'] and self.device_type == 'cuda':
-            self.model = torch.compile(self.model)
+            self.model = compile_model(self.model, cfg['compile_mode'])
         self.eval_model = self.model       # compiled too (a second graph for eval mode), not DDP-wrapped
         if self.ddp:
             self.model = wrap_ddp(self.model, self.device_type)
@@ -712,6 +728,8 @@ class Trainer:
             if self.run.ddp:   # all-reduce gradients only on the last micro-step (nanoGPT)
                 self.run.model.require_backward_grad_sync = j == self.local_G - 1
             x, y, prev = self.next_batch
+            if self.cfg['compile_mode'] in CUDA_GRAPH_MODES:   # the graphs' outputs of the last micro-step are consumed
+                torch.compiler.cudagraph_mark_step_begin()
             with self.run.autocast:
                 _, loss, _ = self.run.model(x, y, prev=prev, step=self.step_t)
                 loss = loss / self.local_G
@@ -727,9 +745,11 @@ class Trainer:
         """After an out-of-memory: redo the iteration with micro-batches half as large and twice as many (the
         windows are split-invariant: the same experiment, the same losses)."""
         cfg, B = self.cfg, self.cfg['batch_size']
-        if B % 2 or self.run.ddp:              # DDP: one rank cannot change the split alone
-            raise ConfigError(f"out of GPU memory at micro-batch {B}{' under DDP' if self.run.ddp else ''}; set a smaller "
-                              f"--batch_size and a larger --gradient_accumulation_steps (the same global batch)")
+        graphs = cfg['compile_mode'] in CUDA_GRAPH_MODES     # their captured graphs keep their memory pool
+        if B % 2 or self.run.ddp or graphs:    # DDP: one rank cannot change the split alone
+            why = ' under DDP' if self.run.ddp else f" with --compile_mode='{cfg['compile_mode']}'" if graphs else ''
+            raise ConfigError(f"out of GPU memory at micro-batch {B}{why}; set a smaller --batch_size and a larger "
+                              f"--gradient_accumulation_steps (the same global batch)")
         self.run.optimizer.zero_grad(set_to_none=True)
         if self.run.tables is not None:
             self.run.tables.table.staged.grad = None

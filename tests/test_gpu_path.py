@@ -299,3 +299,78 @@ def test_deterministic_mode_sets_cublas_workspace_and_deterministic_algorithms_b
     out = {flag: subprocess.run([sys.executable, '-c', code, cfg_path, f'--deterministic={flag}'], cwd=ROOT, env=env,
                                 capture_output=True, text=True, check=True).stdout.split() for flag in (True, False)}
     assert out[True] == ['True', ':4096:8'] and out[False] == ['False', 'None']
+
+
+def test_each_compiled_model_runs_the_sdpa_kernel_its_run_chose(gen_data):
+    """--sdpa_backend is entered inside the forward: two models compiled in one process (bench.py's side-by-side
+    configs) each run their own kernel. Compiled first, math must not leak into the flash model's graph (a context
+    around the compiled call would: dynamo does not guard on the SDPA flags, and both models share a graph)."""
+    from torch.profiler import ProfilerActivity, profile
+    torch._dynamo.reset()
+    data = TokenData(gen_data, 2)
+    x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 50]), 32))
+    kernels = {}
+    for backend in ('math', 'flash', 'auto'):
+        model = tiny_model(gen_data, 'nine')
+        model.sdpa_backend = backend
+        compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+        compiled(x, y, prev=c)[1].backward()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            compiled(x, y, prev=c)[1].backward()
+        kernels[backend] = {e.key for e in prof.key_averages()}
+    flash = 'aten::_scaled_dot_product_flash_attention_for_cpu'
+    assert flash not in kernels['math'] and flash in kernels['flash'] and flash in kernels['auto']
+
+def test_the_run_sets_its_sdpa_backend_and_refuses_a_cuda_kernel_on_the_cpu(tmp_path, gen_data):
+    cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2)
+    def run_with(*args):
+        cfg = train.default_config()
+        apply_config(cfg, [cfg_path, *args], train.config_keys)
+        return train.Run(cfg)
+    assert run_with("--sdpa_backend='math'").raw_model.sdpa_backend == 'math'
+    assert run_with().raw_model.sdpa_backend == 'auto'
+    with pytest.raises(train.ConfigError, match="--sdpa_backend='cudnn' is a CUDA kernel; on cpu use"):
+        run_with("--sdpa_backend='cudnn'", "--device='cpu'")
+
+def test_compile_modes_reach_torch_compile_and_cuda_graphs_refuse_what_they_cannot_do(tmp_path, gen_data, monkeypatch):
+    """The mode reaches torch.compile (train.py and bench.py compile through system.compile_model); CUDA graphs
+    (fixed addresses, a private memory pool) are refused with host tables and do not redo an out-of-memory step."""
+    import system
+    from model import GPT
+    modes = []
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda m, mode=None: modes.append(mode) or compile_(m, mode=mode))
+    for mode in system.COMPILE_MODES:
+        system.compile_model(torch.nn.Linear(2, 2), mode)
+    assert modes == [None, 'max-autotune-no-cudagraphs', 'max-autotune', 'reduce-overhead']
+    cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2)
+    for args, message in [(["--compile_mode='reduce-overhead'", "--engram_tables='host'", "--table_optimizer='rowwise'"],
+                           "replays CUDA graphs"), (["--compile_mode='max-autotune'", '--compile=False'], '--compile=False')]:
+        with pytest.raises(train.ConfigError, match=message):
+            train.main([cfg_path, f"--out_dir='{tmp_path / 'refused'}'", *args])
+    forward = GPT.forward
+    def small_gpu(self, x, *a, **k):
+        if self.training and x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory (faked)')
+        return forward(self, x, *a, **k)
+    monkeypatch.setattr(GPT, 'forward', small_gpu)
+    with pytest.raises(train.ConfigError, match="out of GPU memory at micro-batch 4 with --compile_mode='reduce-overhead'"):
+        train.main([cfg_path, f"--out_dir='{tmp_path / 'graphs'}'", "--compile_mode='reduce-overhead'", '--compile=True'])
+
+def test_a_bench_config_name_is_its_memory_and_its_changes_and_each_change_reaches_the_run():
+    """bench.py's side-by-side configs: 'nine_host_math' is Nine with host tables (row-wise AdamW) and the math
+    kernel; each run setting lands where train.py puts it; unknown or meaningless names are refused in one line."""
+    import bench
+    assert bench.bench_config('nine_host_math') == {'memory': 'nine', 'engram_tables': 'host', 'table_optimizer': 'rowwise',
+                                                    'sdpa_backend': 'math'}
+    names = ('hash_plainhead_math', 'hash_rowwise', 'nine_host', 'baseline')
+    runs = bench.build_runs('tiny', 'cpu', torch.float32, False, {n: bench.bench_config(n) for n in names}, 1)[0]
+    assert [runs[n]['model'].sdpa_backend for n in names] == ['math', 'auto', 'auto', 'auto']
+    assert [runs[n]['tables'] is not None for n in names] == [False, False, True, False]
+    assert [any(g.get('rowwise') for g in runs[n]['opt'].param_groups) for n in names[:2]] == [False, True]
+    assert runs['baseline']['cfg'].memory == 'none' and runs['hash_rowwise']['cfg'].memory == 'hash'
+    for argv, message in [(['--configs', 'hash_fast'], "'hash_fast': a memory of baseline,hash,nine, then changes of"),
+                          (['--configs', 'baseline_rowwise'], 'the baseline has no memory tables'),
+                          (['--configs', 'hash_cudnn', '--device', 'cpu', '--rounds', '1'], 'the cudnn and efficient kernels CUDA')]:
+        r = run(['bench.py', *argv], check=False)
+        assert r.returncode != 0 and message in r.stderr and 'Traceback' not in r.stderr

@@ -102,7 +102,7 @@ def test_bench_profile_names_the_ops_of_a_step_and_the_gap_over_the_first_config
     """The profile bench.py --profile prints: per config every op's time per step (summing to the step's op time),
     the top ones with their shares, and for Hash its time over the baseline's, op by op."""
     import bench
-    prof = bench.profile_steps('tiny', 'cpu', torch.float32, False, {k: bench.MEMORIES[k] for k in ('baseline', 'hash')}, 1)
+    prof = bench.profile_steps('tiny', 'cpu', torch.float32, False, {k: bench.bench_config(k) for k in ('baseline', 'hash')}, 1)
     assert set(prof) == {'baseline', 'hash'}
     for r in prof.values():
         assert sum(r['ops'].values()) == pytest.approx(r['ms_per_step']) and 'aten::mm' in r['ops']

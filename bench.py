@@ -354,23 +354,51 @@ def time_head(preset, device, dtype, rounds):
     paths = {'plain': lambda: F.cross_entropy(x @ W.t(), t, reduction='none').mean()}
     for k in (4, 16):
         paths[f'chunk {rows // k}'] = lambda c=rows // k: chunked_cross_entropy(x, W, t, c)[1]
-    times, peak = {n: [] for n in paths}, {}
+    fused, unavailable = fused_heads(x, W, t, dtype) if cuda else ({}, {})
+    paths.update(fused)
+    times, peak, loss_value = {n: [] for n in paths}, {}, {}
     for r in range(rounds + 1):                          # round 0: warm-up
-        for name, loss in paths.items():
+        for name, loss in list(paths.items()):
             if cuda:
                 torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
             t0 = time.perf_counter()
-            with autocast:
-                l = loss()
-            l.backward()
+            try:
+                with autocast:
+                    l = loss()
+                l.backward()
+            except Exception as e:          # another package's kernel that fails here is reported, not the whole bench
+                if name not in fused:
+                    raise
+                unavailable[name] = f'{type(e).__name__}: {e}'[:300]
+                del paths[name], times[name]
+                continue
             if cuda:
                 torch.cuda.synchronize(); peak[name] = (torch.cuda.max_memory_allocated() - base) / 1e9
             if r:
                 times[name].append(time.perf_counter() - t0)
+            loss_value[name] = float(l.detach())
             x.grad = W.grad = None
     ms = {n: 1000 * float(np.median(v)) for n, v in times.items()}
     return {'rows': rows, 'width': C, 'vocab': V, 'ms': ms, 'ratio_over_plain': {n: v / ms['plain'] for n, v in ms.items()},
-            **({'peak_gb': peak} if cuda else {})}
+            'loss': loss_value, **({'peak_gb': peak, 'unavailable': unavailable} if cuda else {})}
+
+def fused_heads(x, W, t, dtype):
+    """CUDA: the fused linear + cross-entropy kernels of Liger-Kernel and cut-cross-entropy (Triton; issue 40 asks to
+    compare them with linear_ce.py), where installed (`pip install --no-deps` their wheels: the GPU image has Triton),
+    on the same bf16 inputs: ({name: loss function}, {name: why not})."""
+    paths, unavailable = {}, {}
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+        liger = LigerFusedLinearCrossEntropyLoss()
+        paths['liger'] = lambda: liger(W.to(dtype), x.to(dtype), t)
+    except ImportError as e:
+        unavailable['liger'] = str(e)
+    try:
+        from cut_cross_entropy import linear_cross_entropy
+        paths['cut-cross-entropy'] = lambda: linear_cross_entropy(x.to(dtype), W.to(dtype), t)
+    except ImportError as e:
+        unavailable['cut-cross-entropy'] = str(e)
+    return paths, unavailable
 
 def print_training(tr, names):
     print(f"{'config':>18} {'ms/step':>9} {'tok/s':>10} {'MFU':>6} {'optim share':>12} {'params':>12}")
@@ -851,6 +879,8 @@ def main():
         print(f"head + cross-entropy, {h['rows']:,} rows x {h['width']} -> {h['vocab']:,}: " + ', '.join(
             f"{n} {v:.1f} ms ({h['ratio_over_plain'][n]:.2f}x)" + (f", peak {h['peak_gb'][n]:.2f} GB" if 'peak_gb' in h else '')
             for n, v in h['ms'].items()), flush=True)
+        for n, why in h.get('unavailable', {}).items():
+            print(f"  {n}: not timed ({why})")
     if a.micro_batches and cuda:
         res['peak_memory'] = pm = peak_memory(preset, a.device, dtype, [int(b) for b in a.micro_batches.split(',')])
         print('peak memory of one step: ' + ', '.join(f"{k} {v if isinstance(v, str) else f'{v:.1f} GB'}" for k, v in pm.items()), flush=True)

@@ -25,9 +25,12 @@ def make_deterministic():
     """Bit-reproducible kernels, so a resumed CUDA run equals the uninterrupted one: cuBLAS's fixed workspace (read
     when its first handle is made: call this before any matmul), torch's deterministic algorithms (scatter/index_add
     and the embedding backward take their sorted paths; inductor follows the same flag; an op with no deterministic
-    path raises instead of drifting), no cuDNN autotuning. Slower; off by default (the paper's runs)."""
+    path raises instead of drifting), inductor's deterministic mode (no on-device benchmarking that picks a kernel by
+    its timing, which a resumed process could pick differently), no cuDNN autotuning. Slower; off by default."""
     os.environ['CUBLAS_WORKSPACE_CONFIG'] = ':4096:8'
     torch.use_deterministic_algorithms(True)
+    import torch._inductor.config as inductor
+    inductor.deterministic = True
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
 

@@ -294,11 +294,12 @@ def test_deterministic_mode_sets_cublas_workspace_and_deterministic_algorithms_b
     cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
     code = ("import os, sys, torch, train; cfg = train.default_config(); "
             "train.apply_config(cfg, sys.argv[1:], train.config_keys); train.Run(cfg); "
-            "print(torch.are_deterministic_algorithms_enabled(), os.environ.get('CUBLAS_WORKSPACE_CONFIG'))")
+            "import torch._inductor.config as i; "
+            "print(torch.are_deterministic_algorithms_enabled(), os.environ.get('CUBLAS_WORKSPACE_CONFIG'), i.deterministic)")
     env = {k: v for k, v in os.environ.items() if k != 'CUBLAS_WORKSPACE_CONFIG'}
     out = {flag: subprocess.run([sys.executable, '-c', code, cfg_path, f'--deterministic={flag}'], cwd=ROOT, env=env,
                                 capture_output=True, text=True, check=True).stdout.split() for flag in (True, False)}
-    assert out[True] == ['True', ':4096:8'] and out[False] == ['False', 'None']
+    assert out[True] == ['True', ':4096:8', 'True'] and out[False] == ['False', 'None', 'False']
 
 
 def test_each_compiled_model_runs_the_sdpa_kernel_its_run_chose(gen_data):

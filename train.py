@@ -156,7 +156,7 @@ SYSTEM = Group('system', dict(
     dtype=Option('auto', "'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' ('float16' is refused: no GradScaler)",
                  choices=('auto', 'float32', 'bfloat16', 'float16'), run_only=True),
     compile=Option(True, 'torch.compile (CUDA only)', run_only=True),
-    compile_mode=Option('default', "torch.compile's mode (opt-in, each compiles for minutes): 'max-autotune-no-cudagraphs' "
+    compile_mode=Option('default', "torch.compile's mode; opt-in, compiling for minutes: 'max-autotune-no-cudagraphs' "
                         "(autotuned kernels) | 'max-autotune' / 'reduce-overhead' (+ CUDA graphs: not with host tables, and "
                         "an out-of-memory step is not redone in smaller micro-batches)", choices=COMPILE_MODES, run_only=True),
     sdpa_backend=Option('auto', "attention's kernel: 'auto' (PyTorch's choice: flash on CUDA) | 'flash' | 'cudnn' | "

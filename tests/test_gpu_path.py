@@ -214,20 +214,24 @@ def test_ddp_does_not_broadcast_the_index_buffers(gen_data, tmp_path):
         dist.destroy_process_group()
 
 
+def fake_a_small_gpu(monkeypatch, windows=2):
+    """A CUDA out-of-memory error for every training forward of more than `windows` windows."""
+    from model import GPT
+    forward = GPT.forward
+    def small_gpu(self, x, *a, **k):
+        if self.training and x.shape[0] > windows:
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB (faked)')
+        return forward(self, x, *a, **k)
+    monkeypatch.setattr(GPT, 'forward', small_gpu)
+
 def test_out_of_memory_halves_the_micro_batch_and_the_run_equals_that_split_chosen_by_hand(tmp_path, gen_data, monkeypatch):
     """A faked CUDA OOM for micro-batches above 2 windows: the loop redoes the iteration at 2 x 4 instead of
     4 x 2, and the run is the one trained at 2 x 4 from the start."""
     import train
-    from model import GPT
     from test_train import micro_config, rows, weights
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=6, lr_decay_iters=6, eval_interval=3)
     train.main([cfg_path, f"--out_dir='{tmp_path / 'by_hand'}'", '--batch_size=2', '--gradient_accumulation_steps=4'])
-    forward = GPT.forward
-    def small_gpu(self, x, *a, **k):
-        if self.training and x.shape[0] > 2:
-            raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB (faked)')
-        return forward(self, x, *a, **k)
-    monkeypatch.setattr(GPT, 'forward', small_gpu)
+    fake_a_small_gpu(monkeypatch)
     train.main([cfg_path, f"--out_dir='{tmp_path / 'auto'}'"])
     assert rows(tmp_path / 'auto') == rows(tmp_path / 'by_hand')
     assert rows(tmp_path / 'auto', 'train') == rows(tmp_path / 'by_hand', 'train')
@@ -337,7 +341,6 @@ def test_compile_modes_reach_torch_compile_and_cuda_graphs_refuse_what_they_cann
     """The mode reaches torch.compile (train.py and bench.py compile through system.compile_model); CUDA graphs
     (fixed addresses, a private memory pool) are refused with host tables and do not redo an out-of-memory step."""
     import system
-    from model import GPT
     modes = []
     compile_ = torch.compile
     monkeypatch.setattr(torch, 'compile', lambda m, mode=None: modes.append(mode) or compile_(m, mode=mode))
@@ -349,12 +352,7 @@ def test_compile_modes_reach_torch_compile_and_cuda_graphs_refuse_what_they_cann
                            "replays CUDA graphs"), (["--compile_mode='max-autotune'", '--compile=False'], '--compile=False')]:
         with pytest.raises(train.ConfigError, match=message):
             train.main([cfg_path, f"--out_dir='{tmp_path / 'refused'}'", *args])
-    forward = GPT.forward
-    def small_gpu(self, x, *a, **k):
-        if self.training and x.shape[0] > 2:
-            raise torch.cuda.OutOfMemoryError('CUDA out of memory (faked)')
-        return forward(self, x, *a, **k)
-    monkeypatch.setattr(GPT, 'forward', small_gpu)
+    fake_a_small_gpu(monkeypatch)
     with pytest.raises(train.ConfigError, match="out of GPU memory at micro-batch 4 with --compile_mode='reduce-overhead'"):
         train.main([cfg_path, f"--out_dir='{tmp_path / 'graphs'}'", "--compile_mode='reduce-overhead'", '--compile=True'])
 

@@ -264,7 +264,7 @@ def time_training(preset, device, steps, rounds, compile, dtype, configs):
         if r['tables'] is not None:
             c = r['tables'].counters
             out[name]['host_tables'] = {'table_ms_per_step': float(np.median(r['table_s'])) * 1000,
-                                        **{f'{k}_per_step': c[k] / c['steps'] for k in ('rows_staged', 'rows_shared', 'rows_updated',
+                                        **{f'{k}_per_step': c[k] / c['steps'] for k in ('rows_staged', 'rows_shared', 'rows_hot', 'rows_updated',
                                                                                       'bytes_in', 'bytes_out')},
                                         'hot_lookup_share': c['hot_lookups'] / max(1, c['lookups'])}
     if {'nine', 'hash'} <= set(out):
@@ -906,7 +906,7 @@ def time_offload(a, cuda, dtype):
     for m in ('hash_host', 'nine_host'):
         h = tr[m]['host_tables']
         print(f"{m}: {h['rows_staged_per_step']:,.0f} rows staged per step ({h['rows_shared_per_step']:,.0f} from the step "
-              f"before), {h['bytes_in_per_step'] / 2**20:.1f} MiB in, {h['bytes_out_per_step'] / 2**20:.1f} MiB out, "
+              f"before, {h['rows_hot_per_step']:,.0f} from the resident hot tier), {h['bytes_in_per_step'] / 2**20:.1f} MiB in, {h['bytes_out_per_step'] / 2**20:.1f} MiB out, "
               f"{h['table_ms_per_step']:.1f} ms of the step in staging and the table update; hot lookups "
               f"{100 * h['hot_lookup_share']:.1f}%")
     return tr

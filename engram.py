@@ -255,6 +255,11 @@ class EngramMemory(nn.Module):
         return torch.cat([self.order_rows(route.keys[o], route.slots[o] if route.slots is not None else None, oi, o, use_hot)
                           for oi, o in enumerate(self.orders)], dim=-1)
 
+    def hot_row_ids(self):
+        """Every row of the hot tier (all table sets, all orders), ascending: none for Hash."""
+        hot = torch.arange(self.hot_rows * self.K)
+        return torch.cat([s * self.rows_per_set + int(b) + hot for s in range(self.n_sets) for b in self.hot_base.cpu()])
+
     def table_rows(self, rows, table_set=0):
         """Rows of one table set as rows of the one table parameter."""
         return rows + table_set * self.rows_per_set

@@ -10,6 +10,9 @@ only (Eq. 1, Algorithm 1), so before step t+1's forward:
      step t runs (`prefetch`): no step can change them before t+1 reads them;
   3. after step t's update, the rows both steps read come from step t's updated rows on the device (`advance`):
      a row read by batch t+1 and updated at step t arrives updated.
+Nine's hot tier (a few hundred thousand rows, read by most positions) stays on the device with its moments: its
+rows are staged from there and written back there, never crossing to the host during training; host memory gets
+them back before an eval reads the table or a checkpoint saves it (`sync_hot`).
 The forward reads the staged rows (HostTable); the backward leaves their gradient on the device; the row-wise
 AdamW (optim.adamw_rows, the same arithmetic as table_optimizer='rowwise' on the device) updates the rows with a
 nonzero gradient there, and they are written back to host memory. Evaluation reads rows from host memory directly.
@@ -61,13 +64,32 @@ class HostTables:
         if pin:
             self.exp_avg, self.exp_avg_sq, self.row_step = (t.pin_memory() for t in (self.exp_avg, self.exp_avg_sq, self.row_step))
         self.index, self.memory = copy.deepcopy(model.index), cpu_copy_without_table(mem)
+        self.hot_ids = mem.hot_row_ids()    # the hot tier's rows, ascending (none for Hash): resident on the device
+        self.hot = None                     # their weight and AdamW state there, placed at the first advance()
         self.reads = sorted(set(mem.reads.values()))
         self.stream = None
         self.rows_cpu = torch.empty(0, dtype=torch.long)    # the staged rows, a CPU copy (no device sync to read them)
         self.updates = 0                # optimizer steps of the table (its AdamW 'step' in a checkpoint)
         self.next = None                # what prefetch() gathered for the next step
-        self.counters = {'steps': 0, 'rows_staged': 0, 'rows_shared': 0, 'rows_updated': 0, 'bytes_in': 0, 'bytes_out': 0,
-                         'lookups': 0, 'hot_lookups': 0}   # lookups: (position, order) pairs routed; hot: by the hot tier
+        self.counters = {'steps': 0, 'rows_staged': 0, 'rows_shared': 0, 'rows_hot': 0, 'rows_updated': 0, 'bytes_in': 0,
+                         'bytes_out': 0, 'lookups': 0, 'hot_lookups': 0}
+        # rows_shared: staged from the step before; rows_hot: from the resident hot tier; lookups: (position, order)
+        # pairs routed, hot_lookups: those the hot tier answered
+
+    def host_state(self):
+        return self.table.weight, self.exp_avg, self.exp_avg_sq, self.row_step
+
+    def resident(self, device):
+        """The hot tier's rows (weight, exp_avg, exp_avg_sq, row_step) on the device, copied there on first use."""
+        if self.hot is None:
+            self.hot = [t[self.hot_ids].to(device) for t in self.host_state()]
+        return self.hot
+
+    def sync_hot(self):
+        """Host memory gets the resident hot rows back (before an eval reads the table or a checkpoint saves it)."""
+        if self.hot is not None:
+            for dst, src in zip(self.host_state(), self.hot):
+                dst[self.hot_ids] = src.cpu()
 
     def step_rows(self, windows):
         """Every table row a step's micro-batches (x, prev) read: sorted, unique (CPU)."""
@@ -81,9 +103,10 @@ class HostTables:
         return torch.unique(torch.cat(ids))
 
     def prefetch(self, rows, device):
-        """Gather the rows of the next step that this step does not read (their host copy is current) and start
-        their copy to the device; called while this step runs."""
-        fresh = ~torch.isin(rows, self.rows_cpu)
+        """Gather the rows of the next step that this step does not read and the hot tier does not hold (their host
+        copy is current) and start their copy to the device; called while this step runs."""
+        hot = torch.isin(rows, self.hot_ids)
+        fresh = ~torch.isin(rows, self.rows_cpu) & ~hot
         host = rows[fresh]
         parts = [t[host] for t in (self.table.weight, self.exp_avg, self.exp_avg_sq)] + [self.row_step[host]]
         if device.type == 'cuda':
@@ -94,33 +117,40 @@ class HostTables:
         else:
             parts = [p.to(device) for p in parts]
         self.counters['bytes_in'] += sum(p.numel() * p.element_size() for p in parts)
-        self.next = (rows, fresh, parts)
+        self.next = (rows, fresh, hot, parts)
 
     def advance(self, device):
-        """Stage the prefetched step: the rows this step also read from its updated device copy, the others from
-        the prefetch. Must follow this step's update (update())."""
-        rows, fresh, parts = self.next
+        """Stage the prefetched step: hot rows from the resident hot tier, the rows this step also read from its
+        updated device copy, the others from the prefetch. Must follow this step's update (update())."""
+        rows, fresh, hot, parts = self.next
+        shared = ~fresh & ~hot
         if self.stream is not None:
             torch.cuda.current_stream(device).wait_stream(self.stream)
         w, m, v, t = (torch.empty((len(rows), *p.shape[1:]), dtype=p.dtype, device=device) for p in parts)
         # positions as indices made on the CPU: a boolean mask on the device would sync it
-        at_fresh, at_shared = (i.nonzero().squeeze(1).to(device) for i in (fresh, ~fresh))
+        at_fresh, at_shared, at_hot = (i.nonzero().squeeze(1).to(device) for i in (fresh, shared, hot))
         for dst, p in zip((w, m, v, t), parts):
             dst[at_fresh] = p
+        if len(self.hot_ids):
+            hot_at = torch.searchsorted(self.hot_ids, rows[hot]).to(device)
+            for dst, src in zip((w, m, v, t), self.resident(device)):
+                dst[at_hot] = src[hot_at]
         if self.table.rows is not None:
-            src_at = torch.searchsorted(self.table.rows, rows[~fresh].to(device))
+            src_at = torch.searchsorted(self.table.rows, rows[shared].to(device))
             for dst, src in zip((w, m, v, t), (self.table.staged.detach(), *self.staged_moments)):
                 dst[at_shared] = src[src_at]
         self.table.rows, self.table.staged, self.staged_moments = rows.to(device), w.requires_grad_(), (m, v, t)
         self.rows_cpu = rows
         self.counters['steps'] += 1
         self.counters['rows_staged'] += len(rows)
-        self.counters['rows_shared'] += int((~fresh).sum())
+        self.counters['rows_shared'] += int(shared.sum())
+        self.counters['rows_hot'] += int(hot.sum())
         self.next = None
 
     @torch.no_grad()
     def update(self, lr, weight_decay, betas, eps=1e-8):
-        """Row-wise AdamW on the staged rows with a nonzero gradient, on the device; written back to host memory."""
+        """Row-wise AdamW on the staged rows with a nonzero gradient, on the device; written back to the resident hot
+        tier (hot rows) and to host memory (the others)."""
         grad = self.table.staged.grad
         if grad is None:
             return
@@ -130,9 +160,16 @@ class HostTables:
                                             lr, weight_decay, betas[0], betas[1], eps)
         self.table.staged.detach()[sel], m[sel], v[sel], t[sel] = w, m_new, v_new, t_new
         host = self.table.rows[sel].cpu()
-        for dst, src in zip((self.table.weight, self.exp_avg, self.exp_avg_sq, self.row_step), (w, m_new, v_new, t_new)):
-            dst[host] = src.cpu()
-            self.counters['bytes_out'] += src.numel() * src.element_size()
+        hot = torch.isin(host, self.hot_ids)
+        at_hot, at_cold = (i.nonzero().squeeze(1).to(w.device) for i in (hot, ~hot))
+        if len(self.hot_ids):
+            hot_at = torch.searchsorted(self.hot_ids, host[hot]).to(w.device)
+            for dst, src in zip(self.resident(w.device), (w, m_new, v_new, t_new)):
+                dst[hot_at] = src[at_hot]
+        for dst, src in zip(self.host_state(), (w, m_new, v_new, t_new)):
+            cold = src[at_cold].cpu()
+            dst[host[~hot]] = cold
+            self.counters['bytes_out'] += cold.numel() * cold.element_size()
         self.counters['rows_updated'] += len(sel)
         self.updates += 1
         self.table.staged.grad = None
@@ -161,6 +198,7 @@ class HostTables:
             for dst, k in ((self.exp_avg, 'exp_avg'), (self.exp_avg_sq, 'exp_avg_sq'), (self.row_step, 'row_step')):
                 dst.copy_(st[k])
             self.updates = int(st['step'])
+        self.hot = None                     # placed again from host memory at the next advance()
         optimizer.load_state_dict({'state': {k: v for k, v in sd['state'].items() if k != n},
                                    'param_groups': [g for g in sd['param_groups'] if g is not table_group]})
 

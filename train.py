@@ -554,6 +554,8 @@ class Trainer:
         """Stratified metrics on the fixed validation windows: printed, logged, and a checkpoint saved."""
         cfg, it = self.cfg, self.iter_num
         r = self.run
+        if r.tables is not None:            # the table as the eval reads it, and as best.pt / snapshots save it
+            r.tables.sync_hot()
         m = evaluate(r.eval_model, r.data, r.val_starts, cfg['eval_batch_size'], r.dev, r.autocast, r.orders, r.rank, r.world,
                      self.all_reduce)
         if int(self.bad_iter) >= 0 or not math.isfinite(m['val_loss']):
@@ -597,6 +599,8 @@ class Trainer:
         """ckpt.pt: everything an exact resume needs, written in the background (CheckpointWriter); at the end
         with final_ckpt='weights', the weights only (a finished run needs no AdamW moments to be evaluated)."""
         cuda = self.run.device_type == 'cuda'
+        if self.run.tables is not None:
+            self.run.tables.sync_hot()
         self.check_finite(self.run.ckpt_path)
         self.run.data.check_unchanged()
         if not self.run.master:                 # the ranks hold the same state: one writer (rank 0)

@@ -26,7 +26,8 @@ def same_run(a, b):
                                               ('nine', dict(engram_shared_tables=False, hot_layers=(2,), hot_dropout=0.2))])
 def test_host_tables_give_the_device_run_byte_for_byte_and_stage_rows(tmp_path, gen_data, memory, variants):
     """Hash, Nine, and Nine with the variants that change which tables a layer reads (per-layer tables, hot
-    layers) or drop hot rows: the same run with the tables in host memory."""
+    layers) or drop hot rows: the same run with the tables in host memory, Nine's hot tier resident on the device
+    (an eval or a checkpoint that read host memory without its hot rows back would differ)."""
     cfg_path, cfg = micro_config(tmp_path, gen_data, memory=memory, **SETTINGS, **variants)
     dev, host = tmp_path / 'device', tmp_path / 'host'
     run(['train.py', cfg_path, f"--out_dir='{dev}'"])
@@ -37,6 +38,10 @@ def test_host_tables_give_the_device_run_byte_for_byte_and_stage_rows(tmp_path, 
     assert counters['rows_updated'] > 0 and counters['rows_shared'] > 0 and counters['bytes_in'] > 0
     table = weights(host)['memory.table.weight']
     assert counters['rows_staged'] < 7 * table.shape[0]      # a step stages the rows it reads, not the table
+    # Nine's hot tier stays on the device: its rows never come from the host (weight, 2 moments, step: 3d + 1 floats)
+    assert (counters['rows_hot'] > 0) == (memory == 'nine')
+    from_host = counters['rows_staged'] - counters['rows_shared'] - counters['rows_hot']
+    assert counters['bytes_in'] == from_host * (3 * table.shape[1] + 1) * 4
 
 
 def test_the_clip_acts_and_the_device_rowwise_clip_counts_the_table(tmp_path, gen_data):

@@ -66,6 +66,7 @@ class HostTables:
         self.index, self.memory = copy.deepcopy(model.index), cpu_copy_without_table(mem)
         self.hot_ids = mem.hot_row_ids()    # the hot tier's rows, ascending (none for Hash): resident on the device
         self.hot = None                     # their weight and AdamW state there, placed at the first advance()
+        self.hot_changed = False            # updated there since host memory last got them back
         self.reads = sorted(set(mem.reads.values()))
         self.stream = None
         self.rows_cpu = torch.empty(0, dtype=torch.long)    # the staged rows, a CPU copy (no device sync to read them)
@@ -86,10 +87,20 @@ class HostTables:
         return self.hot
 
     def sync_hot(self):
-        """Host memory gets the resident hot rows back (before an eval reads the table or a checkpoint saves it)."""
-        if self.hot is not None:
+        """Host memory gets the resident hot rows back (before an eval reads the table or a checkpoint saves it);
+        once per change, so an eval and a save at the same iter copy them once."""
+        if self.hot_changed:
             for dst, src in zip(self.host_state(), self.hot):
                 dst[self.hot_ids] = src.cpu()
+            self.hot_changed = False
+
+    def hot_positions(self, rows):
+        """Which of `rows` (CPU, any order) the hot tier holds: a mask, and their positions in the resident rows."""
+        if not len(self.hot_ids):
+            return torch.zeros_like(rows, dtype=torch.bool), rows[:0]
+        at = torch.searchsorted(self.hot_ids, rows).clamp_(max=len(self.hot_ids) - 1)
+        hot = self.hot_ids[at] == rows
+        return hot, at[hot]
 
     def step_rows(self, windows):
         """Every table row a step's micro-batches (x, prev) read: sorted, unique (CPU)."""
@@ -105,7 +116,7 @@ class HostTables:
     def prefetch(self, rows, device):
         """Gather the rows of the next step that this step does not read and the hot tier does not hold (their host
         copy is current) and start their copy to the device; called while this step runs."""
-        hot = torch.isin(rows, self.hot_ids)
+        hot, hot_at = self.hot_positions(rows)
         fresh = ~torch.isin(rows, self.rows_cpu) & ~hot
         host = rows[fresh]
         parts = [t[host] for t in (self.table.weight, self.exp_avg, self.exp_avg_sq)] + [self.row_step[host]]
@@ -117,12 +128,12 @@ class HostTables:
         else:
             parts = [p.to(device) for p in parts]
         self.counters['bytes_in'] += sum(p.numel() * p.element_size() for p in parts)
-        self.next = (rows, fresh, hot, parts)
+        self.next = (rows, fresh, hot, hot_at, parts)
 
     def advance(self, device):
         """Stage the prefetched step: hot rows from the resident hot tier, the rows this step also read from its
         updated device copy, the others from the prefetch. Must follow this step's update (update())."""
-        rows, fresh, hot, parts = self.next
+        rows, fresh, hot, hot_at, parts = self.next
         shared = ~fresh & ~hot
         if self.stream is not None:
             torch.cuda.current_stream(device).wait_stream(self.stream)
@@ -131,10 +142,9 @@ class HostTables:
         at_fresh, at_shared, at_hot = (i.nonzero().squeeze(1).to(device) for i in (fresh, shared, hot))
         for dst, p in zip((w, m, v, t), parts):
             dst[at_fresh] = p
-        if len(self.hot_ids):
-            hot_at = torch.searchsorted(self.hot_ids, rows[hot]).to(device)
-            for dst, src in zip((w, m, v, t), self.resident(device)):
-                dst[at_hot] = src[hot_at]
+        hot_at = hot_at.to(device)
+        for dst, src in zip((w, m, v, t), self.resident(device)):
+            dst[at_hot] = src[hot_at]
         if self.table.rows is not None:
             src_at = torch.searchsorted(self.table.rows, rows[shared].to(device))
             for dst, src in zip((w, m, v, t), (self.table.staged.detach(), *self.staged_moments)):
@@ -160,15 +170,15 @@ class HostTables:
                                             lr, weight_decay, betas[0], betas[1], eps)
         self.table.staged.detach()[sel], m[sel], v[sel], t[sel] = w, m_new, v_new, t_new
         host = self.table.rows[sel].cpu()
-        hot = torch.isin(host, self.hot_ids)
+        hot, hot_at = self.hot_positions(host)
         at_hot, at_cold = (i.nonzero().squeeze(1).to(w.device) for i in (hot, ~hot))
-        if len(self.hot_ids):
-            hot_at = torch.searchsorted(self.hot_ids, host[hot]).to(w.device)
-            for dst, src in zip(self.resident(w.device), (w, m_new, v_new, t_new)):
-                dst[hot_at] = src[at_hot]
+        hot_at, cold_rows = hot_at.to(w.device), host[~hot]
+        for dst, src in zip(self.resident(w.device), (w, m_new, v_new, t_new)):
+            dst[hot_at] = src[at_hot]
+        self.hot_changed |= len(hot_at) > 0
         for dst, src in zip(self.host_state(), (w, m_new, v_new, t_new)):
             cold = src[at_cold].cpu()
-            dst[host[~hot]] = cold
+            dst[cold_rows] = cold
             self.counters['bytes_out'] += cold.numel() * cold.element_size()
         self.counters['rows_updated'] += len(sel)
         self.updates += 1
@@ -198,7 +208,7 @@ class HostTables:
             for dst, k in ((self.exp_avg, 'exp_avg'), (self.exp_avg_sq, 'exp_avg_sq'), (self.row_step, 'row_step')):
                 dst.copy_(st[k])
             self.updates = int(st['step'])
-        self.hot = None                     # placed again from host memory at the next advance()
+        self.hot, self.hot_changed = None, False     # placed again from host memory at the next advance()
         optimizer.load_state_dict({'state': {k: v for k, v in sd['state'].items() if k != n},
                                    'param_groups': [g for g in sd['param_groups'] if g is not table_group]})
 

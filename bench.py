@@ -831,17 +831,21 @@ def time_ckpt_budget(memory='nine', step_s=0.058, intervals=(250, 500, 1000), sa
                   f"{', '.join(f'{w:.1f}' for w in writes)} s ({out['ckpt_gb']:.2f} GB)", flush=True)
     return out
 
+def refuse_cuda_only_changes(configs, cuda, no_compile):
+    """Checked after the device resolves (parse_args cannot know it): the changes that only run on CUDA."""
+    idle = [n for n, c in configs.items() if c.get('sdpa_backend') in ('cudnn', 'efficient') and not cuda
+            or c.get('compile_mode', 'default') != 'default' and (no_compile or not cuda)]
+    if idle:
+        sys.exit(f"error: --configs {','.join(idle)}: the compile modes need CUDA and compiling (no --no_compile), the "
+                 f"cudnn and efficient kernels CUDA; drop those changes here")
+
 def main():
     a = parse_args()
     a.device = resolve_device(a.device)
     cuda = a.device.startswith('cuda')
     preset = a.preset or ('paper' if cuda else 'tiny')
     dtype = torch.bfloat16 if cuda else torch.float32
-    idle = [n for n, c in a.configs.items() if c.get('sdpa_backend') in ('cudnn', 'efficient') and not cuda
-            or c.get('compile_mode', 'default') != 'default' and (a.no_compile or not cuda)]
-    if idle:
-        sys.exit(f"error: --configs {','.join(idle)}: the compile modes need CUDA and compiling (no --no_compile), the "
-                 f"cudnn and efficient kernels CUDA; drop those changes here")
+    refuse_cuda_only_changes(a.configs, cuda, a.no_compile)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     res = {'device': torch.cuda.get_device_name(a.device) if cuda else f'cpu ({torch.get_num_threads()} threads)',

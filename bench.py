@@ -203,8 +203,8 @@ def train_step(r, batches, i):
     t0 = time.perf_counter()
     with r['autocast']:
         _, loss, _ = r['fwd'](x, y, prev=c)
-    table_s = stage_host_rows(r, i + 1, dev) if tables is not None else 0.0
     loss.backward()
+    table_s = stage_host_rows(r, i + 1, dev) if tables is not None else 0.0
     sync()
     t1 = time.perf_counter()
     r['opt'].step()

@@ -9,13 +9,16 @@ only (Eq. 1, Algorithm 1), so before step t+1's forward:
   2. the rows step t does not read are gathered from host memory and copied to the device on a side stream while
      step t runs (`prefetch`): no step can change them before t+1 reads them;
   3. after step t's update, the rows both steps read come from step t's updated rows on the device (`advance`):
-     a row read by batch t+1 and updated at step t arrives updated.
+     a row read by batch t+1 and updated at step t arrives updated;
+  4. step t's updated rows start back to host memory on the side stream and land there at the next prefetch (the
+     first thing that reads host memory after them), so the loop never waits on the copy or on the CPU's scatter.
 Nine's hot tier (a few hundred thousand rows, read by most positions) stays on the device with its moments: its
 rows are staged from there and written back there, never crossing to the host during training; host memory gets
-them back before an eval reads the table or a checkpoint saves it (`sync_hot`).
+them back before an eval reads the table or a checkpoint saves it (`sync`).
 The forward reads the staged rows (HostTable); the backward leaves their gradient on the device; the row-wise
 AdamW (optim.adamw_rows, the same arithmetic as table_optimizer='rowwise' on the device) updates the rows with a
-nonzero gradient there, and they are written back to host memory. Evaluation reads rows from host memory directly.
+nonzero gradient there, and they are written back to host memory. Evaluation reads rows from host memory directly,
+after `sync` (the pending write-back and the hot tier).
 On a CPU host and device coincide: the same run, byte for byte, as table_optimizer='rowwise' with device tables.
 """
 import copy
@@ -67,6 +70,7 @@ class HostTables:
         self.hot_ids = mem.hot_row_ids()    # the hot tier's rows, ascending (none for Hash): resident on the device
         self.hot = None                     # their weight and AdamW state there, placed at the first advance()
         self.hot_changed = False            # updated there since host memory last got them back
+        self.pending = None                 # the last update's rows on their way back to host memory (flush())
         self.reads = sorted(set(mem.reads.values()))
         self.stream = None
         self.rows_cpu = torch.empty(0, dtype=torch.long)    # the staged rows, a CPU copy (no device sync to read them)
@@ -86,13 +90,29 @@ class HostTables:
             self.hot = [t[self.hot_ids].to(device) for t in self.host_state()]
         return self.hot
 
-    def sync_hot(self):
-        """Host memory gets the resident hot rows back (before an eval reads the table or a checkpoint saves it);
-        once per change, so an eval and a save at the same iter copy them once."""
+    def sync(self):
+        """Host memory gets everything back (before an eval reads the table or a checkpoint saves it): the last
+        update's rows, and the resident hot rows once per change (an eval and a save at the same iter copy them once)."""
+        self.flush()
         if self.hot_changed:
             for dst, src in zip(self.host_state(), self.hot):
                 dst[self.hot_ids] = src.cpu()
             self.hot_changed = False
+
+    def side_stream(self, device):
+        self.stream = self.stream or torch.cuda.Stream(device)
+        return self.stream
+
+    def flush(self):
+        """The last update's rows land in host memory (their copy from the device waited for, then scattered)."""
+        if self.pending is None:
+            return
+        rows, parts, copied = self.pending
+        if copied is not None:
+            copied.synchronize()
+        for dst, p in zip(self.host_state(), parts):
+            dst[rows] = p
+        self.pending = None
 
     def hot_positions(self, rows):
         """Which of `rows` (CPU, any order) the hot tier holds: a mask, and their positions in the resident rows."""
@@ -115,15 +135,16 @@ class HostTables:
 
     def prefetch(self, rows, device):
         """Gather the rows of the next step that this step does not read and the hot tier does not hold (their host
-        copy is current) and start their copy to the device; called while this step runs."""
+        copy is current once the last update's rows have landed) and start their copy to the device; called while
+        this step runs."""
+        self.flush()
         hot, hot_at = self.hot_positions(rows)
         fresh = ~torch.isin(rows, self.rows_cpu) & ~hot
         host = rows[fresh]
         parts = [t[host] for t in (self.table.weight, self.exp_avg, self.exp_avg_sq)] + [self.row_step[host]]
         if device.type == 'cuda':
-            self.stream = self.stream or torch.cuda.Stream(device)
             parts = [p.pin_memory() for p in parts]
-            with torch.cuda.stream(self.stream):
+            with torch.cuda.stream(self.side_stream(device)):
                 parts = [p.to(device, non_blocking=True) for p in parts]
         else:
             parts = [p.to(device) for p in parts]
@@ -160,10 +181,11 @@ class HostTables:
     @torch.no_grad()
     def update(self, lr, weight_decay, betas, eps=1e-8):
         """Row-wise AdamW on the staged rows with a nonzero gradient, on the device; written back to the resident hot
-        tier (hot rows) and to host memory (the others)."""
+        tier (hot rows) and started back to host memory (the others: they land there at the next flush())."""
         grad = self.table.staged.grad
         if grad is None:
             return
+        self.flush()                    # one write-back in flight at a time (the prefetch has landed it already)
         sel = updated_rows(grad)
         m, v, t = self.staged_moments
         w, m_new, v_new, t_new = adamw_rows(self.table.staged.detach()[sel], grad[sel], m[sel], v[sel], t[sel],
@@ -176,13 +198,25 @@ class HostTables:
         for dst, src in zip(self.resident(w.device), (w, m_new, v_new, t_new)):
             dst[hot_at] = src[at_hot]
         self.hot_changed |= len(hot_at) > 0
-        for dst, src in zip(self.host_state(), (w, m_new, v_new, t_new)):
-            cold = src[at_cold].cpu()
-            dst[cold_rows] = cold
-            self.counters['bytes_out'] += cold.numel() * cold.element_size()
+        cold = [src[at_cold] for src in (w, m_new, v_new, t_new)]
+        self.pending = (cold_rows, *self.to_host(cold))
+        self.counters['bytes_out'] += sum(p.numel() * p.element_size() for p in cold)
         self.counters['rows_updated'] += len(sel)
         self.updates += 1
         self.table.staged.grad = None
+
+    def to_host(self, parts):
+        """Device tensors copied to host memory without waiting: on CUDA into pinned memory on the side stream (after
+        the update's kernels), with the event that marks the copy done; elsewhere the copies themselves."""
+        if not parts[0].is_cuda:
+            return [p.cpu() for p in parts], None
+        stream = self.side_stream(parts[0].device)
+        stream.wait_stream(torch.cuda.current_stream(parts[0].device))
+        with torch.cuda.stream(stream):
+            out = [torch.empty(p.shape, dtype=p.dtype, pin_memory=True).copy_(p, non_blocking=True) for p in parts]
+            for p in parts:            # the gathered rows were made on the compute stream: kept until the copy is done
+                p.record_stream(stream)
+        return out, stream.record_event()
 
     # -- checkpoints: the optimizer state in the layout of table_optimizer='rowwise' on the device ----------------
 

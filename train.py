@@ -555,7 +555,7 @@ class Trainer:
         cfg, it = self.cfg, self.iter_num
         r = self.run
         if r.tables is not None:            # the table as the eval reads it, and as best.pt / snapshots save it
-            r.tables.sync_hot()
+            r.tables.sync()
         m = evaluate(r.eval_model, r.data, r.val_starts, cfg['eval_batch_size'], r.dev, r.autocast, r.orders, r.rank, r.world,
                      self.all_reduce)
         if int(self.bad_iter) >= 0 or not math.isfinite(m['val_loss']):
@@ -600,7 +600,7 @@ class Trainer:
         with final_ckpt='weights', the weights only (a finished run needs no AdamW moments to be evaluated)."""
         cuda = self.run.device_type == 'cuda'
         if self.run.tables is not None:
-            self.run.tables.sync_hot()
+            self.run.tables.sync()
         self.check_finite(self.run.ckpt_path)
         self.run.data.check_unchanged()
         if not self.run.master:                 # the ranks hold the same state: one writer (rank 0)
@@ -740,10 +740,10 @@ class Trainer:
             # prefetch the next micro-batch while the GPU runs this forward (CUDA kernels are async)
             nxt_it, nxt_j = (it, j + 1) if j + 1 < self.local_G else (it + 1, 0)
             self.next_batch = self.batch(nxt_it, self.run.rank * self.local_G + nxt_j)
-            if j == 0 and self.run.tables is not None:     # the next step's rows, while this one runs
-                self.prefetch_rows(it + 1)
             loss.backward()
             self.loss_acc += loss.detach()
+        if self.run.tables is not None:   # the next step's rows, while the GPU works through this step's queued kernels
+            self.prefetch_rows(it + 1)
 
     def halve_micro_batch(self):
         """After an out-of-memory: redo the iteration with micro-batches half as large and twice as many (the

@@ -55,7 +55,8 @@ def test_the_clip_acts_and_the_device_rowwise_clip_counts_the_table(tmp_path, ge
 
 def test_a_row_updated_at_step_t_and_read_at_t_plus_1_arrives_updated(gen_data):
     """Two consecutive batches that share rows: the staged copy of step t+1 holds step t's update of the shared
-    rows, and the host copy holds it too (written back); rows step t did not read come from the host."""
+    rows, and the host copy holds it too once the write-back lands (at the next prefetch or sync, not in update: the
+    loop does not wait on it); rows step t did not read come from the host."""
     from offload import HostTables
     from test_model import tiny_model
     model = tiny_model(gen_data, 'hash')
@@ -70,6 +71,8 @@ def test_a_row_updated_at_step_t_and_read_at_t_plus_1_arrives_updated(gen_data):
     model(x, x, prev=prev)[1].backward()
     before = tables.table.weight[both].clone()
     tables.update(1e-2, 0.0, (0.9, 0.95))
+    assert torch.equal(before, tables.table.weight[both])   # on its way back: host memory not written yet
+    tables.sync()
     updated = tables.table.weight[both]
     assert not torch.equal(before, updated)                  # step t changed its rows on the host
     x2 = torch.cat([x[:, :4], torch.randint(50, 60, (2, 4), generator=torch.Generator().manual_seed(1))], 1)   # half the tokens of step t again

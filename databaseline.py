@@ -185,7 +185,9 @@ def document_bounds(train, eot):
         starts = np.unique(np.linspace(0, len(train), MIN_PIECES, endpoint=False).astype(np.int64))
     return np.append(starts, len(train))
 
-def kn_by_doc_share(data, sets, vocab, fracs=(0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), draws=10, seed=0):
+SHARES = (0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)    # of train documents
+
+def kn_by_doc_share(data, sets, vocab, fracs=SHARES, draws=10, seed=0):
     """The KN trigram's hot - cold delta on fixed val positions when it counts only a random share of the train
     split's *documents* (`draws` seeded draws per share): how the data's own hot/cold gap moves with the amount of
     data seen. Random documents, not the first share of the stream: a prefix measures where the counted text sits
@@ -276,3 +278,31 @@ def kn_share_rows(data, index, hot_size, starts, T):
         sets = {key: (starts, T, hot_labels(index, val_triples(data, starts, T)[0]))}
         return kn_by_doc_share(data, sets, data.meta['tokens']['vocab_size'])[key]
     return cached(data.dir, data.meta, 'kn_by_doc_share', key, compute)
+
+def data_side(data_dir, hot_sizes, shapes, fracs=SHARES, fingerprints=True):
+    """The report's data-only tables that cost minutes on 20M tokens, computed once beside the data (gpu_study.py
+    --prepare, planted.py), not where the runs are: the KN trigram on random shares of train documents (10 draws a
+    share) for every N_hot and (block_size, val_windows) the report will ask for, and Algorithm 1's fingerprint false
+    positives per N_hot. Returns the shares' tables, the key of each N_hot's first shape, and the KN trigram and
+    next-token entropy by stratum at full count on that shape (data_baseline) per N_hot: the data's prediction."""
+    import time
+    from checkpoint import tier_index
+    from data import TokenData, load_meta
+    from model import GPTConfig
+    meta = load_meta(data_dir)
+    sets, keys, baseline, t = {}, {}, {}, time.time()
+    for h in hot_sizes:
+        index, _ = tier_index(data_dir, meta, h, GPTConfig.ngram_orders)
+        data = TokenData(data_dir, index.max_order - 1)
+        for T, w in shapes:
+            starts = data.val_starts(T, w)
+            key = kn_share_key(h, T, len(starts))
+            keys.setdefault(str(h), key)
+            baseline.setdefault(str(h), data_baseline(data, index, starts, T, meta['tokens']['vocab_size']))
+            sets[key] = (starts, T, hot_labels(index, val_triples(data, starts, T)[0]))
+    sections = {'kn_by_doc_share': kn_by_doc_share(data, sets, meta['tokens']['vocab_size'], fracs=fracs)}
+    if fingerprints:
+        sections['fingerprints'] = {str(h): fingerprint_analysis(data_dir, meta, h) for h in hot_sizes}
+    write_data_side(data_dir, meta, sections)
+    print(f"data-side tables (KN on random shares of train documents for {len(sets)} labellings) in {time.time() - t:.0f} s")
+    return {**sections, 'keys': keys, 'baseline': baseline}

@@ -80,6 +80,7 @@ def prepare(sources, data, pack, vocab_size, regime_copy):
             '--num_tokens', '1_000_000_000', '--hot_sizes', ','.join(map(str, hot)), '--out', data])
     print(p.stdout[-1200:])
     base = config_values('nine_100_400k')
+    from databaseline import data_side
     data_side(data, hot, [(base['block_size'], base['val_windows']), DRY_SHAPE])
     regime = measure_regime(data)
     for path in filter(None, (os.path.join(data, 'regime.json'), regime_copy)):
@@ -92,26 +93,6 @@ def prepare(sources, data, pack, vocab_size, regime_copy):
     if mib > 50:
         sys.exit(f"error: the pack is {mib:.1f} MiB, over the 50 MiB a GPU call may carry with the repo; prepare fewer tokens")
     return regime
-
-def data_side(data_dir, hot_sizes, shapes):
-    """The report's data-only tables that cost minutes on 20M tokens, computed here, not in the GPU window: the KN
-    trigram on random shares of train documents (10 draws a share) for every N_hot and (block_size, val_windows)
-    the report will ask for, and Algorithm 1's fingerprint false positives per N_hot."""
-    from checkpoint import tier_index
-    from data import TokenData, load_meta
-    from databaseline import fingerprint_analysis, hot_labels, kn_by_doc_share, kn_share_key, val_triples, write_data_side
-    from model import GPTConfig
-    meta = load_meta(data_dir)
-    sets, t = {}, time.time()
-    for h in hot_sizes:
-        index, _ = tier_index(data_dir, meta, h, GPTConfig.ngram_orders)
-        data = TokenData(data_dir, index.max_order - 1)
-        for T, w in shapes:
-            starts = data.val_starts(T, w)
-            sets[kn_share_key(h, T, len(starts))] = (starts, T, hot_labels(index, val_triples(data, starts, T)[0]))
-    write_data_side(data_dir, meta, {'kn_by_doc_share': kn_by_doc_share(data, sets, meta['tokens']['vocab_size']),
-                                     'fingerprints': {str(h): fingerprint_analysis(data_dir, meta, h) for h in hot_sizes}})
-    print(f"data-side tables (KN on random shares of train documents for {len(sets)} labellings, fingerprints) in {time.time() - t:.0f} s")
 
 def measure_regime(data_dir):
     """The regime's quantities as measured on the data and the configs (configs/gpu_replica/regime.json)."""

@@ -145,7 +145,7 @@ def check_host_tables(c):
         raise ConfigError(f"--compile_mode='{c['compile_mode']}' replays CUDA graphs, which would read the staged rows at "
                           f"their addresses when captured; with --engram_tables='host' use 'default' or "
                           f"'max-autotune-no-cudagraphs'")
-    on = [k for k in ('hot_ramp_iters', 'hot_teacher', 'hot_weight_decay') if c[k]]
+    on = [k for k in ('hot_ramp_iters', 'hot_teacher', 'hot_weight_decay') if c[k]] + ['memory_reads'] * (c['memory_reads'] != 'keyed')
     if on:
         raise ConfigError(f"{', '.join('--' + k for k in on)} read or decay table rows beyond each step's own reads; "
                           f"not with --engram_tables='host'")

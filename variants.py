@@ -18,6 +18,7 @@ engram.py is the paper's model; each class here shows only what its variant chan
   hot_reg_ramp_iters=R       ramp              hot_dropout / hot_weight_decay grow from 0 over R iters
   gate_credit=w              gate_credit_loss  penalizes alpha where the memory read does not lower the loss
   hot_teacher=w              hot_teacher_loss  hot reads teach the cold rows of the same n-grams
+  memory_reads='shuffled'    ShuffledReads     the control: rows drawn at random per read, a memory that cannot memorize
 """
 import torch
 import torch.nn as nn
@@ -134,6 +135,18 @@ class SemanticHotRows(CollidingHotRows):
         return getattr(self, f'semantic_rows_o{order}')[slots.clamp(min=0)].unsqueeze(-1)
 
 
+class ShuffledReads:
+    """memory_reads='shuffled': a memory that cannot memorize (the control of issue 47). Every position reads rows
+    drawn at random from its table set, afresh at every forward, so no row belongs to any n-gram; the parameters, the
+    rows read per position, the gate and the optimizer's traffic per row are Hash's / Nine's. What such a model
+    gains over the baseline is not memory; what Hash or Nine gain beyond it is. The route (and so the is_hot labels
+    of the metrics) is the memory's own."""
+
+    def rows(self, route, use_hot=True):
+        rows = super().rows(route, use_hot)
+        return torch.randint(0, self.rows_per_set, rows.shape, device=rows.device)
+
+
 class PerLayerTables:
     """engram_shared_tables=False: each Engram layer reads its own set of tables."""
 
@@ -153,7 +166,8 @@ class SomeHotLayers:
 def memory_mixins(config):
     """The memory variants the config turns on, to put in front of its memory kind (engram.MEMORY)."""
     colliding = SemanticHotRows if config.hot_collision_mode == 'semantic' else CollidingHotRows
-    return [p for p, on in ((PerLayerTables, not config.engram_shared_tables), (SomeHotLayers, bool(config.hot_layers)),
+    return [p for p, on in ((ShuffledReads, config.memory_reads == 'shuffled'),
+                            (PerLayerTables, not config.engram_shared_tables), (SomeHotLayers, bool(config.hot_layers)),
                             (HashedHotRows, config.hot_index == 'hashed'), (colliding, config.hot_collision > 1)) if on]
 
 # -----------------------------------------------------------------------------
@@ -366,7 +380,7 @@ def check_variants(c):
         raise ConfigError(f"--hot_collision_mode={c['hot_collision_mode']!r} chooses which hot keys share rows; set --hot_collision > 1")
     if not has_memory(c['memory']):
         on = acting(c, ('hot_dropout', 'gate_credit', 'gate_inputs', 'hot_layers'),
-                    (('gate_keys', 'shared'), ('hot_index', 'mphf'), ('engram_gate', 'sigmoid')))
+                    (('gate_keys', 'shared'), ('hot_index', 'mphf'), ('engram_gate', 'sigmoid'), ('memory_reads', 'keyed')))
         refuse_without_memory(on)
         return
     if not has_hot_tier(c['memory']):
@@ -401,6 +415,8 @@ VARIANTS = Group("the paper's variants (variants.py; §6.3, §7.2, the DeepSeek 
     hot_teacher=Option(0.0, "weight of the loss pulling hot n-grams' cold rows to their hot read", at_least=0),
     hot_ramp_iters=Option(0, 'phased hot tier: hot reads blend in from the cold read over these iters', at_least=0),
     hot_reg_ramp_iters=Option(0, 'hot_dropout / hot_weight_decay grow linearly from 0 over these iters', at_least=0),
+    memory_reads=Option('keyed', "'keyed' (the paper's) | 'shuffled': every read a random row, a memory that cannot memorize "
+                        "(the control of docs/controls.md)", choices=('keyed', 'shuffled')),
 ), model=True, check=check_variants)
 
 def check_maintenance(c):

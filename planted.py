@@ -38,7 +38,7 @@ import numpy as np
 
 EOT = '<|endoftext|>'
 PRESETS = {'flip': True, 'none': False}     # do a phrase's words after its first two repeat?
-KNOBS = dict(tokens=140_000, hot_share=0.6, n_frequent=12, run_len=16, n_rare=2_000, phrase_len=8, repeats=20,
+KNOBS = dict(tokens=140_000, hot_share=0.6, n_frequent=8, run_len=16, n_rare=2_000, phrase_len=8, repeats=80,
              doc_len=512, seed=0)
 SHARES = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)   # of train documents, for the KN crossing
 

@@ -6,8 +6,8 @@
 # The replica's regime (configs/replica_base.py), at the corpus's size:
 #   epochs: 224 iters x 8 x 64 = 114,688 tokens of 133,365 train = 0.86 (paper 0.86)
 #   schedule: warmup 5 = 2% of iters, cosine to lr/10, eval every 11 iters = 5%
-#   hot coverage of train 57.8% at N_hot = 144 = every frequent 2-gram (paper 59%); hot share of the tables 20%;
-#   iso-parameter exact: Nine 2 x 144 x 32 + 2 x 2 x 576 x 16 = Hash 2 x 2 x 720 x 16 = 46,080 table parameters
+#   hot coverage of train 57.7% at N_hot = 64 = every frequent 2-gram (paper 59%); hot share of the tables 20%;
+#   iso-parameter exact: Nine 2 x 64 x 32 + 2 x 2 x 256 x 16 = Hash 2 x 2 x 320 x 16 = 20,480 table parameters
 data_dir = 'data/control_flip'
 out_dir = 'out/control/base'
 n_layer = 8                 # the paper's Engram layers 2, 4, 6 (configs/tiny.py's backbone)

@@ -5,5 +5,5 @@
 #   bash gpu_check.sh --dry [DATA_DIR] [OUT_DIR]   on a CPU: the same steps at tiny shapes (about a minute)
 # DATA_DIR defaults to data/gpu_check, OUT_DIR to out/gpu_check; PYTHON=... picks the interpreter.
 set -uo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 1
 exec "${PYTHON:-python3}" gpu_check.py "$@"

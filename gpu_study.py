@@ -328,6 +328,14 @@ class Study:
               f"gpu_study.tar.gz")
         return 0 if all(s['status'] == 'pass' for s in self.result['steps'].values()) else 1
 
+def tracked(path):
+    """Whether git tracks the file at path in this repo (False without git or outside a clone)."""
+    try:
+        return subprocess.run(['git', 'ls-files', '--error-unmatch', os.path.abspath(path)], cwd=HERE,
+                              capture_output=True).returncode == 0
+    except OSError:
+        return False
+
 def environment():
     import platform
     import torch
@@ -359,7 +367,9 @@ def main(argv):
     p.add_argument('--dry', action='store_true', help='the GPU steps at tiny shapes, on a CPU')
     p.add_argument('--source', nargs='+', help='--prepare: the corpus files (.jsonl, .txt, either .xz)')
     p.add_argument('--vocab_size', type=int, default=16384, help="--prepare: the BPE's ids")
-    p.add_argument('--regime', help='--prepare: also write regime.json here (configs/gpu_replica/regime.json)')
+    p.add_argument('--regime', help='--prepare: also write regime.json here (it is always written into the data dir)')
+    p.add_argument('--overwrite_tracked', action='store_true', help='--regime may replace a file git tracks (the published '
+                   'configs/gpu_replica/regime.json describes the published run: replace it only when publishing a new one)')
     p.add_argument('--data', default=os.path.join('data', 'gpu_replica'), help='the data dir: --prepare writes it (its corpus '
                    'and tokenizer beside it in DATA_src), the GPU side unpacks PACK into it')
     p.add_argument('paths', nargs='*', help='PACK (default data/gpu_replica_pack) [OUT (default out/gpu_study)]')
@@ -371,11 +381,17 @@ def main(argv):
     if a.prepare:
         if not a.source:
             p.error('--prepare needs --source FILE...')
+        if a.regime and tracked(a.regime) and not a.overwrite_tracked:
+            sys.exit(f"error: --regime {a.regime} is a file git tracks (it describes a published run); write it elsewhere, "
+                     f"or pass --overwrite_tracked to replace it")
         prepare(a.source, a.data, pack, a.vocab_size, a.regime)
         return 0
     if not os.path.exists(os.path.join(pack, PACK_NAME)):
         sys.exit(f"error: {pack} has no {PACK_NAME}; make it on a CPU machine with "
-                 f"`bash gpu_study.sh --prepare --source FILE... {pack}` and carry it along with the repo")
+                 f"`bash gpu_study.sh --prepare --source FILE... {pack}` and carry it along with the repo"
+                 + (" (for --dry any corpus will do: `bash gpu_study.sh --prepare --data data/dry --source "
+                    "assets/tinyshakespeare.txt data/dry_pack`, then `bash gpu_study.sh --dry --data data/dry data/dry_pack`)"
+                    if a.dry else ''))
     if os.path.exists(out):
         sys.exit(f"error: {out} exists; pass another OUT (a study's runs are never overwritten)")
     os.makedirs(out)

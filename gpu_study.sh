@@ -5,5 +5,5 @@
 #   bash gpu_study.sh --dry [PACK] [OUT]                  on a CPU: the same steps at tiny shapes
 # PACK defaults to data/gpu_replica_pack, OUT to out/gpu_study; PYTHON=... picks the interpreter.
 set -uo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 1
 exec "${PYTHON:-python3}" gpu_study.py "$@"

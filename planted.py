@@ -122,16 +122,60 @@ def write_source(preset, k, src):
     atomic_write(os.path.join(src, 'corpus.jsonl'), lambda f: f.write(''.join(json.dumps({'text': t}) + '\n' for t in docs).encode()))
     atomic_write(os.path.join(src, 'tokenizer.json'), lambda f: f.write(json.dumps(tokenizer_json(k)).encode()))
 
+def figure(run_dirs, out):
+    """Hot - cold of every config (mean over its seeds; planted flip: solid, or dotted at fewer tokens per iter; none:
+    dashed) against the train tokens it has seen, beside the KN trigram's on random document shares of the same corpus (black): counting's crossing and
+    the model's on one axis."""
+    from report.figures import pyplot, save_fig
+    from report.runs import load_run
+    plt = pyplot()
+    groups = {}
+    for d in run_dirs:
+        r = load_run(d)
+        with open(os.path.join(d, 'config.json')) as f:
+            c = json.load(f)
+        tpi = c['batch_size'] * c['gradient_accumulation_steps'] * c['block_size']
+        groups.setdefault((r['data_dir'], r['config'], tpi), []).append((r, tpi))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    names = sorted({n for _, n, _ in groups})
+    styles = {t: st for t, st in zip(sorted({t for *_, t in groups}, reverse=True), ('-', ':', '-.'))}
+    for (data_dir, name, tpi), rs in sorted(groups.items()):
+        with open(os.path.join(data_dir, 'planted.json')) as f:
+            preset = json.load(f)['preset']
+        its = sorted(set.intersection(*({e['iter'] for e in r['evolution'] if e['iter'] > 0} for r, _ in rs)))
+        d = np.array([[{e['iter']: e['hot_cold_delta'] for e in r['evolution']}[i] for i in its] for r, _ in rs])
+        ax.plot(np.array(its) * tpi, d.mean(0), color=plt.cm.tab10(names.index(name) % 10), lw=1.5,
+                ls=styles[tpi] if preset == 'flip' else '--', label=f"{name} ({preset}, {tpi} tokens/iter, {len(rs)} seeds)")
+    for data_dir in sorted({k[0] for k in groups}):
+        with open(os.path.join(data_dir, 'planted.json')) as f:
+            s = json.load(f)
+        rows = s['kn_by_doc_share'][str(max(s['hot_sizes']))]
+        x = [r['train_tokens'] for r in rows]
+        ax.errorbar(x, [r['kn_hot_cold_delta'] for r in rows], yerr=[r['kn_hot_cold_delta_std'] or 0 for r in rows], color='k',
+                    ls='-' if s['preset'] == 'flip' else '--', marker='o', ms=3, capsize=2, label=f"KN trigram on a share of train ({s['preset']})")
+    ax.axhline(0, color='k', lw=0.8)
+    ax.set_xscale('log')
+    ax.set(xlabel='train tokens seen (a model: iter x tokens per iter; KN: tokens counted)', ylabel='loss hot − loss cold (nats)',
+           title='The planted flip: counting crosses after ~2 sightings of a phrase, the models much later')
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+    return save_fig(fig, os.path.dirname(out) or '.', os.path.basename(out))
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    p.add_argument('--preset', required=True, choices=sorted(PRESETS), help="'flip': the planted flip; 'none': the control without one")
-    p.add_argument('--out', required=True, help='the data dir to write (its source text goes to <out>_src)')
+    p.add_argument('--preset', choices=sorted(PRESETS), help="'flip': the planted flip; 'none': the control without one")
+    p.add_argument('--out', help='the data dir to write (its source text goes to <out>_src)')
     for name, v in KNOBS.items():
         p.add_argument(f'--{name}', type=type(v), default=v)
     p.add_argument('--block_size', type=int, default=64, help="the runs' block size (the val windows the KN tables score)")
     p.add_argument('--val_windows', type=int, default=64, help="the runs' val_windows")
+    p.add_argument('--figure', metavar='PNG', help="instead: draw the runs' hot - cold beside the KN curve of their data (--runs)")
+    p.add_argument('--runs', nargs='+', default=[], help='with --figure: run dirs (out_dirs) trained on planted data')
     a = p.parse_args(argv)
+    if a.figure:
+        return print(f"wrote {figure(a.runs, a.figure)}")
     k = {n: getattr(a, n) for n in KNOBS}
+    if not (a.preset and a.out):
+        sys.exit("error: --preset and --out are required (or --figure PNG --runs DIR...)")
     if not (0 < k['hot_share'] < 1 and k['n_frequent'] >= 2 and k['phrase_len'] >= 3 and min(k['repeats'], k['run_len'], k['n_rare'], k['tokens']) > 0):
         sys.exit("error: --hot_share must be in (0, 1), --n_frequent >= 2, --phrase_len >= 3 and the counts positive")
     src = f'{a.out}_src'

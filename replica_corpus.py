@@ -16,6 +16,7 @@ Writes <out>/corpus.jsonl and <out>/tokenizer.json. Why each step:
             hold the paper's N_hot / vocabulary ratio (100K hot 2-grams for 128K ids), with a cheap head.
 """
 import argparse
+import csv
 import hashlib
 import json
 import lzma
@@ -26,10 +27,17 @@ import sys
 EOT = '<|endoftext|>'
 
 def documents(path, text_column):
-    """Texts of a .jsonl (one JSON object per line) or .txt (one document) file, either one xz-compressed
-    (.jsonl.xz, .txt.xz: Python's lzma, no extra package)."""
+    """Texts of a .jsonl (one JSON object per line), .csv (a row per document) or .txt (one document) file, any of
+    them xz-compressed (.jsonl.xz, .txt.xz: Python's lzma, no extra package)."""
     opener = lzma.open if path.endswith('.xz') else open
-    with opener(path, 'rt', encoding='utf-8') as f:
+    with opener(path, 'rt', encoding='utf-8', newline='' if '.csv' in path else None) as f:
+        if path.removesuffix('.xz').endswith('.csv'):
+            csv.field_size_limit(2**31 - 1)
+            for row in csv.DictReader(f):
+                if text_column not in row:
+                    sys.exit(f"error: {path} has no column '{text_column}'; pass --text_column")
+                yield row[text_column]
+            return
         if not path.removesuffix('.xz').endswith('.jsonl'):
             yield f.read()
             return
@@ -72,7 +80,7 @@ def write_new(path, write):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    p.add_argument('--source', required=True, nargs='+', help='.jsonl (with --text_column) or .txt files, each optionally .xz')
+    p.add_argument('--source', required=True, nargs='+', help='.jsonl or .csv (with --text_column) or .txt files, each optionally .xz')
     p.add_argument('--text_column', default='text', help='the text field of .jsonl rows')
     p.add_argument('--out', required=True, help='the folder to write corpus.jsonl and tokenizer.json into')
     p.add_argument('--vocab_size', type=int, default=8192, help='BPE ids in all, the end-of-text token included')

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Create (once) and activate the Python environment this repo runs in; `source setup.sh` (quickstart.sh
 # and .ci/run do). A venv outside the clone, keyed by the requirements, so tests and runs share it.
 #   ENGRAM_VENV=/path   use that venv instead
@@ -40,6 +41,5 @@ _engram_setup() {
 
 if _engram_setup; then _engram_rc=0; else _engram_rc=$?; fi
 unset -f _engram_setup
-# sourced: hand the status back to the caller; run as `bash setup.sh`: exit with it
-# shellcheck disable=SC2317
-return "$_engram_rc" 2>/dev/null || exit "$_engram_rc"
+# sourced: hand the status back to the caller (never exit its shell); run as `bash setup.sh`: exit with it
+if (return 0 2>/dev/null); then return "$_engram_rc"; else exit "$_engram_rc"; fi

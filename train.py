@@ -520,6 +520,8 @@ class Trainer:
         print(f"run {self.run.out_dir}: data {cfg['data_dir']} ({t['tokenizer']}, {t['n_train']:,} train tokens), "
               f"{self.run.dev} {cfg['dtype']}, {cfg['max_iters']} iters of {B * G} x {T} tokens "
               f"({G} micro-batch{'es' if G > 1 else ''} of {B}{f' over {self.run.world} processes' if self.run.ddp else ''})")
+        if self.run.resumed_at is not None:
+            print(f"resumed from {cfg['out_dir']}/ckpt.pt at iter {self.run.resumed_at}: continuing to {cfg['max_iters']}")
         print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | "
               + (f"adapters {pc['adapter']:,} (the only ones trained) | " if pc['adapter'] else '') + f"total {pc['total']:,}")
         if cfg['wandb_log']:

@@ -171,7 +171,9 @@ def md_study(s):
 def md_table3(s, ref):
     """Table 3: final validation loss across seeds, beside the paper."""
     out = []
-    out.append('\n## Table 3: final validation loss across seeds\n')
+    out.append("\n## Table 3: final validation loss across seeds\n\ntok/s (logged): each run's median training throughput "
+               "as it ran; runs made at other times or beside other runs on a shared machine are no speed comparison "
+               "(bench.py measures speed side by side in one process).\n")
     rows = []
     for name, t in s['table3'].items():
         p = ref['table3'].get(name, {})
@@ -181,7 +183,7 @@ def md_table3(s, ref):
                      fmt(p.get('hot_cold_delta'), '+.2f'), fmt(t['tok_per_s'], ',.0f'), fmt(p.get('tok_per_s')),
                      fmt(t['params'], ','), fmt(p.get('params'), ',')])
     out.append(paper_table(['config', 'data', 'val windows', 'seeds', 'iter', 'val_loss', 'paper', 'Δ', 'hot_cold_delta', 'paper',
-                            'tok/s', 'paper', 'params', 'paper'], rows, s['table3'], ref['table3'], 'Table 3'))
+                            'tok/s (logged)', 'paper', 'params', 'paper'], rows, s['table3'], ref['table3'], 'Table 3'))
     return out
 
 def md_table4(s, ref):

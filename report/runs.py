@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from checkpoint import load_model, tier_index
+from checkpoint import data_signature, load_model, tier_index
 from data import DataError, TokenData, load_meta, read_metrics, to_device
 from databaseline import cached, data_baseline, fingerprint_analysis, group_rows, kn_losses, kn_share_rows, position_groups
 from fsafe import lock_holder
@@ -70,7 +70,7 @@ def load_run(run_dir):
             'final': evals[-1], 'flip': flip(series), 'evolution': evolution,
             'tok_per_s': summary.get('tok_per_s_median'), 'params': summary.get('params', {}).get('total'),
             'engram_layers': list(cfg['engram_layers']) if cfg['memory'] != 'none' else [], 'max_iters': cfg['max_iters'],
-            'provenance': cfg.get('provenance') or {}}
+            'provenance': cfg.get('provenance') or {}, 'data_signature': cfg.get('data_signature')}
 
 def data_sections(runs, device='cpu'):
     """The study's data-side sections, per data dir / N_hot / validation set of its runs: the KN data
@@ -83,7 +83,10 @@ def data_sections(runs, device='cpu'):
         if key not in seen:
             seen.add(key)
             meta = load_meta(r['data_dir'])
-            index, _ = tier_index(r['data_dir'], meta, r['hot_size'], GPTConfig.ngram_orders)   # every run's is_hot labels
+            index, hot_sha = tier_index(r['data_dir'], meta, r['hot_size'], GPTConfig.ngram_orders)   # every run's is_hot labels
+            for q in runs:
+                if (q['data_dir'], q['hot_size']) == key[:2]:
+                    same_data(q, data_signature(meta, hot_sha))
             data = TokenData(r['data_dir'], index.max_order - 1)
             starts = data.val_starts(r['block_size'], r['val_windows'])
             deltas = [q['final']['hot_cold_delta'] for q in runs if (q['data_dir'], q['hot_size']) == key[:2]]
@@ -99,6 +102,16 @@ def data_sections(runs, device='cpu'):
         if r['snapshots'] >= 2:
             out['trajectories'][r['run']] = ngram_trajectories(r['run_dir'])
     return out
+
+def same_data(run, current):
+    """The data-side tables are the data dir's as it is now: a run trained on other data (another corpus prepared
+    into the same dir since) would be put beside another corpus's tables under its own name."""
+    saved = run['data_signature']
+    diff = sorted(k for k in set(saved or {}) | set(current) if (saved or {}).get(k) != current.get(k))
+    if diff:
+        raise DataError(f"{run['run_dir']} was trained on other data than {run['data_dir']} holds now ({', '.join(diff)} "
+                        f"differ): its data-side tables would be another corpus's. Prepare that data dir as the run's "
+                        f"config.json says, or leave the run out of --runs")
 
 @torch.no_grad()
 def position_losses(ckpt_path, data, starts, hot_size, device='cpu'):

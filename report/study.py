@@ -89,7 +89,7 @@ def patterns(flips, groups):
         add('1. every config flips', 'all 5 configs flip', f"{n_flip} of {n_runs} runs flip; configs that never flip over 2+ seeds: {', '.join(never) or 'none'}",
             VERDICT[False if never else True if n_flip == n_runs and all(f['seeds'] >= 2 for f in flips.values()) else None])
                                                                                 # a flip counts once seen in 2+ seeds
-    for nn, hn in (('nine_100_400k', 'hash_500k'),):
+    for nn, hn in (('nine_100_400k', 'hash_500k'), ('nine', 'hash')):     # the paper's main pair; the control's (configs/control)
         if nn in nine and hn in hashes:
             a, b = nine[nn], hashes[hn]
             if not a['flipped'] or not b['flipped']:

@@ -12,7 +12,8 @@ from conftest import run
 KNOBS = ['--seed', '7', '--tokens', '24000', '--n_frequent', '6', '--repeats', '60', '--n_rare', '600',
          '--block_size', '32', '--val_windows', '24']
 SHAPES = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--engram_layers=(1,)', '--engram_head_dim=8', '--block_size=32',
-          '--batch_size=16', '--val_windows=24', '--eval_batch_size=24', '--log_interval=100', '--warmup_iters=2']
+          '--batch_size=16', '--val_windows=24', '--eval_batch_size=24', '--log_interval=100', '--warmup_iters=2',
+          '--learning_rate=1e-2', '--min_lr=1e-3']     # a tiny model learns the phrases in ~70 steps at this rate (not 3e-3's)
 N_HOT = 36                     # n_frequent^2: every frequent 2-gram
 
 @pytest.fixture(scope='module')

@@ -234,3 +234,39 @@ def test_writing_a_report_again_resumes_its_wandb_run(two_runs, tmp_path):
         run(['eval_stratified.py', '--runs', str(two_runs / 'runs' / '*'), '--report', str(tmp_path / 'rep'), '--wandb'], env=env)
     ids = {os.path.basename(d).rsplit('-', 1)[1] for d in glob.glob(str(tmp_path / 'wandb' / 'offline-run-*'))}
     assert len(glob.glob(str(tmp_path / 'wandb' / 'offline-run-*'))) == 2 and len(ids) == 1
+
+
+def test_sourcing_setup_never_changes_the_callers_options_nor_exits_its_shell(tmp_path):
+    """setup.sh used to save the options in a command substitution (where bash has already cleared -e) and restore
+    them, turning errexit off in quickstart.sh; and a failing step under its own `set -e` closed an interactive shell."""
+    bin_dir = tmp_path / 'bin'                  # no compiler: the first step fails
+    bin_dir.mkdir()
+    for tool in ('cat', 'sha256sum', 'cut', 'dirname'):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    env = {'PATH': str(bin_dir), 'HOME': str(tmp_path), 'ENGRAM_VENV': str(tmp_path / 'venv')}
+    p = subprocess.run(['/bin/bash', '-c', 'source ./setup.sh; echo "rc=$? flags=$-"'], cwd=ROOT, capture_output=True,
+                       text=True, env=env)                                   # an interactive user: the shell goes on
+    assert p.returncode == 0 and 'rc=1 ' in p.stdout and 'e' not in p.stdout.split('flags=')[1]
+    p = subprocess.run(['/bin/bash', '-c', 'set -euo pipefail; source ./setup.sh; echo after'], cwd=ROOT,
+                       capture_output=True, text=True, env=env)              # a script with errexit stops there
+    assert p.returncode == 1 and 'after' not in p.stdout and 'error: no C++ compiler' in p.stderr
+    if not os.path.exists(os.path.join(sys.prefix, '.complete')):
+        pytest.skip("this Python is not a venv setup.sh built (no .complete): the success path needs one")
+    p = subprocess.run(['/bin/bash', '-c', 'set -euo pipefail; source ./setup.sh; echo "flags=$-"; shopt -qo pipefail && echo pf'],
+                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, 'ENGRAM_VENV': sys.prefix})
+    flags = p.stdout.split('flags=')[1].split()[0]
+    assert p.returncode == 0 and 'e' in flags and 'u' in flags and 'pf' in p.stdout    # the caller's options kept
+
+
+def test_quickstart_with_a_bad_argument_fails_and_never_says_done():
+    if not os.path.exists(os.path.join(sys.prefix, '.complete')):
+        pytest.skip("this Python is not a venv setup.sh built (no .complete)")
+    p = subprocess.run(['bash', 'quickstart.sh', '--no_such_setting=1'], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, 'ENGRAM_VENV': sys.prefix})
+    assert p.returncode != 0 and 'quickstart done' not in p.stdout and 'no_such_setting' in p.stderr
+
+
+def test_every_shell_script_passes_shellcheck():
+    scripts = sorted(glob.glob(os.path.join(ROOT, '*.sh'))) + [os.path.join(ROOT, '.ci', 'run')]
+    p = subprocess.run([shutil.which('shellcheck') or os.path.join(sys.prefix, 'bin', 'shellcheck'), *scripts], capture_output=True, text=True)
+    assert len(scripts) >= 5 and p.returncode == 0, p.stdout[-3000:]

@@ -251,3 +251,17 @@ def test_an_abbreviated_flag_is_refused_not_guessed(script, args):
     """argparse's prefix matching took `study.py --seed=0` as --seeds and ran a whole study (issue 38)."""
     p = run([script, *args], check=False)
     assert p.returncode == 2 and 'unrecognized arguments' in p.stderr and 'Traceback' not in p.stderr, p.stderr
+
+def test_the_report_refuses_a_run_trained_on_other_data_than_its_data_dir_holds_now(gen_data):
+    """Issue 49: after another corpus was prepared into a run's data dir, the report put the run's losses beside the new
+    corpus's KN tables under the run's name (the GPU replica's KN hot - cold read +0.26 instead of -0.357)."""
+    from checkpoint import data_signature, tier_index
+    from data import DataError, load_meta
+    from report.runs import data_sections
+    meta = load_meta(gen_data)
+    _, hot_sha = tier_index(gen_data, meta, 50, (2, 3))
+    run = {'run': 'r_s0', 'run_dir': 'out/r_s0', 'data_dir': gen_data, 'hot_size': 50, 'val_windows': 4, 'block_size': 16,
+           'data': 'gen', 'snapshots': 0, 'final': {'hot_cold_delta': 0.0},
+           'data_signature': dict(data_signature(meta, hot_sha), tokenizer_sha256='0' * 64)}
+    with pytest.raises(DataError, match=r"out/r_s0 was trained on other data than .* \(tokenizer_sha256 differ\)"):
+        data_sections([run])

@@ -59,6 +59,7 @@ def segments(preset, k):
     """The corpus as a shuffled list of word-id segments (frequent ids 0..n_frequent-1, rare ids after them) and a
     parallel list saying which are phrases."""
     rng = np.random.default_rng(k['seed'])
+    fresh = np.random.default_rng([k['seed'], 1])     # 'none' only: its draws leave everything else as 'flip' has it
     F, L, M = k['n_frequent'], k['phrase_len'], n_phrases(k)
     phrases = F + rng.integers(0, k['n_rare'], size=(M, L))
     pools = F + rng.integers(0, k['n_rare'], size=(M, F))                 # 'none': each phrase's continuation words
@@ -72,7 +73,7 @@ def segments(preset, k):
         elif PRESETS[preset]:
             out.append((phrases[m], True))
         else:
-            out.append((np.concatenate([phrases[m, :2], rng.choice(pools[m], L - 2)]), True))
+            out.append((np.concatenate([phrases[m, :2], fresh.choice(pools[m], L - 2)]), True))
     return out
 
 def documents(preset, k):

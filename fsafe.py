@@ -10,6 +10,7 @@ appears only when complete, and a directory has one writer at a time.
   regular_file     what the repo reads is a regular file (a FIFO at a name would block the read forever)
   refuse_shared_dir    an output dir is the program's own: not /, home, the repo root, or (a run) a data dir
 """
+import errno
 import fcntl
 import json
 import math
@@ -118,12 +119,23 @@ def open_no_follow(path, flags, what):
                          f"{what} it. Remove it and re-run.")
     return fd
 
-def append_line(path, line):
-    """Append one line and make it durable; a link at `path` is refused."""
+def append_line(path, line, write=os.write):
+    """Append one line whole and make it durable, or leave the file as it was and raise; a link at `path` is refused.
+    A write may take fewer bytes than asked (a disk full for a moment): the rest is written until done; if a write
+    fails part way, the file is cut back to its length before, so no half row is ever glued to the next."""
     fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 'append to')
     try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
+        start, data = os.lseek(fd, 0, os.SEEK_END), memoryview(line.encode())
+        try:
+            while data:
+                n = write(fd, data)
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, f"no byte of the rest of a line could be written to {path}")
+                data = data[n:]
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, start)
+            raise
     finally:
         os.close(fd)
 

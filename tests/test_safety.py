@@ -556,3 +556,22 @@ def test_a_damaged_run_is_skipped_with_its_reason(tmp_path, broken, how):
     damage(d, how)
     with pytest.raises(DataError):
         load_run(str(d))
+
+def test_an_append_is_written_whole_or_not_at_all(tmp_path):
+    """Issue 51: append_line ignored a short os.write; after a disk full for a moment a run ended rc 0 with
+    metrics.jsonl holding half a row glued to the next, which every reader then refused."""
+    from fsafe import append_line
+    path = tmp_path / 'metrics.jsonl'
+    path.write_text('{"iter": 0}\n')
+    short = lambda fd, b: os.write(fd, bytes(b[:3]))                       # at most 3 bytes a call: a short write
+    append_line(str(path), '{"iter": 1}\n', write=short)
+    assert path.read_text() == '{"iter": 0}\n{"iter": 1}\n'
+    calls = []
+    def fails_part_way(fd, b):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(28, 'No space left on device')
+        return os.write(fd, bytes(b[:3]))
+    with pytest.raises(OSError):
+        append_line(str(path), '{"iter": 2}\n', write=fails_part_way)
+    assert path.read_text() == '{"iter": 0}\n{"iter": 1}\n'                  # cut back: no half row left

@@ -10,6 +10,7 @@ position of compute (--no_cache for the plain sliding window: the same logits, t
 """
 import argparse
 import math
+import os
 import sys
 import time
 
@@ -111,3 +112,6 @@ if __name__ == '__main__':
         main()
     except KeyboardInterrupt:
         sys.exit(128 + 2)
+    except BrokenPipeError:         # `sample.py ... | head`: the reader has what it wanted; no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

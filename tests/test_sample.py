@@ -55,6 +55,12 @@ def test_sample_script_on_a_trained_checkpoint(tmp_path, gen_data):
     assert run(['sample.py', '--ckpt', ckpt, '--start', f"FILE:{tmp_path / 'p.txt'}", '--max_new_tokens', '5']).stdout.startswith('and the')
     bad = run(['sample.py', '--ckpt', str(tmp_path / 'nope.pt')], check=False)
     assert bad.returncode == 1 and 'no checkpoint at' in bad.stderr
+    import subprocess
+    import sys
+    from conftest import ROOT
+    piped = subprocess.run(f"{sys.executable} sample.py --ckpt {ckpt} --num_samples 50 --max_new_tokens 200 | head -c 1",
+                           shell=True, cwd=ROOT, capture_output=True, text=True)   # the reader closes the pipe at once
+    assert 'Traceback' not in piped.stderr and 'BrokenPipe' not in piped.stderr, piped.stderr[-2000:]
 
 
 @pytest.mark.parametrize('buckets', ['norm', 'mdmix'])

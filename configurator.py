@@ -50,8 +50,9 @@ def _coerce(key, value, default):
 
 def run_config_file(path, scope=None, chain=()):
     """The names a config file (plain Python) assigns; whatever goes wrong in it is a ConfigError naming the file.
-    Inside it, include('base.py') runs another config first, its path relative to the including file (so a config
-    means the same from any current dir)."""
+    Inside it, include('base.py') runs another config first, its path relative to the including file's real location
+    (so a config means the same from any current dir, and through a link to it: Python finds a linked script's
+    modules beside the script itself, not beside the link)."""
     if not os.path.exists(path):
         here = os.path.dirname(os.path.abspath(__file__))
         hint = (f"; paths are relative to the current dir: run from the repo root (cd {here})"
@@ -63,7 +64,7 @@ def run_config_file(path, scope=None, chain=()):
         raise ConfigError(f"config file {path} includes itself: {' -> '.join(chain + (path,))}")
     scope = {} if scope is None else scope
     outer = scope.get('include')
-    scope['include'] = lambda rel: run_config_file(os.path.join(os.path.dirname(path), rel), scope, chain + (path,))
+    scope['include'] = lambda rel: run_config_file(os.path.join(os.path.dirname(os.path.realpath(path)), rel), scope, chain + (path,))
     try:
         with open(path, encoding='utf-8') as f:
             exec(compile(f.read(), path, 'exec'), scope)

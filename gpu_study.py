@@ -72,11 +72,11 @@ def py(args):
 
 # -- on the CPU: the data, its data-side tables, the regime, the pack -----------------------------------------
 
-def prepare(sources, data, pack, vocab_size, regime_copy):
+def prepare(sources, data, pack, vocab_size, regime_copy, tokenizer=None):
     src = f'{data}_src'
     hot = sorted({config_values(c)['hot_size'] for c, _ in PLAN})
     py(['replica_corpus.py', '--source', *sources, '--out', src, '--vocab_size', str(vocab_size)])
-    p = py(['prepare_fineweb.py', '--source', os.path.join(src, 'corpus.jsonl'), '--tokenizer', os.path.join(src, 'tokenizer.json'),
+    p = py(['prepare_fineweb.py', '--source', os.path.join(src, 'corpus.jsonl'), '--tokenizer', tokenizer or os.path.join(src, 'tokenizer.json'),
             '--num_tokens', '1_000_000_000', '--hot_sizes', ','.join(map(str, hot)), '--out', data])
     print(p.stdout[-1200:])
     base = config_values('nine_100_400k')
@@ -358,6 +358,7 @@ def summary_md(r):
     return '\n'.join(lines) + '\n'
 
 def main(argv):
+    global CONFIGS                  # --configs: the one setting every step reads its config dir from
     if argv[:1] == ['--rebuild_counts']:
         rebuild_counts(argv[1])
         return 0
@@ -367,6 +368,8 @@ def main(argv):
     p.add_argument('--dry', action='store_true', help='the GPU steps at tiny shapes, on a CPU')
     p.add_argument('--source', nargs='+', help='--prepare: the corpus files (.jsonl, .txt, either .xz)')
     p.add_argument('--vocab_size', type=int, default=16384, help="--prepare: the BPE's ids")
+    p.add_argument('--tokenizer', help="--prepare: a tokenizer prepare_fineweb.py knows (e.g. deepseek-v3) instead of the corpus's BPE")
+    p.add_argument('--configs', default=CONFIGS, help="the study's config dir: PLAN's names in it (configs/gpu_replica_v2: the v2 regime)")
     p.add_argument('--regime', help='--prepare: also write regime.json here (it is always written into the data dir)')
     p.add_argument('--overwrite_tracked', action='store_true', help='--regime may replace a file git tracks (the published '
                    'configs/gpu_replica/regime.json describes the published run: replace it only when publishing a new one)')
@@ -374,6 +377,7 @@ def main(argv):
                    'and tokenizer beside it in DATA_src), the GPU side unpacks PACK into it')
     p.add_argument('paths', nargs='*', help='PACK (default data/gpu_replica_pack) [OUT (default out/gpu_study)]')
     a = p.parse_args(argv)
+    CONFIGS = a.configs
     while a.source and not a.source[-1].endswith(('.jsonl', '.txt', '.xz')) and len(a.paths) < 2:   # `--source F... DIR`
         a.paths.insert(0, a.source.pop())
     pack = a.paths[0] if a.paths else os.path.join('data', 'gpu_replica_pack')
@@ -384,7 +388,7 @@ def main(argv):
         if a.regime and tracked(a.regime) and not a.overwrite_tracked:
             sys.exit(f"error: --regime {a.regime} is a file git tracks (it describes a published run); write it elsewhere, "
                      f"or pass --overwrite_tracked to replace it")
-        prepare(a.source, a.data, pack, a.vocab_size, a.regime)
+        prepare(a.source, a.data, pack, a.vocab_size, a.regime, a.tokenizer)
         return 0
     if not os.path.exists(os.path.join(pack, PACK_NAME)):
         sys.exit(f"error: {pack} has no {PACK_NAME}; make it on a CPU machine with "

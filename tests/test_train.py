@@ -81,6 +81,15 @@ def test_a_config_includes_its_base_by_a_path_relative_to_itself_from_any_cwd(tm
     with pytest.raises(ConfigError, match=r'nope.py does not exist.*included by .*gone.py'):
         load_config(str(tmp_path / 'gone.py'))
 
+def test_a_config_reached_through_a_link_includes_its_base_from_its_real_location(tmp_path):
+    """Issue 51: a link to a Nine config, placed beside another base.py, trained Hash under the Nine config's name."""
+    (tmp_path / 'real').mkdir()
+    (tmp_path / 'real' / 'base.py').write_text("memory = 'nine'\nbatch_size = 2\n")
+    (tmp_path / 'real' / 'nine.py').write_text("include('base.py')\nhot_size = 64\n")
+    (tmp_path / 'base.py').write_text("memory = 'hash'\nbatch_size = 9\n")           # a decoy beside the link
+    os.symlink(tmp_path / 'real' / 'nine.py', tmp_path / 'nine.py')
+    assert load_config(str(tmp_path / 'nine.py')) == {'memory': 'nine', 'batch_size': 2, 'hot_size': 64}
+
 def test_every_repo_config_includes_its_base_and_reads_the_same_from_another_cwd(monkeypatch):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = sorted(glob.glob(os.path.join(root, 'configs', '**', '*.py'), recursive=True))

@@ -112,3 +112,40 @@ def test_the_scheduler_starts_no_run_that_cannot_finish_before_the_deadline(tmp_
     st.deadline = time.time() + 60
     assert st.train_all() == {'finished': 0, 'not_started': len(gpu_study.run_order())}
     assert os.listdir(tmp_path / 'out' / 'logs') == [] and len(st.result['not_started']) == len(gpu_study.run_order())
+
+V2 = {os.path.basename(p)[:-3]: p for p in sorted(glob.glob(os.path.join(ROOT, 'configs', 'gpu_replica_v2', '*.py')))}
+
+def test_v2_configs_are_the_first_replicas_roles_iso_parameter_at_the_maps_hot_coverages():
+    """GPU replica v2 (issue 48): the same 8 configs in the regime the data-side map chose (docs/datamap.md)."""
+    assert set(V2) == set(CONFIGS)
+    cfgs = {n: load_config(p) for n, p in V2.items()}
+    tables = {n: 2 * 2 * c['table_size'] * c['engram_head_dim'] + (2 * c['hot_size'] * 2 * c['engram_head_dim']
+              if c['memory'] == 'nine' else 0) for n, c in cfgs.items()}
+    main = tables['hash_500k']
+    assert all(t == main for n, t in tables.items() if n not in ('hash_300k', 'hash_800k'))
+    assert (tables['hash_300k'], tables['hash_800k']) == (0.6 * main, 1.6 * main)
+    assert [cfgs[n]['hot_size'] for n in ('nine_20_480k', 'nine_50_450k', 'nine_100_400k')] == [1_307, 3_307, 5_658]
+    for n, c in cfgs.items():
+        it = c['max_iters']
+        assert c['warmup_iters'] == round(0.02 * it) and c['eval_interval'] == round(0.05 * it), n
+        assert c['data_dir'] == 'data/gpu_replica_v2' and c['out_dir'].endswith(n), n
+    assert round(it * cfgs['hash_500k']['batch_size'] * cfgs['hash_500k']['block_size'] / 282_942) == 20   # 20 epochs
+
+def test_v2_prepares_from_the_shipped_text_and_its_dry_run_passes_without_datasets_wandb_or_bbhash(tmp_path):
+    import gpu_study
+    env = {**os.environ, 'PYTHON': sys.executable}
+    p = subprocess.run(['bash', 'gpu_study.sh', '--prepare', '--configs', 'configs/gpu_replica_v2', '--data', str(tmp_path / 'data'),
+                        '--vocab_size', '32768', '--source', SHAKESPEARE, str(tmp_path / 'pack')], cwd=ROOT,
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / 'pack' / gpu_study.PACK_NAME).stat().st_size <= 50 * 2**20
+    regime = json.loads((tmp_path / 'data' / 'regime.json').read_text())
+    assert {n: round(c['any'], 3) for n, c in regime['hot_coverage']['train'].items()} == {'1307': 0.436, '3307': 0.534, '5658': 0.594}
+    block = tmp_path / 'block'
+    block.mkdir()
+    (block / 'sitecustomize.py').write_text(BLOCKER)
+    p = subprocess.run(['bash', 'gpu_study.sh', '--dry', '--configs', 'configs/gpu_replica_v2', '--data', str(tmp_path / 'unpacked'),
+                        str(tmp_path / 'pack'), str(tmp_path / 'out')], cwd=ROOT, capture_output=True, text=True,
+                       env={**env, 'PYTHONPATH': str(block)})
+    res = json.loads((tmp_path / 'out' / 'gpu_study.json').read_text())
+    assert p.returncode == 0 and [s['status'] for s in res['steps'].values()] == ['pass'] * 4, p.stderr[-2000:]

@@ -56,8 +56,7 @@ def n_phrases(k):
     return max(1, round((1 - k['hot_share']) * k['tokens'] / (k['phrase_len'] * k['repeats'])))
 
 def segments(preset, k):
-    """The corpus as a shuffled list of word-id segments (frequent ids 0..n_frequent-1, rare ids after them) and a
-    parallel list saying which are phrases."""
+    """The corpus as a shuffled list of (word ids, is a phrase) segments: frequent ids 0..n_frequent-1, rare ids after."""
     rng = np.random.default_rng(k['seed'])
     fresh = np.random.default_rng([k['seed'], 1])     # 'none' only: its draws leave everything else as 'flip' has it
     F, L, M = k['n_frequent'], k['phrase_len'], n_phrases(k)
@@ -125,8 +124,8 @@ def write_source(preset, k, src):
 
 def figure(run_dirs, out):
     """Hot - cold of every config (mean over its seeds; planted flip: solid, or dotted at fewer tokens per iter; none:
-    dashed) against the train tokens it has seen, beside the KN trigram's on random document shares of the same corpus (black): counting's crossing and
-    the model's on one axis."""
+    dashed) against the train tokens it has seen, beside the KN trigram's on random document shares of the same corpus
+    (black): counting's crossing and the model's on one axis."""
     from report.figures import pyplot, save_fig
     from report.runs import load_run
     plt = pyplot()
@@ -173,7 +172,11 @@ def main(argv=None):
     p.add_argument('--runs', nargs='+', default=[], help='with --figure: run dirs (out_dirs) trained on planted data')
     a = p.parse_args(argv)
     if a.figure:
-        return print(f"wrote {figure(a.runs, a.figure)}")
+        from data import DataError
+        try:
+            return print(f"wrote {figure(a.runs, a.figure)}")
+        except (DataError, OSError, KeyError, ValueError) as e:
+            sys.exit(f"error: --figure: {e} (--runs takes the out_dirs of runs trained on planted.py's data)")
     k = {n: getattr(a, n) for n in KNOBS}
     if not (a.preset and a.out):
         sys.exit("error: --preset and --out are required (or --figure PNG --runs DIR...)")

@@ -9,24 +9,16 @@
 # 30%: +0.63 at N_hot 1,307): a model that predicts rare-but-seen contexts as counting does must end with hot - cold > 0.
 # What is not the paper's: 283K train tokens, so 20 epochs (5.6M tokens a run) and a backbone far larger than the text
 # (the first replica's 6 x 512: 19M non-embedding parameters, 67 per train token; paper 0.89).
+# Everything else is the first replica's (configs/gpu_replica_base.py).
+include('gpu_replica_base.py')
 data_dir = 'data/gpu_replica_v2'
 out_dir = 'out/gpu_replica_v2/base'
-n_layer = 6
-n_head = 8
-n_embd = 512
-engram_layers = (1, 2, 3)
-engram_head_dim = 40
 block_size = 256
 batch_size = 16             # 4,096 tokens a step: the first replica ran ~32 ms a step with 3 at once, so 16 runs fit a window
-gradient_accumulation_steps = 1
 max_iters = 1380            # 20 epochs of 282,942 train tokens at 4,096 tokens a step
 lr_decay_iters = 1380
 warmup_iters = 28           # 2%
-learning_rate = 1e-3
-min_lr = 1e-4
 eval_interval = 69          # 5%
 val_windows = 58            # all of val: 14,892 tokens = 58 windows of 256
 eval_batch_size = 58
 log_interval = 69
-ckpt_interval = 0
-compile = False

@@ -67,3 +67,27 @@ def test_the_report_flags_the_planted_flip_and_not_the_control(planted, tmp_path
     assert evals[-1]['val_loss_cold'] < evals[-1]['val_loss_hot'] - 0.5              # the rare phrases learned
     assert all(r['hot_cold_delta'] < 0 for r in json.loads((tmp_path / 'rep_none' / 'report.json').read_text())
                ['table6']['nine_s0'] if r['iter'] > 0)
+
+def test_shuffled_reads_keep_the_parameters_and_labels_but_no_row_belongs_to_an_ngram(gen_data):
+    """memory_reads='shuffled' (the control of a memory that cannot memorize): the same tables and is_hot labels as
+    Nine's, every read a fresh random row of the table set; 'keyed' reads the same rows every time."""
+    import torch
+    import checkpoint
+    from data import load_meta
+    from extensions import ModelConfig
+    args = dict(vocab_size=448, n_layer=2, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1,),
+                table_size=301, hot_size=200, engram_head_dim=8)
+    models = {}
+    for reads in ('keyed', 'shuffled'):
+        cfg = ModelConfig(**args, memory_reads=reads)
+        models[reads] = checkpoint.build_model(cfg, checkpoint.load_index(gen_data, load_meta(gen_data), cfg)[0])
+    keyed, shuffled = models['keyed'], models['shuffled']
+    assert keyed.param_counts() == shuffled.param_counts()
+    idx = torch.randint(0, 400, (4, 32), generator=torch.Generator().manual_seed(0))     # gen_data's 400 ids
+    route = keyed.route(idx, None, True)
+    assert torch.equal(route.is_hot, shuffled.route(idx, None, True).is_hot)
+    a, b = shuffled.memory.rows(route), shuffled.memory.rows(route)
+    assert a.shape == keyed.memory.rows(route).shape and not torch.equal(a, b)
+    assert torch.equal(keyed.memory.rows(route), keyed.memory.rows(route))
+    assert 0 <= int(a.min()) and int(a.max()) < shuffled.memory.rows_per_set
+    assert (a != keyed.memory.rows(route)).float().mean() > 0.9          # almost no read lands on its own row

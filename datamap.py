@@ -6,10 +6,10 @@ Where does the data flip? (issue 48) The data-side tables of every corpus x toke
       --tokenizers gpt2,deepseek-v3,bpe16k,bpe32k --out data/map --json docs/datamap/datamap.json
 
 Per corpus: replica_corpus.py's dedup and document shuffle (the replicas' corpora), and a byte-level BPE of 16K and
-32K ids trained on its train share. Per corpus x tokenizer: prepare_fineweb.py (its normal path), then the N_hot that
-give the paper's hot coverages of train (43 / 53 / 59%: the 2-gram counts, ranked, say how many 2-grams cover that
-share of train positions), added as hot tiers; then, per N_hot, on the val windows the replicas score: the KN trigram's
-hot - cold at full count and on random shares of train documents (10 draws a share), the next-token entropy by stratum
+32K ids trained on its train share (replica_corpus.py, once per size). Per corpus x tokenizer: prepare_fineweb.py (its
+normal path), then the N_hot that give the paper's hot coverages of train (43 / 53 / 59%: the 2-gram counts, ranked,
+say how many 2-grams cover that share of train positions), added as hot tiers; then, per N_hot, on the val windows the
+replicas score: the KN trigram's hot - cold at full count and on random shares of train documents (10 draws a share), the next-token entropy by stratum
 (databaseline.data_side, as prepare-time tables are computed for the GPU replica), and the share of positions whose
 next token continues a word (its text starts with a letter or digit, no space: a word piece), hot and cold.
 Writes one JSON (a row per corpus x tokenizer x N_hot) and prints a Markdown table.
@@ -17,11 +17,13 @@ Writes one JSON (a row per corpus x tokenizer x N_hot) and prints a Markdown tab
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
 import numpy as np
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 COVERAGES = (0.43, 0.53, 0.59)          # the paper's train hot coverage at N_hot 20K / 50K / 100K (§4)
 SHARES = (0.1, 0.3, 1.0)
 BPE = {'bpe16k': 16_384, 'bpe32k': 32_768}
@@ -36,25 +38,23 @@ def corpus_sources(spec):
             sys.exit(f"error: --corpus {name}: {f} is not a file")
     return name, files
 
-def source_dir(name, files, out, tokenizers):
-    """<out>/<name>_src: the deduplicated, shuffled corpus.jsonl and a BPE tokenizer per bpe* size asked for."""
-    import replica_corpus as rc
-    src = os.path.join(out, f'{name}_src')
-    corpus = os.path.join(src, 'corpus.jsonl')
-    docs = None
-    if not os.path.exists(corpus):
-        docs = rc.dedup_shuffle([t for f in files for t in rc.documents(f, 'text')], seed=0)
-        os.makedirs(src, exist_ok=True)
-        rc.write_new(corpus, lambda p: open(p, 'x').write(''.join(json.dumps({'text': t}) + '\n' for t in docs)))
-    for t in tokenizers:
-        path = os.path.join(src, f'{t}.json')
-        if t in BPE and not os.path.exists(path):
-            if docs is None:
-                with open(corpus) as f:
-                    docs = [json.loads(line)['text'] for line in f]
-            tok = rc.train_bpe(docs[:max(1, int(len(docs) * 0.95))], BPE[t])
-            rc.write_new(path, lambda p: tok.save(p))
-    return src
+def script(args):
+    """A repo script as a user runs it (scripts do not import scripts); its error line is the map's."""
+    if subprocess.run([sys.executable, os.path.join(HERE, args[0]), *args[1:]]).returncode != 0:
+        sys.exit(f"error: {' '.join(args[:3])} ... failed (its error is above)")
+
+def source_dirs(name, files, out, tokenizers):
+    """{tokenizer: (corpus.jsonl, tokenizer spec)}: replica_corpus.py's deduplicated, shuffled corpus (the same for
+    every tokenizer: its order is the seed's) and, per bpe* asked for, a BPE trained on its train share."""
+    dirs = {}
+    for t in [t for t in tokenizers if t in BPE] or ['corpus only']:
+        d = os.path.join(out, f'{name}_src_{t}'.replace(' ', '_'))
+        if not os.path.exists(os.path.join(d, 'tokenizer.json')):
+            script(['replica_corpus.py', '--source', *files, '--out', d, '--vocab_size', str(BPE.get(t, 300))])
+        dirs[t] = d
+    first = next(iter(dirs.values()))
+    return {t: (os.path.join(dirs.get(t, first), 'corpus.jsonl'), os.path.join(dirs[t], 'tokenizer.json') if t in BPE else t)
+            for t in tokenizers}
 
 def hot_sizes_for(data_dir, meta, coverages):
     """The smallest N whose top-N 2-grams cover each share of train positions (2-grams alone: the any-order
@@ -92,18 +92,16 @@ def in_word_shares(data_dir, meta, sizes, T, windows):
         out[n] = (float(inside[hot].mean()), float(inside[~hot].mean()))
     return out
 
-def map_one(name, src, tokenizer, out, max_tokens, T, windows):
-    import prepare_fineweb
+def map_one(name, corpus, spec, tokenizer, out, max_tokens, T, windows):
     from data import load_meta
     from databaseline import data_side
-    spec = os.path.join(src, f'{tokenizer}.json') if tokenizer in BPE else tokenizer
     d = os.path.join(out, f'{name}_{tokenizer}')
-    base = ['--source', os.path.join(src, 'corpus.jsonl'), '--tokenizer', spec, '--num_tokens', str(max_tokens),
-            '--out', d, '--num_proc', '2']
-    prepare_fineweb.main(base + ['--hot_sizes', '1'])
+    base = ['prepare_fineweb.py', '--source', corpus, '--tokenizer', spec, '--num_tokens', str(max_tokens), '--out', d,
+            '--num_proc', '2']
+    script(base + ['--hot_sizes', '1'])
     meta = load_meta(d)
     sizes = sorted(set(hot_sizes_for(d, meta, COVERAGES)))
-    prepare_fineweb.main(base + ['--hot_sizes', ','.join(map(str, [1] + sizes))])
+    script(base + ['--hot_sizes', ','.join(map(str, [1] + sizes))])
     meta = load_meta(d)
     tables = data_side(d, sizes, [(T, windows)], fracs=SHARES, fingerprints=False)
     words = in_word_shares(d, meta, sizes, T, windows)
@@ -150,10 +148,10 @@ def main(argv=None):
     from data import save_json
     rows, t0 = [], time.time()
     for name, files in corpora:
-        src = source_dir(name, files, a.out, tokenizers)
+        sources = source_dirs(name, files, a.out, tokenizers)
         for tok in tokenizers:
             t = time.time()
-            rows += map_one(name, src, tok, a.out, a.max_tokens, a.block_size, a.val_windows)
+            rows += map_one(name, *sources[tok], tok, a.out, a.max_tokens, a.block_size, a.val_windows)
             print(f"map: {name} x {tok} in {time.time() - t:.0f} s", flush=True)
             save_json(a.json, {'rows': rows, 'seconds': round(time.time() - t0), 'command': ' '.join(sys.argv)})
     print(markdown(rows))

@@ -32,11 +32,11 @@ def check_base(base, signature, memory, path):
     check_signature(saved, current, f"checkpoint {path}")
 
 
-def check_resume(ckpt, cfg, signature, data_files, metrics, path, run_keys):
+def check_resume(ckpt, cfg, signature, data_files, metrics, path, run_keys, defaults):
     """The run's own checkpoint against this run: the data signature, the experiment (every key but run_keys and
     those resume_changes lists), the metrics it continues and the token files it trained and evaluated on."""
     check_signature(ckpt['data_signature'], signature, f"checkpoint {path}")
-    diff = resume_differences(ckpt['config'], cfg, run_keys)
+    diff = resume_differences(ckpt['config'], cfg, run_keys, defaults)
     if diff:
         raise ConfigError(f"resuming {path} with another experiment:\n" + '\n'.join(
             f"    {k}: checkpoint {a!r}, now {b!r}" for k, a, b in ((k, *v) for k, v in sorted(diff.items()))) +
@@ -54,9 +54,11 @@ def check_resume(ckpt, cfg, signature, data_files, metrics, path, run_keys):
                           f"checkpoint's data, or allow it explicitly: --resume_changes=\"('data_files',)\"")
 
 
-def resume_differences(saved, cfg, run_keys):
+def resume_differences(saved, cfg, run_keys, defaults):
     """Experiment keys that differ between a checkpoint's config and this run's (the global batch counts,
-    not its split; data is checked by its signature, not its path)."""
+    not its split; data is checked by its signature, not its path). A key the checkpoint lacks is a setting added
+    since it was written: it ran with that setting's default."""
+    saved = {**defaults, **saved}
     diff = {k: (saved.get(k), cfg[k]) for k in cfg if k not in run_keys and k not in cfg['resume_changes']
             and saved.get(k) != cfg[k] and not (isinstance(cfg[k], tuple) and tuple(saved.get(k) or ()) == cfg[k])}
     batch = lambda c: c['batch_size'] * c['gradient_accumulation_steps']

@@ -441,7 +441,7 @@ class Run:
         """The run's own checkpoint, checked against this run's data and experiment; its counters become the run's."""
         ckpt = load_checkpoint(self.ckpt_path)
         check_resume(ckpt, self.cfg, self.signature, self.data.files_sha256(), os.path.join(self.out_dir, 'metrics.jsonl'),
-                     self.ckpt_path, RUN_KEYS)
+                     self.ckpt_path, RUN_KEYS, DEFAULTS)
         self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
         return ckpt
 

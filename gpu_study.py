@@ -7,6 +7,9 @@ bbhash). Run through gpu_study.sh (docs/gpu_replica.md says what it measured):
   bash gpu_study.sh [PACK] [OUT]                        # on the GPU (carry PACK along with the repo)
   bash gpu_study.sh --dry [PACK] [OUT]                  # a CPU: the same steps at tiny shapes
 
+--configs DIR runs PLAN's names from another config dir (configs/gpu_replica_v2: the regime docs/datamap.md chose;
+docs/gpu_replica.md#v2 has its commands); --tokenizer SPEC prepares with a named tokenizer instead of the corpus's BPE.
+
 --prepare  replica_corpus.py (dedup, document shuffle, a BPE of --vocab_size ids) and prepare_fineweb.py with the
            configs' N_hot values into data/gpu_replica; the report's data-only tables that cost minutes (the KN
            trigram on random shares of train documents, 10 draws each; fingerprint false positives) into its

@@ -136,19 +136,20 @@ def figure(run_dirs, out):
             c = json.load(f)
         tpi = c['batch_size'] * c['gradient_accumulation_steps'] * c['block_size']
         groups.setdefault((r['data_dir'], r['config'], tpi), []).append((r, tpi))
+    planted = {}
+    for data_dir in {k[0] for k in groups}:
+        with open(os.path.join(data_dir, 'planted.json')) as f:
+            planted[data_dir] = json.load(f)
     fig, ax = plt.subplots(figsize=(10, 4.5))
     names = sorted({n for _, n, _ in groups})
     styles = {t: st for t, st in zip(sorted({t for *_, t in groups}, reverse=True), ('-', ':', '-.'))}
     for (data_dir, name, tpi), rs in sorted(groups.items()):
-        with open(os.path.join(data_dir, 'planted.json')) as f:
-            preset = json.load(f)['preset']
+        preset = planted[data_dir]['preset']
         its = sorted(set.intersection(*({e['iter'] for e in r['evolution'] if e['iter'] > 0} for r, _ in rs)))
         d = np.array([[{e['iter']: e['hot_cold_delta'] for e in r['evolution']}[i] for i in its] for r, _ in rs])
         ax.plot(np.array(its) * tpi, d.mean(0), color=plt.cm.tab10(names.index(name) % 10), lw=1.5,
                 ls=styles[tpi] if preset == 'flip' else '--', label=f"{name} ({preset}, {tpi} tokens/iter, {len(rs)} seeds)")
-    for data_dir in sorted({k[0] for k in groups}):
-        with open(os.path.join(data_dir, 'planted.json')) as f:
-            s = json.load(f)
+    for data_dir, s in sorted(planted.items()):
         rows = s['kn_by_doc_share'][str(max(s['hot_sizes']))]
         x = [r['train_tokens'] for r in rows]
         ax.errorbar(x, [r['kn_hot_cold_delta'] for r in rows], yerr=[r['kn_hot_cold_delta_std'] or 0 for r in rows], color='k',

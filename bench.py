@@ -38,7 +38,7 @@ PRESETS = {
 # nine_host, hash_plainhead_cudnn... Its settings are ModelConfig's, plus the run settings build_runs applies as train.py.
 MEMORY_KINDS = {'baseline': 'none', 'hash': 'hash', 'nine': 'nine'}
 CHANGES = {'rowwise': {'table_optimizer': 'rowwise'},      # lazy row-wise AdamW on the tables
-           'host': {'engram_tables': 'host', 'table_optimizer': 'rowwise'},      # the tables in host memory (offload.py)
+           'host': {'engram_tables': 'host', 'table_optimizer': 'rowwise'},      # the tables in host memory (engramlib/offload.py)
            'plainhead': {'loss_chunk': 0},                 # the loss through the whole logits (default on CUDA: chunked)
            'autotune': {'compile_mode': 'max-autotune-no-cudagraphs'}, 'cudagraphs': {'compile_mode': 'reduce-overhead'},
            # layers.SDPA_BACKENDS but 'auto' (spelled out: --help answers before torch is imported)
@@ -101,7 +101,7 @@ def parse_args(argv=None):
         p.error(f"--memory_limit must be a size like 4GB, --count_tokens and --micro_batches comma-separated counts "
                 f"(got {a.memory_limit!r}, {a.count_tokens!r}, {a.micro_batches!r})")
     if a.device.startswith('cuda'):
-        from system import device_problem
+        from engramlib.system import device_problem
         if device_problem(a.device):
             p.error(device_problem(a.device))
     return a
@@ -109,20 +109,20 @@ def parse_args(argv=None):
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
-import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
+from engramlib import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import optim
-import counting
-from checkpoint import build_model
+from engramlib import optim
+from engramlib import counting
+from factory import build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
-from mdx import attention_lsh
-from extensions import ModelConfig
-from offload import HostTables
-from system import compile_model, device_peak_flops, resolve_device, resolve_loss_chunk
-from fsafe import DataError, save_json
+from extensions.mdx import attention_lsh
+from factory import ModelConfig
+from engramlib.offload import HostTables
+from engramlib.system import compile_model, device_peak_flops, resolve_device, resolve_loss_chunk
+from engramlib.fsafe import DataError, save_json
 
 VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
@@ -339,9 +339,9 @@ def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
 
 def time_head(preset, device, dtype, rounds):
     """The head and its loss alone (x @ W^T, cross-entropy, backward) at the preset's rows, width and vocabulary: the
-    plain path beside the chunked one (linear_ce.py) at chunks of 1/4 and 1/16 of the rows, interleaved round-robin;
+    plain path beside the chunked one (engramlib/linear_ce.py) at chunks of 1/4 and 1/16 of the rows, interleaved round-robin;
     median ms and, on CUDA, the peak memory above the inputs."""
-    from linear_ce import chunked_cross_entropy
+    from engramlib.linear_ce import chunked_cross_entropy
     p = PRESETS[preset]
     cfg = ModelConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, **p['model'])
     rows, C, V = p['batch_size'] * cfg.block_size, cfg.n_embd, cfg.vocab_size
@@ -384,7 +384,7 @@ def time_head(preset, device, dtype, rounds):
 
 def fused_heads(x, W, t, dtype):
     """CUDA: the fused linear + cross-entropy kernels of Liger-Kernel and cut-cross-entropy (Triton; issue 40 asks to
-    compare them with linear_ce.py), where installed (`pip install --no-deps` their wheels: the GPU image has Triton),
+    compare them with engramlib/linear_ce.py), where installed (`pip install --no-deps` their wheels: the GPU image has Triton),
     on the same bf16 inputs: ({name: loss function}, {name: why not})."""
     paths, unavailable = {}, {}
     try:
@@ -422,8 +422,8 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
     alone, then an eval, a checkpoint save (snapshot to CPU, background write) and the same K steps,
     the write overlapping them; the difference is the cost of one eval+save. Also the old blocking save."""
     import tempfile
-    from checkpoint import CKPT_VERSION, CheckpointWriter, save_checkpoint
-    from metrics import evaluate
+    from engramlib.checkpoint import CKPT_VERSION, CheckpointWriter, save_checkpoint
+    from engramlib.metrics import evaluate
     p, tokens, index, B, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
     cfg = ModelConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, memory='nine', **p['model'], **p['nine'])
     model = build_model(cfg, index).to(device)
@@ -527,8 +527,8 @@ def time_mdx(ckpt_path, device, n_pos=2048):
     standard way: the bounded logit short-circuit vs the dense head, content-defined KV reuse vs a full
     prefill, seeded vs k-means PQ codes for attention keys, Count-Sketch LoRA vs LoRA step time, and the attention
     work that sketches (idea A) and bucket bounds (idea B) skip, with the error against full attention."""
-    from checkpoint import load_model
-    from data import TokenData
+    from factory import load_model
+    from engramlib.data import TokenData
     model, ckpt, data_dir, meta = load_model(ckpt_path)
     model.to(device)
     T = model.config.block_size
@@ -563,7 +563,7 @@ def timed(fn, reps=3):
 
 def mdx_logit_bound(H, W):
     """1. the bounded logit short-circuit (exact top-k), per position, vs the dense matmul + topk."""
-    from mdx import logit_bound
+    from extensions.mdx import logit_bound
     out = {}
     dense_t, (dv, di) = timed(lambda: torch.topk(H @ W.T, 10, -1))
     for buckets in ('norm', 'mdmix'):
@@ -580,7 +580,7 @@ def mdx_logit_bound(H, W):
 
 def mdx_kv_reuse(model, x, T, device):
     """2. content-defined KV reuse: 4 shared prefixes x 8 suffixes, time to first token with and without."""
-    from mdx.kv_reuse import PrefixKVCache
+    from extensions.mdx.kv_reuse import PrefixKVCache
     out = {}
     prefix_len, suffix_len = T * 5 // 8, T // 4
     toks = x.flatten()
@@ -613,7 +613,7 @@ def mdx_kv_reuse(model, x, T, device):
 
 def mdx_pq_keys(Q, K):
     """3. PQ codes for the last layer's attention keys, per head: recall@10 of each query's true top-10 keys."""
-    from mdx import pq_keys
+    from extensions.mdx import pq_keys
     out, nh, d = {}, K.shape[1], K.shape[-1]
     for M in (2, 4):
         rec = {'seeded': [], 'kmeans': []}
@@ -628,7 +628,7 @@ def mdx_pq_keys(Q, K):
 
 def mdx_cs_lora(model, x, y, p, device):
     """4. Count-Sketch LoRA vs LoRA: one fine-tune step (adapters only) at equal trainable parameters."""
-    from mdx import cs_lora
+    from extensions.mdx import cs_lora
     out = {}
     for kind in ('lora', 'cslora'):
         m = build_model(ModelConfig(**{**vars(model.config), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
@@ -648,7 +648,7 @@ def mdx_cs_lora(model, x, y, p, device):
 def mdx_attention(Q, K, V):
     """5. attention work skipped by sketches (idea A) and by bucket bounds (idea B), the last layer's keys of
     every validation position pooled as one cache per head (the decode setting), against full softmax."""
-    from mdx import attention_sketch as sk
+    from extensions.mdx import attention_sketch as sk
     out, nh = {}, K.shape[1]
     heads = [(Q[:, hd].contiguous(), K[:, hd].contiguous(), V[:, hd].contiguous()) for hd in range(nh)]
     mean = lambda rs: {key: float(np.mean([r[key] for r in rs])) for key in ('kept_share', 'dropped_mass', 'rel_error')}
@@ -678,7 +678,7 @@ def time_reversible(device, B=8, T=256, C=256):
     (fp32, bf16 autocast, bf16 weights)."""
     from torch.utils.checkpoint import checkpoint
     from layers import NO_NOISE
-    from mdx import reversible
+    from extensions.mdx import reversible
     from model import GPT, ForwardPass
     def checkpointed(blocks, x, fwd):
         for block in blocks:
@@ -796,7 +796,7 @@ def time_ckpt_budget(memory='nine', step_s=0.058, intervals=(250, 500, 1000), sa
     seconds each save() blocked the loop (the copy, and any wait for the previous write) and each background
     write's seconds; and the file's size."""
     import tempfile
-    from checkpoint import CKPT_VERSION, CheckpointWriter
+    from engramlib.checkpoint import CKPT_VERSION, CheckpointWriter
     model, opt = paper_state(memory)
     state = lambda it: {'format_version': CKPT_VERSION, 'iter_num': it, 'model': model.state_dict(),
                         'optimizer': opt.state_dict(), 'model_args': vars(model.config)}

@@ -3,7 +3,7 @@ nanoGPT's configurator, made strict: `python train.py configs/x.py --key=value .
 A config file is plain Python that assigns known keys; --key=value overrides are parsed with
 literal_eval (falling back to a string) and must keep the default's type. Unknown keys, wrong types,
 missing files and syntax errors stop the run with a message that says how to fix them. The keys, their
-defaults and their allowed values are declared next to each part (options.py).
+defaults and their allowed values are declared next to each part (engramlib/options.py).
 """
 import argparse
 import difflib

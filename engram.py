@@ -11,7 +11,7 @@ then in each Engram layer: k = W_K e, v = W_V e (Eq. 3), alpha = gate (Eq. 4), o
 
 All tables live in one (rows, d) parameter so that a whole memory read is one `embedding` call:
 Hash and Nine differ only in which row each (order, head) reads.
-This file is the paper's model only; the §6.3/§7.2 variants subclass its parts in variants.py.
+This file is the paper's model only; the §6.3/§7.2 variants subclass its parts in extensions/variants.py.
 """
 import math
 import unicodedata
@@ -194,7 +194,7 @@ class EngramMemory(nn.Module):
     (R = N_hot hot rows, NineMemory's; 0 here). A hot row of E_hot[n] (K*d wide) is K consecutive d-rows, so
     Hash and Nine reads are both a single gather of (orders*K) d-rows per position.
     `reads[layer]` = (use the hot tier?, table set) of each Engram layer: the paper's model reads the one
-    shared set with its hot tier in every layer (variants.py changes this layout, not the read)."""
+    shared set with its hot tier in every layer (extensions/variants.py changes this layout, not the read)."""
     hot_tier = False      # whether reads route by the data dir's hot tier (its keys then bind the model: data signature)
 
     def __init__(self, config):

@@ -38,7 +38,7 @@ def parse_args(argv=None):
     if a.val_windows is not None and a.val_windows < 1 or a.hot_size is not None and a.hot_size < 1:
         p.error(f"--val_windows and --hot_size must be >= 1 (got {a.val_windows}, {a.hot_size})")
     if a.device.startswith('cuda'):
-        from system import device_problem
+        from engramlib.system import device_problem
         if device_problem(a.device):
             p.error(device_problem(a.device))
     return a
@@ -46,11 +46,11 @@ def parse_args(argv=None):
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
-import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
+from engramlib import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 from tqdm import tqdm
 
-from data import DataError
-from fsafe import own_subdir
+from engramlib.data import DataError
+from engramlib.fsafe import own_subdir
 from report.evaluate import evaluate_checkpoint
 from report.figures import figure_key_stability, figures
 from report.inputs import paper
@@ -59,7 +59,7 @@ from report.output import console_summary, log_wandb, write_report
 from report.runs import data_sections, load_run
 from report.stability import key_stability
 from report.study import study
-from system import resolve_device
+from engramlib.system import resolve_device
 
 
 def main(argv=None):

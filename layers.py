@@ -1,7 +1,7 @@
 """
-The GPT-2 backbone's parts (nanoGPT), on the floor below model.py and mdx/: attention, MLP, the pre-norm
+The GPT-2 backbone's parts (nanoGPT), on the floor below model.py and extensions/mdx/: attention, MLP, the pre-norm
 block, the KV cache and the ForwardPass they share, with the backbone's options and the registries of
-part kinds. extensions.py registers the other kinds (mdx/) there, with their options.
+part kinds. extensions/__init__.py registers the other kinds (extensions/mdx/) there, with their options.
 """
 from contextlib import nullcontext
 
@@ -59,7 +59,7 @@ NO_NOISE = NoNoise()
 
 class CausalSelfAttention(nn.Module):
     """GPT-2's attention; kernel: another way to attend (q, k, v, fwd) -> y, for the attention kinds of
-    mdx/ (None: scaled_dot_product_attention, flash attention on CUDA)."""
+    extensions/mdx/ (None: scaled_dot_product_attention, flash attention on CUDA)."""
 
     def __init__(self, config, layer_idx=0, kernel=None):
         super().__init__()
@@ -125,7 +125,7 @@ class Block(nn.Module):
 
     @staticmethod
     def stack(blocks, x, fwd):
-        """How a block kind runs the whole stack: GPT.hidden's seam (mdx/reversible.py runs its blocks as one
+        """How a block kind runs the whole stack: GPT.hidden's seam (extensions/mdx/reversible.py runs its blocks as one
         autograd Function)."""
         for block in blocks:
             x = block(x, fwd)
@@ -155,7 +155,7 @@ def tied_embedding(config, lm_head):
 
 # -----------------------------------------------------------------------------
 # The kinds a config can choose (GPTConfig.embedding / attention / ffn / block): name -> constructor. Attention
-# and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd); extensions.py adds mdx/'s.
+# and FFN kinds are built as Kind(config, layer_idx) and called as part(x, fwd); extensions/__init__.py adds extensions/mdx/'s.
 EMBEDDINGS = {'tied': tied_embedding}
 ATTENTION = {'causal': CausalSelfAttention}
 FFN = {'mlp': MLP}

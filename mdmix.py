@@ -14,7 +14,8 @@ import torch
 
 import engram
 from configurator import ConfigError
-from options import Group, Option
+from engramlib.options import Group, Option
+from model import Extension
 
 M32 = 0xFFFFFFFF
 
@@ -102,7 +103,6 @@ def mdmix_hash(keys, salts, size, steps=8):
     h = ((a ^ c) << 31) ^ (b ^ d)                 # 63-bit value from all four words
     return (h & ((1 << 63) - 1)) % size
 
-engram.HASHES['mdmix'] = lambda keys, order, mult, size: mdmix_hash(keys, mult[:, 0], size)   # --engram_hash=mdmix
 
 # -----------------------------------------------------------------------------
 # deterministic noise
@@ -215,6 +215,13 @@ class BoundNoise:
 # the noise's options: every sigma 0 = off, bit-identical to no noise
 
 SIGMAS = ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')
+
+class NoiseHooks(Extension):
+    """The noise's hook into a run (model.Extension): a Noise when any sigma is on, else none (the paper's forward)."""
+
+    def noise(self, cfg):
+        return Noise.from_config(cfg) if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')) else None
+
 
 def check_noise(c):
     if not engram.has_memory(c['memory']) and c['noise_mem']:

@@ -5,7 +5,7 @@ Block indices in engram_layers are 0-based, like the DeepSeek Engram demo's laye
 
 This file, engram.py and layers.py are the paper's model and import nothing beyond it. GPTConfig below is the
 paper's model; the parts of a block are chosen from it at construction, through the registries of layers.py and
-engram.py. Everything else (the paper's open-question variants, MD-mix, mdx/) is an extension: extensions.py
+engram.py. Everything else (the paper's open-question variants, MD-mix, extensions/mdx/) is an extension: extensions/__init__.py
 registers its kinds and composes a config class with its options, whose Extensions act on the model through
 the hooks of `Extension`, once, at construction.
 """
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from engram import HASHES, MEMORY, EngramGate, NgramIndex, check_engram, has_hot_tier, has_memory
 from layers import ATTENTION, BLOCKS, EMBEDDINGS, FFN, NO_NOISE, ForwardPass, KVCache, check_backbone, sdpa_backend
-from linear_ce import chunked_cross_entropy
-from options import check_values, fields_group, option
+from engramlib.linear_ce import chunked_cross_entropy
+from engramlib.options import check_values, fields_group, option
 
 
 @dataclass
@@ -36,13 +36,13 @@ class GPTConfig:
     dropout: float = option(0.0, 'dropout in attention, MLP and embeddings', at_least=0, below=1)
     bias: bool = option(True, 'biases in Linear and LayerNorm (GPT-2)')
     embedding: str = option('tied', "token embedding: 'tied' to the head (GPT-2) | 'untied' | 'lowrank' | 'mihe' "
-                            "(mdx/embeddings.py)", choices=EMBEDDINGS)
-    attention: str = option('causal', "'causal' (GPT-2, SDPA) | 'lsh' (MD-banded LSH, mdx/attention_lsh.py) | 'sketch' / "
-                            "'bucket' (mdx/attention_sketch.py)", choices=ATTENTION)
-    ffn: str = option('mlp', "the blocks' FFN: 'mlp' (GPT-2) | 'moe' (mixture of experts, mdx/hash_moe.py) | 'pkm' "
-                      "(+ product keys, mdx/pkm.py)", choices=FFN)
+                            "(extensions/mdx/embeddings.py)", choices=EMBEDDINGS)
+    attention: str = option('causal', "'causal' (GPT-2, SDPA) | 'lsh' (MD-banded LSH, extensions/mdx/attention_lsh.py) | 'sketch' / "
+                            "'bucket' (extensions/mdx/attention_sketch.py)", choices=ATTENTION)
+    ffn: str = option('mlp', "the blocks' FFN: 'mlp' (GPT-2) | 'moe' (mixture of experts, extensions/mdx/hash_moe.py) | 'pkm' "
+                      "(+ product keys, extensions/mdx/pkm.py)", choices=FFN)
     block: str = option('prenorm', "'prenorm' (GPT-2) | 'reversible' (coupling blocks, activations recomputed in "
-                        "backward: mdx/reversible.py)", choices=BLOCKS)
+                        "backward: extensions/mdx/reversible.py)", choices=BLOCKS)
     # Engram memory (engram.py; paper §3, Tables 1/2)
     memory: str = option('nine', "'none' (baseline) | 'hash' (multi-head hashed tables) | 'nine' (MPHF hot tier + hashed "
                          "cold tier)", choices=MEMORY)
@@ -60,7 +60,7 @@ class GPTConfig:
     label_smoothing: float = option(0.0, 'cross-entropy label smoothing in training (MD-mix ablation)', at_least=0, below=1)
 
     groups = ()         # not fields: the option groups validate() checks (below), and the extensions a
-    extensions = ()     # composed config carries (extensions.py); the paper's model has none
+    extensions = ()     # composed config carries (extensions/__init__.py); the paper's model has none
 
     def validate(self):
         check_values(type(self).groups, vars(self))
@@ -109,6 +109,22 @@ class Extension:
     def param_counts(self, model):              # its own parameter counts, {name: n}, apart from the backbone
         return {}
 
+    # the run's hooks (train.py calls them at fixed points; cfg: the run's settings)
+    def noise(self, cfg):                       # the forward's deterministic noise (mdmix.Noise), or None
+        return None
+
+    def host_table_conflicts(self, cfg):        # settings that read or decay table rows beyond each step's own reads
+        return []
+
+    def base_state(self, state, model):         # a fine-tune's base weights as this model names them, and keys they lack
+        return state, []
+
+    def after_base(self, model):                # after a fine-tune's base weights are loaded
+        pass
+
+    def after_step(self, model, it, lr, cfg):   # after each optimizer step
+        pass
+
 
 def with_mixins(base, mixins):
     """base with the classes of mixins in front of it (cooperative: each calls super())."""
@@ -125,7 +141,7 @@ def index_class(config):
 class GPT(nn.Module):
 
     def __init__(self, config, index=None, noise=None, shapes_only=False):
-        """index: engram.NgramIndex built from the data dir (checkpoint.load_index); needed for memory
+        """index: engram.NgramIndex built from the data dir (factory.load_index); needed for memory
         and for is_hot labels. noise: an mdmix.Noise, or None (no MD-mix regularization). shapes_only: the
         parameters without what the parts compute from the data (post_init, the extensions' after_init): the
         meta-device size estimate (train.check_memory), where such computations cannot run."""
@@ -136,7 +152,7 @@ class GPT(nn.Module):
         if has_memory(config.memory) and index is None:
             raise ValueError(f"memory={config.memory!r} needs the data dir's n-gram index")
         if needs_counts(config) and not index.has_counts:
-            raise ValueError("this config needs the training count of every n-gram in the index (checkpoint.load_index)")
+            raise ValueError("this config needs the training count of every n-gram in the index (factory.load_index)")
         self.index, self.noise = index, noise
         memory = with_mixins(MEMORY[config.memory], [m for e in ext for m in e.memory_mixins(config)]) if has_memory(config.memory) else None
         self.memory = memory(config) if memory is not None else None
@@ -156,10 +172,10 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = lm_head
-        self.loss_chunk = 0          # rows of logits at a time in the loss (linear_ce.py); 0: the plain head. A run
+        self.loss_chunk = 0          # rows of logits at a time in the loss (engramlib/linear_ce.py); 0: the plain head. A run
                                      # setting, not the model's: train.py sets it (on CUDA by default)
         self.sdpa_backend = 'auto'   # attention's SDPA kernel (layers.SDPA_BACKENDS): a run setting too
-        self.stack = BLOCKS[config.block].stack     # how the blocks run, one by one or as a whole (mdx/reversible.py)
+        self.stack = BLOCKS[config.block].stack     # how the blocks run, one by one or as a whole (extensions/mdx/reversible.py)
         self.apply(self._init_weights)
         for pn, p in self.named_parameters():   # GPT-2: scaled init of the residual projections
             if pn.endswith('c_proj.weight'):
@@ -191,7 +207,7 @@ class GPT(nn.Module):
                 'head': self.lm_head.weight.numel(), 'embedding': embedding}
 
     def dense_params(self):
-        """Parameters but the memory tables (which may live apart from the model: offload.py)."""
+        """Parameters but the memory tables (which may live apart from the model: engramlib/offload.py)."""
         table = self.memory.table.weight if self.memory is not None else None
         return sum(p.numel() for p in self.parameters() if p is not table)
 

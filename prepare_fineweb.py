@@ -80,17 +80,17 @@ def int_list(p, flag, text):
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
-import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
+from engramlib import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import (FORMAT_VERSION, DataError, HotTier, atomic_write, data_file, file_sha256, hot_files,
+from engramlib.data import (FORMAT_VERSION, DataError, HotTier, atomic_write, data_file, file_sha256, hot_files,
                   save_json, save_npy, sha256_file)
-from counting import BYTES_PER_TOKEN, CHUNK, chunk_keys, count_duckdb, count_numpy, top_n
+from engramlib.counting import BYTES_PER_TOKEN, CHUNK, chunk_keys, count_duckdb, count_numpy, top_n
 from engram import canonical_map, hot_lookup
-from fsafe import TEMP_SUFFIX, UMASK, DirLock, own_subdir, private_temp_dir, refuse_shared_dir, remove_stale_temps
-from tokens import Tokenizer, require_hub
+from engramlib.fsafe import TEMP_SUFFIX, UMASK, DirLock, own_subdir, private_temp_dir, refuse_shared_dir, remove_stale_temps
+from engramlib.tokens import Tokenizer, require_hub
 
 FINEWEB = 'HuggingFaceFW/fineweb-edu'
 LOCAL_BUILDERS = {'.txt': 'text', '.text': 'text', '.jsonl': 'json', '.json': 'json',
@@ -507,7 +507,7 @@ def run_stages(args, tok, meta, tokens_args):
                           'val': coverage(out, meta, val, prefix, canon)})
     raw_files = [f'rawgrams_o3_{n}.npy' for n in ('keys', 'counts')]
     if args.max_order >= 3 and not reuse('rawgrams', raw_files):
-        # the data baseline's counts (databaseline.py): trigrams of raw token ids, the pad id = vocab_size
+        # the data baseline's counts (report/databaseline.py): trigrams of raw token ids, the pad id = vocab_size
         t0 = time.time()
         identity = np.arange(meta['tokens']['vocab_size'] + 1, dtype=np.int64)
         engine, distinct = count_to_files(args, train, identity, [3], out, 'rawgrams')

@@ -39,7 +39,7 @@ def parse_args(argv=None):
         p.error(f'--num_samples must be in 1..{MAX_SAMPLES:,}, --max_new_tokens in 1..{MAX_NEW_TOKENS:,}, --temperature a finite '
                 f'number >= 0, --top_k >= 0, 0 < --top_p <= 1, --seed in 0..2**63-1')
     if a.device.startswith('cuda'):
-        from system import device_problem
+        from engramlib.system import device_problem
         if device_problem(a.device):
             p.error(device_problem(a.device))
     return a
@@ -47,13 +47,13 @@ def parse_args(argv=None):
 if __name__ == '__main__' and {'-h', '--help'} & set(sys.argv[1:]):   # before the heavy imports: help in a blink
     parse_args()
 
-import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
+from engramlib import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import torch
 
-from checkpoint import load_model
-from data import DataError, regular_file
-from system import autocast_context, resolve_device
-from tokens import Tokenizer
+from factory import load_model
+from engramlib.data import DataError, regular_file
+from engramlib.system import autocast_context, resolve_device
+from engramlib.tokens import Tokenizer
 
 def prompt_ids(tok, start):
     text = start

@@ -19,33 +19,29 @@ import time
 
 PROCESS_T0 = time.time()        # the start-up's clock: imports, data, model, optimizer before the loop
 
-import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
+from engramlib import envcheck  # noqa: F401  (first: without the venv, one line saying `source setup.sh`)
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-import optim
-import variants
-from mdx import cs_lora
-from checkpoint import CKPT_VERSION, CheckpointWriter, build_model, load_checkpoint, load_index, load_weights, nonfinite
 from configurator import ConfigError, apply_config, closest
-from data import DataError, TokenData, save_json, to_device
-from fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_stale_temps
-from mdmix import NOISE, Noise
-from metrics import evaluate, wandb_row
-from offload import HostTables
-from extensions import MODEL_GROUPS, ModelConfig
-from options import Group, Option, check_values, help_text, merged
-from provenance import provenance
-from resume import check_base, check_resume, fine_tune_base, truncate_metrics
+from engramlib import optim
+from engramlib.checkpoint import CKPT_VERSION, CheckpointWriter, load_weights, nonfinite
+from engramlib.data import DataError, TokenData, save_json, to_device
+from engramlib.fsafe import DirLock, append_line, own_subdir, refuse_shared_dir, remove_stale_temps
+from engramlib.metrics import evaluate, wandb_row
+from engramlib.offload import HostTables
+from engramlib.options import Group, Option, check_values, help_text, merged
+from engramlib.provenance import provenance
+from engramlib.resume import check_base, check_resume, fine_tune_base, truncate_metrics
+from engramlib.system import (COMPILE_MODES, CUDA_GRAPH_MODES, autocast_context, compile_model, device_peak_flops, device_problem,
+                              make_deterministic, resolve_device, resolve_dtype, resolve_loss_chunk)
+from factory import EXTENSIONS, MODEL_GROUPS, RUN_GROUPS, ModelConfig, build_model, load_checkpoint, load_index
 from layers import SDPA_BACKENDS
-from system import (COMPILE_MODES, CUDA_GRAPH_MODES, autocast_context, compile_model, device_peak_flops, device_problem,
-                    make_deterministic, resolve_device, resolve_dtype, resolve_loss_chunk)
-from variants import MAINTENANCE
 
 # -----------------------------------------------------------------------------
-# settings: the run's own here, the model's next to its parts (extensions.MODEL_GROUPS), the noise's in mdmix.py.
+# settings: the run's own here, the model's next to its parts (factory.MODEL_GROUPS), the extensions' (factory.RUN_GROUPS).
 # Defaults are the paper's (Table 1/2); override with a config file and --key=value (configurator.py).
 
 def check_run(c):
@@ -131,7 +127,7 @@ def check_system(c):
                           "small gradients would flush to zero. Use 'bfloat16' (A100/H100, the default on CUDA) or 'float32'.")
 
 def check_host_tables(c):
-    """Host tables stage the rows each step reads (offload.py): what reads or writes other rows, or keeps the
+    """Host tables stage the rows each step reads (engramlib/offload.py): what reads or writes other rows, or keeps the
     table's state elsewhere, is refused."""
     if c['memory'] == 'none':
         raise ConfigError("--engram_tables='host' moves the memory tables, but --memory='none' has none")
@@ -145,7 +141,7 @@ def check_host_tables(c):
         raise ConfigError(f"--compile_mode='{c['compile_mode']}' replays CUDA graphs, which would read the staged rows at "
                           f"their addresses when captured; with --engram_tables='host' use 'default' or "
                           f"'max-autotune-no-cudagraphs'")
-    on = [k for k in ('hot_ramp_iters', 'hot_teacher', 'hot_weight_decay') if c[k]] + ['memory_reads'] * (c['memory_reads'] != 'keyed')
+    on = [k for e in EXTENSIONS for k in e.host_table_conflicts(c)]
     if on:
         raise ConfigError(f"{', '.join('--' + k for k in on)} read or decay table rows beyond each step's own reads; "
                           f"not with --engram_tables='host'")
@@ -162,17 +158,17 @@ SYSTEM = Group('system', dict(
     sdpa_backend=Option('auto', "attention's kernel: 'auto' (PyTorch's choice: flash on CUDA) | 'flash' | 'cudnn' | "
                         "'efficient' (CUDA only) | 'math'", choices=tuple(SDPA_BACKENDS), run_only=True),
     loss_chunk=Option(-1, 'rows of logits at a time in the loss (chunked linear + cross-entropy, never the whole logits: '
-                      'linear_ce.py); 0 = the plain head; -1 = auto: 4096 on CUDA, 0 on CPU', at_least=-1, run_only=True),
+                      'engramlib/linear_ce.py); 0 = the plain head; -1 = auto: 4096 on CUDA, 0 on CPU', at_least=-1, run_only=True),
     deterministic=Option(False, 'bit-reproducible kernels (a resumed CUDA run equals the uninterrupted one; slower): '
                          "deterministic algorithms and cuBLAS's fixed workspace", run_only=True),
     resume_changes=Option((), "experiment keys a resume may change on purpose, e.g. ('learning_rate',); 'global_batch'",
                           run_only=True),
     engram_tables=Option('device', "'device' (paper: the memory tables on the model's device) | 'host': in host memory "
-                         "with their row-wise AdamW state, each step's rows prefetched (offload.py; --table_optimizer="
+                         "with their row-wise AdamW state, each step's rows prefetched (engramlib/offload.py; --table_optimizer="
                          "'rowwise')", choices=('device', 'host'), run_only=True),
 ), check=check_system)
 
-SETTINGS = [RUN, WANDB, BATCH, *MODEL_GROUPS[1:], NOISE, MAINTENANCE, OPTIM, SYSTEM]   # MODEL_GROUPS[0]: vocab_size, from the data
+SETTINGS = [RUN, WANDB, BATCH, *MODEL_GROUPS[1:], *RUN_GROUPS, OPTIM, SYSTEM]   # MODEL_GROUPS[0]: vocab_size, from the data
 DEFAULTS = {k: o.default for k, o in merged(SETTINGS).items()}
 config_keys = list(DEFAULTS)
 
@@ -342,7 +338,10 @@ class Run:
     def __init__(self, cfg):
         self.cfg = cfg
         fine_tune = cfg['init_from'] not in ('scratch', 'resume') and cfg['init_from'].endswith('.pt')
-        self.base, self.base_changed = fine_tune_base(cfg) if fine_tune else (None, [])
+        self.base, self.base_changed = None, []
+        if fine_tune:
+            base = load_checkpoint(cfg['init_from'], hint="--init_from takes a checkpoint path, 'scratch' or 'resume'.")
+            self.base, self.base_changed = base, fine_tune_base(cfg, base)
         validate_config(cfg)
         resolve_system(cfg)
         self.ddp, self.rank, self.world, self.dev = init_distributed(cfg)
@@ -409,7 +408,7 @@ class Run:
         self.check_memory(index)
         if cfg['dry_run']:
             return
-        noise = Noise.from_config(cfg) if any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem')) else None
+        noise = next((n for e in EXTENSIONS if (n := e.noise(cfg)) is not None), None)
         self.raw_model = build_model(self.mcfg, index, noise)
         self.raw_model.loss_chunk = resolve_loss_chunk(cfg['loss_chunk'], self.device_type)
         self.raw_model.sdpa_backend = cfg['sdpa_backend']
@@ -446,13 +445,14 @@ class Run:
         return ckpt
 
     def load_base(self, base):
-        """Fine-tuning: the base run's weights; with adapters, only the adapters train."""
-        load_weights(self.raw_model, cs_lora.base_state(base['model'], self.raw_model), f"checkpoint {self.cfg['init_from']}",
-                     allow_missing=cs_lora.adapter_names(self.raw_model))
-        if self.mcfg.adapter != 'none':
-            trainable = {id(p) for p in cs_lora.adapter_parameters(self.raw_model)}
-            for p in self.raw_model.parameters():
-                p.requires_grad_(id(p) in trainable)
+        """Fine-tuning: the base run's weights (as the extensions name them: adapters wrap layers)."""
+        state, missing = base['model'], []
+        for e in EXTENSIONS:
+            state, more = e.base_state(state, self.raw_model)
+            missing += more
+        load_weights(self.raw_model, state, f"checkpoint {self.cfg['init_from']}", allow_missing=missing)
+        for e in EXTENSIONS:
+            e.after_base(self.raw_model)
 
     def check_memory(self, index):
         """Refuse a run that cannot fit before allocating it (a typo in block_size or n_embd would otherwise take
@@ -523,7 +523,7 @@ class Trainer:
         if self.run.resumed_at is not None:
             print(f"resumed from {cfg['out_dir']}/ckpt.pt at iter {self.run.resumed_at}: continuing to {cfg['max_iters']}")
         print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | "
-              + (f"adapters {pc['adapter']:,} (the only ones trained) | " if pc['adapter'] else '') + f"total {pc['total']:,}")
+              + (f"adapters {pc['adapter']:,} (the only ones trained) | " if pc.get('adapter') else '') + f"total {pc['total']:,}")
         if cfg['wandb_log']:
             self.wandb_id = self.dir.start_wandb(cfg, pc, self.wandb_id)
 
@@ -711,9 +711,8 @@ class Trainer:
         if self.run.tables is not None:          # the step's rows updated and written back, the next step's staged
             self.run.tables.update(lr, cfg['weight_decay'], (cfg['beta1'], cfg['beta2']))
             self.run.tables.advance(torch.device(self.run.dev))
-        if cfg['wk_decay'] or cfg['wk_reset_interval'] or cfg['hot_weight_decay']:
-            optim.gate_maintenance(self.run.raw_model, it, lr, cfg['wk_decay'], cfg['wk_reset_interval'],
-                                   cfg['hot_weight_decay'] * variants.ramp(it, cfg['hot_reg_ramp_iters']))
+        for e in EXTENSIONS:
+            e.after_step(self.run.raw_model, it, lr, cfg)
 
     def clip(self, max_norm):
         """The global gradient-norm clip; with row-wise tables (on the device or in host memory) the table counts

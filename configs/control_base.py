@@ -1,7 +1,7 @@
 # The positive control of the flip study (issue 47, docs/controls.md): a corpus with a planted flip, at tiny CPU shapes.
 # Data (seconds, offline; the prediction of the data is printed and kept in data/control_flip/planted.json):
-#   python planted.py --preset flip --out data/control_flip
-#   python planted.py --preset none --out data/control_none      # the control without a flip (configs/control_none/)
+#   python -m tools.planted --preset flip --out data/control_flip
+#   python -m tools.planted --preset none --out data/control_none      # the control without a flip (configs/control_none/)
 # Then: python study.py configs/control/*.py --seeds=0,1,2,3 --jobs=2 --out=out/control --report=reports/control
 # The replica's regime (configs/replica_base.py) in everything but the epochs:
 #   schedule: warmup 18 = 2% of iters, cosine to lr/10, eval every 45 iters = 5%

@@ -1,6 +1,6 @@
 # The GPU replica (issue 35): the paper's regime on ~20M tokens, one GPU window (bash gpu_study.sh; docs/gpu_replica.md).
 # Data (once, on a CPU, offline): bash gpu_study.sh --prepare --source techdocs.jsonl debian_docs.jsonl.xz
-#   = replica_corpus.py (dedup, shuffle, BPE-16384) + prepare_fineweb.py --hot_sizes 2400,6000,12000 -> data/gpu_replica
+#   = tools/replica_corpus.py (dedup, shuffle, BPE-16384) + prepare_fineweb.py --hot_sizes 2400,6000,12000 -> data/gpu_replica
 # Matched (configs/gpu_replica/regime.json holds the measured values; tests/test_gpu_replica.py checks these configs):
 #   epochs: 2,150 iters x 8 x 1024 = 17.6M tokens of 20.48M train = 0.86 (paper 82M of 95M = 0.86)
 #   hot coverage of train, any order: 60.3% at N_hot = 12,000 (paper ~59%)

@@ -1,6 +1,6 @@
 # The replica (issue 25): the paper's regime at laptop scale, matched on dimensionless quantities, not sizes.
 # Data (once, offline; any local corpus of ~3M tokens; techdocs.jsonl is one):
-#   python replica_corpus.py --source techdocs.jsonl --out data/replica_src --vocab_size 8192
+#   python -m tools.replica_corpus --source techdocs.jsonl --out data/replica_src --vocab_size 8192
 #   python prepare_fineweb.py --source data/replica_src/corpus.jsonl --tokenizer data/replica_src/tokenizer.json \
 #       --hot_sizes 2400,6000,12000 --out data/replica
 # Then: python study.py configs/replica/hash_500k.py configs/replica/nine_100_400k.py --seeds=0,1,2,3 --jobs=2 \

@@ -6,12 +6,12 @@ import os
 
 import torch
 
-from checkpoint import load_model
-from data import TokenData, load_counts
-from databaseline import data_baseline
-from metrics import evaluate
+from factory import load_model
+from engramlib.data import TokenData, load_counts
+from report.databaseline import data_baseline
+from engramlib.metrics import evaluate
 from report.inputs import config_name
-from system import autocast_context
+from engramlib.system import autocast_context
 
 # -----------------------------------------------------------------------------
 # one checkpoint

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from data import atomic_write
+from engramlib.data import atomic_write
 from report.inputs import paper
 
 def figure_flip(plt, runs, s, color, out_dir):

@@ -7,9 +7,9 @@ import json
 import os
 import re
 
-from data import DataError
+from engramlib.data import DataError
 from engram import MEMORY
-from fsafe import regular_file
+from engramlib.fsafe import regular_file
 
 REFERENCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'reference', 'paper_tables.json')
 

@@ -4,8 +4,8 @@ per report dir).
 """
 import os
 
-from data import atomic_write, save_json
-from fsafe import regular_file
+from engramlib.data import atomic_write, save_json
+from engramlib.fsafe import regular_file
 
 CONSOLE_SECTIONS = ('Table 3', "The paper's patterns", 'Stratified metrics')   # what the console shows of a report
 

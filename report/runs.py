@@ -8,15 +8,15 @@ import os
 import numpy as np
 import torch
 
-from checkpoint import data_signature, load_model, tier_index
-from data import DataError, TokenData, load_meta, read_metrics, to_device
-from databaseline import cached, data_baseline, fingerprint_analysis, group_rows, kn_losses, kn_share_rows, position_groups
-from fsafe import lock_holder
-from metrics import flip
+from factory import EXTENDED, data_signature, load_model, tier_index
+from engramlib.data import DataError, TokenData, load_meta, read_metrics, to_device
+from report.databaseline import cached, data_baseline, fingerprint_analysis, group_rows, kn_losses, kn_share_rows, position_groups
+from engramlib.fsafe import lock_holder
+from engramlib.metrics import flip
 from model import GPTConfig
 from report.inputs import EVAL_ROW, RUN_CONFIG, bad_config_value, config_name, read_json, snapshot_paths
 from report.stability import ngram_trajectories
-from system import autocast_context
+from engramlib.system import autocast_context
 
 # what the study reads from a run's config.json, each with its test (a bad run is skipped with the reason, not a crash)
 
@@ -97,8 +97,9 @@ def data_sections(runs, device='cpu'):
             out['frequency'] += [f for f in [frequency_section(same, meta, index, data, starts, device)] if f]
             out['kn_by_size'].append({'data': r['data'], 'hot_size': r['hot_size'], 'val_windows': len(starts),
                                       'rows': kn_share_rows(data, index, r['hot_size'], starts, r['block_size'])})
-            fp = cached(r['data_dir'], meta, 'fingerprints', str(r['hot_size']), lambda: fingerprint_analysis(r['data_dir'], meta, r['hot_size']))
-            out['fingerprints'] += [{'data': r['data'], 'hot_size': r['hot_size'], **f} for f in fp]
+            if EXTENDED:        # Algorithm 1's b-bit fingerprints are a variant's (extensions/variants.py)
+                fp = cached(r['data_dir'], meta, 'fingerprints', str(r['hot_size']), lambda: fingerprint_analysis(r['data_dir'], meta, r['hot_size']))
+                out['fingerprints'] += [{'data': r['data'], 'hot_size': r['hot_size'], **f} for f in fp]
         if r['snapshots'] >= 2:
             out['trajectories'][r['run']] = ngram_trajectories(r['run_dir'])
     return out

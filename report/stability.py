@@ -8,10 +8,11 @@ import os
 from tqdm import tqdm
 import torch
 
-from checkpoint import build_model, load_checkpoint, load_index, load_weights
-from data import DataError, TokenData, load_counts, load_meta, to_device
+from engramlib.checkpoint import load_weights
+from factory import build_model, load_checkpoint, load_index
+from engramlib.data import DataError, TokenData, load_counts, load_meta, to_device
 from engram import has_memory
-from extensions import ModelConfig
+from factory import ModelConfig
 from report.inputs import bad_config_value, read_json, snapshot_paths
 
 @torch.no_grad()

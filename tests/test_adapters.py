@@ -1,4 +1,4 @@
-"""Count-Sketch LoRA (mdx/cs_lora.py) against plain LoRA: the sketched forward is the materialized
+"""Count-Sketch LoRA (extensions/mdx/cs_lora.py) against plain LoRA: the sketched forward is the materialized
 low-rank update, indices are pure integer hashing, equal parameters by default, and a fine-tune from a
 checkpoint trains the adapters only."""
 import os
@@ -6,7 +6,7 @@ import os
 import torch
 
 from conftest import prepare, run, write_corpus
-from mdx import cs_lora
+from extensions.mdx import cs_lora
 from test_model import tiny_model
 from test_train import micro_config, weights
 

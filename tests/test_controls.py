@@ -1,5 +1,5 @@
 """The instrument sees a flip that is known to be there (issue 47): a corpus with a planted flip and one without
-(planted.py), through prepare, training and the study report as any corpus goes. Held out from the committed
+(tools/planted.py), through prepare, training and the study report as any corpus goes. Held out from the committed
 corpus (docs/controls.md): another seed and other knob values, at the smallest shapes that still flip. These tests
 fail when the hot labels are inverted, when the route sends every position to one stratum, or when the flip
 detector reads the wrong sign (each checked by making the change: see the commit that added them)."""
@@ -20,7 +20,7 @@ N_HOT = 36                     # n_frequent^2: every frequent 2-gram
 def planted(tmp_path_factory):
     d = tmp_path_factory.mktemp('planted')
     for preset in ('flip', 'none'):
-        run(['planted.py', '--preset', preset, '--out', str(d / preset), *KNOBS])
+        run(['-m', 'tools.planted', '--preset', preset, '--out', str(d / preset), *KNOBS])
     return d
 
 def summary(d):
@@ -38,7 +38,7 @@ def test_the_data_predicts_a_flip_for_the_planted_corpus_and_none_for_the_contro
     assert rows[0]['kn_hot_cold_delta'] < 0 < rows[-1]['kn_hot_cold_delta'] and rows[0]['draws'] == 10
 
 def test_the_presets_differ_only_in_the_rare_continuations():
-    import planted
+    from tools import planted
     k = dict(planted.KNOBS, tokens=5000, seed=3)
     flip, none = planted.segments('flip', k), planted.segments('none', k)
     assert [p for _, p in flip] == [p for _, p in none]                        # the same segments in the same order
@@ -72,15 +72,15 @@ def test_shuffled_reads_keep_the_parameters_and_labels_but_no_row_belongs_to_an_
     """memory_reads='shuffled' (the control of a memory that cannot memorize): the same tables and is_hot labels as
     Nine's, every read a fresh random row of the table set; 'keyed' reads the same rows every time."""
     import torch
-    import checkpoint
-    from data import load_meta
-    from extensions import ModelConfig
+    import factory
+    from engramlib.data import load_meta
+    from factory import ModelConfig
     args = dict(vocab_size=448, n_layer=2, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1,),
                 table_size=301, hot_size=200, engram_head_dim=8)
     models = {}
     for reads in ('keyed', 'shuffled'):
         cfg = ModelConfig(**args, memory_reads=reads)
-        models[reads] = checkpoint.build_model(cfg, checkpoint.load_index(gen_data, load_meta(gen_data), cfg)[0])
+        models[reads] = factory.build_model(cfg, factory.load_index(gen_data, load_meta(gen_data), cfg)[0])
     keyed, shuffled = models['keyed'], models['shuffled']
     assert keyed.param_counts() == shuffled.param_counts()
     idx = torch.randint(0, 400, (4, 32), generator=torch.Generator().manual_seed(0))     # gen_data's 400 ids

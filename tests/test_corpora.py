@@ -1,4 +1,4 @@
-"""corpora.py: the techdocs recipe (Debian's perl-doc and git-doc rendered as the published file was), run offline on
+"""tools/corpora.py: the techdocs recipe (Debian's perl-doc and git-doc rendered as the published file was), run offline on
 two small stand-in packages built here with dpkg-deb."""
 import json
 import shutil
@@ -28,7 +28,7 @@ def test_the_techdocs_recipe_renders_pods_then_lists_the_git_manuals_twice(tmp_p
     package(debs, 'git-doc', '1:2.39.5-0+deb12u3', {'usr/share/doc/git-doc/git-b.txt': "git-b(1)\n=====\n\n",
                                                     'usr/share/doc/git-doc/howto/a.txt': "How to a\n"})
     out = tmp_path / 'techdocs.jsonl'
-    p = run(['corpora.py', 'techdocs', '--debs', str(debs), '--out', str(out)])
+    p = run(['-m', 'tools.corpora', 'techdocs', '--debs', str(debs), '--out', str(out)])
     rows = [json.loads(line) for line in out.read_text(encoding='utf-8').splitlines()]
     assert [r['source'] for r in rows] == [
         'perl-doc 5.36.0-7+deb12u9: perla.pod (pod2text)', 'perl-doc 5.36.0-7+deb12u9: perlb.pod (pod2text)',
@@ -37,5 +37,5 @@ def test_the_techdocs_recipe_renders_pods_then_lists_the_git_manuals_twice(tmp_p
     assert rows[0]['text'] == 'NAME\n    perla - A é' and rows[2]['text'] == 'git-b(1)\n=====' == rows[4]['text']
     assert 'é' in out.read_text(encoding='utf-8')                                # UTF-8 as is, as the published file
     assert "built from {'perl-doc': '5.36.0-7+deb12u9'}" in p.stdout and 'sha256' in p.stdout
-    again = run(['corpora.py', 'techdocs', '--debs', str(debs), '--out', str(out)], check=False)
+    again = run(['-m', 'tools.corpora', 'techdocs', '--debs', str(debs), '--out', str(out)], check=False)
     assert again.returncode == 1 and again.stderr.startswith('error:') and 'exists' in again.stderr

@@ -20,7 +20,7 @@ def test_compiled_bf16_training_and_ckpt_eval(tmp_path, gen_data, memory):
     eval mode: intended), whichever of train and eval runs first, and none after; no fused-kernel misses; the --ckpt
     eval on CUDA (eager) equals the train-time eval of the same iter within the one agreement rule."""
     from report.evaluate import evaluate_checkpoint
-    from system import EVAL_AGREEMENT_ATOL
+    from engramlib.system import EVAL_AGREEMENT_ATOL
     cfg_path, cfg = micro_config(tmp_path, gen_data, memory=memory, max_iters=24, lr_decay_iters=24, eval_interval=8,
                                  device='cuda', dtype='bfloat16', compile=True, noise_mem=0.01, noise_mem_scope='hot')
     p = run(['train.py', cfg_path], env={**os.environ, 'TORCH_LOGS': 'recompiles'})
@@ -53,7 +53,7 @@ def test_deterministic_mode_makes_a_resumed_compiled_run_equal_the_uninterrupted
     assert not differ, differ        # the H200 on 2026-12-04: every row equal, some weights not (which: this message)
 
 def test_fused_adamw_matches_unfused(gen_data):
-    import optim
+    from engramlib import optim
     from test_model import tiny_model
     models = [tiny_model(gen_data, 'nine').cuda() for _ in range(2)]
     opts = [optim.configure_optimizers(models[0], 0.1, 1e-3, (0.9, 0.95), 'cuda'),
@@ -84,10 +84,10 @@ def test_noise_is_bit_equal_on_cpu_and_cuda():
 
 def test_hot_lookup_on_cuda_equals_bbhash(gen_data):
     pytest.importorskip('bbhash', reason='the reference MPHF (bbhash) is not installed (a bare GPU image)')
-    from checkpoint import load_index
-    from data import HotTier, TokenData, load_meta
+    from factory import load_index
+    from engramlib.data import HotTier, TokenData, load_meta
     from engram import hot_lookup_mphf, ngram_keys
-    from extensions import ModelConfig
+    from factory import ModelConfig
     meta = load_meta(gen_data)
     index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
     index = index.cuda()

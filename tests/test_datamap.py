@@ -1,4 +1,4 @@
-"""The data-side map (issue 48, datamap.py) at tiny shapes: a corpus through two tokenizers, the N_hot of the paper's
+"""The data-side map (issue 48, tools/datamap.py) at tiny shapes: a corpus through two tokenizers, the N_hot of the paper's
 hot coverages, the KN trigram on random document shares and the word-piece shares, in one JSON."""
 import json
 
@@ -8,7 +8,7 @@ def test_the_map_gives_each_tokenizer_the_papers_coverages_and_the_data_side_tab
     docs = write_corpus(tmp_path / 'c.txt', n_docs=400)
     src = tmp_path / 'c.jsonl'
     src.write_text(''.join(json.dumps({'text': d}) + '\n' for d in docs))
-    p = run(['datamap.py', '--corpus', f'zipf={src}', '--tokenizers', 'gpt2,bpe16k', '--out', str(tmp_path / 'map'),
+    p = run(['-m', 'tools.datamap', '--corpus', f'zipf={src}', '--tokenizers', 'gpt2,bpe16k', '--out', str(tmp_path / 'map'),
              '--json', str(tmp_path / 'map.json'), '--block_size', '32', '--val_windows', '8'])
     rows = json.loads((tmp_path / 'map.json').read_text())['rows']
     assert [r['tokenizer'] for r in rows] == sorted((r['tokenizer'] for r in rows), key=['gpt2', 'bpe16k'].index)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import eval_stratified as es
-from checkpoint import load_model
+from factory import load_model
 from report.evaluate import collision_stats, evaluate_checkpoint
 from conftest import prepare, run
 from test_train import micro_config

@@ -16,7 +16,7 @@ import torch
 import prepare_fineweb as pf
 import train
 from conftest import ROOT, prepare, run
-from data import load_meta
+from engramlib.data import load_meta
 from test_train import micro_config, rows
 
 
@@ -182,7 +182,7 @@ def test_every_relative_link_in_the_readme_and_docs_resolves():
 # -- what a new user meets first (issue 38) ---------------------------------------------------------------------
 
 def test_help_says_what_a_module_is_and_prints_each_default_once():
-    p = subprocess.run([sys.executable, 'databaseline.py', '--help'], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, '-m', 'report.databaseline', '--help'], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 1 and 'is a library' in p.stderr and 'eval_stratified.py --runs' in p.stderr   # 274c17e: silence
     help_ = {s: subprocess.run([sys.executable, s, '--help'], cwd=ROOT, capture_output=True, text=True).stdout
              for s in ('eval_stratified.py', 'study.py')}

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import optim
+from engramlib import optim
 import train
 from configurator import apply_config
 from conftest import ROOT, run
-from data import HotTier, TokenData, load_meta
+from engramlib.data import HotTier, TokenData, load_meta
 from engram import ID_BITS
 from test_model import tiny_model
 from test_train import micro_config
@@ -86,7 +86,7 @@ def test_gate_features_are_the_data(gen_data):
     x, y, c = batch(gen_data)
     m = tiny_model(gen_data, 'nine', gate_inputs=('is_hot', 'log_freq', 'collision'))
     from model import ForwardPass
-    from variants import gate_features
+    from extensions.variants import gate_features
     route = m.index(torch.cat([c, x], 1), 2)
     keys, slots = route.keys, route.slots
     is_hot = torch.stack([slots[2] >= 0, slots[3] >= 0]).any(0)
@@ -219,8 +219,8 @@ def test_key_stability_uses_each_layers_own_memory_read(tmp_path, gen_data):
     """With per-layer tables and layer 2 cold-only, the keys compared are W_K of the memory vector each
     layer really reads: checked against a direct computation from the tables."""
     from report import stability as es
-    from checkpoint import CKPT_VERSION, save_checkpoint
-    from data import save_json
+    from engramlib.checkpoint import CKPT_VERSION, save_checkpoint
+    from engramlib.data import save_json
     opts = dict(engram_shared_tables=False, hot_layers=(1,))
     snaps = []
     for seed in (0, 1):
@@ -268,7 +268,7 @@ def test_fingerprint_membership_keeps_members_and_passes_2_pow_minus_b_of_the_re
         assert ((passed[passed >= 0] >= 0) & (passed[passed >= 0] < int(members.sum()))).all()
 
 def test_fingerprint_analysis_measures_the_false_positive_rate(gen_data):
-    from databaseline import fingerprint_analysis
+    from report.databaseline import fingerprint_analysis
     rows = fingerprint_analysis(gen_data, load_meta(gen_data), 200, bits=(2, 16))
     two = [r for r in rows if r['bits'] == 2]
     assert {r['split'] for r in two} == {'train', 'val'}
@@ -294,7 +294,7 @@ def kn_brute_force(stream, V, a, b, c, D=0.75):
     return (max(tri[(a, b, c)] - D, 0) + D * n_ab * p2) / c_ab
 
 def test_kneser_ney_matches_its_definition_and_sums_to_one():
-    from databaseline import KneserNey, pack
+    from report.databaseline import KneserNey, pack
     rng = np.random.default_rng(0)
     V = 7
     stream = rng.choice(V - 1, size=400, p=[.4, .2, .15, .1, .1, .05])    # id 6 is never seen
@@ -312,8 +312,8 @@ def test_kneser_ney_matches_its_definition_and_sums_to_one():
     assert np.isnan(ent[1]) and seen[1] == 0
 
 def test_prepare_counts_the_raw_trigrams_of_the_train_stream(gen_data):
-    from databaseline import pack
-    from data import load_counts
+    from report.databaseline import pack
+    from engramlib.data import load_counts
     data = TokenData(gen_data, 2)
     s = np.concatenate([data.prefix['train'], np.asarray(data.splits['train'], np.int64)])   # pads, then train
     keys, counts = np.unique(pack(s[:-2], s[1:-1], s[2:]), return_counts=True)
@@ -321,7 +321,7 @@ def test_prepare_counts_the_raw_trigrams_of_the_train_stream(gen_data):
     assert np.array_equal(got[0], keys) and np.array_equal(got[1], counts) and counts.sum() == len(data.splits['train'])
 
 def test_data_baseline_splits_the_same_positions_as_the_model(gen_data):
-    from databaseline import data_baseline
+    from report.databaseline import data_baseline
     m = tiny_model(gen_data, 'nine')
     data = TokenData(gen_data, 2)
     starts = data.val_starts(32, 8)
@@ -344,12 +344,12 @@ def test_trajectories_are_norms_drifts_and_cosines_of_the_rows():
 
 def test_trajectory_sample_groups_hot_own_and_colliding_rows(gen_data):
     from report import stability as es
-    import checkpoint
-    from data import load_counts
-    from extensions import ModelConfig
+    import factory
+    from engramlib.data import load_counts
+    from factory import ModelConfig
     cfg = ModelConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1, 2),
                     table_size=3001, hot_size=200, engram_head_dim=8)                  # room for rows of their own
-    m = checkpoint.build_model(cfg, checkpoint.load_index(gen_data, load_meta(gen_data), cfg)[0])
+    m = factory.build_model(cfg, factory.load_index(gen_data, load_meta(gen_data), cfg)[0])
     keys, cnt = load_counts(gen_data, load_meta(gen_data), 2)
     groups = es.trajectory_sample(m, (keys, cnt))
     assert set(groups) == {'hot', 'cold_own_rows', 'cold_colliding'}
@@ -391,7 +391,7 @@ def test_gate_credit_penalizes_alpha_where_the_memory_does_not_help(gen_data):
 def test_hot_teacher_trains_only_the_cold_rows_of_hot_ngrams(gen_data):
     x, y, c = batch(gen_data)
     m = tiny_model(gen_data, 'nine', hot_teacher=1.0)
-    from variants import hot_teacher_loss
+    from extensions.variants import hot_teacher_loss
     from model import ForwardPass
     fwd = ForwardPass(m, x, m.index(torch.cat([c, x], 1), 2), None)
     loss = hot_teacher_loss(fwd)
@@ -429,7 +429,7 @@ def test_hot_regularization_ramps_from_zero(gen_data):
     assert torch.equal(m.memory_vector(ForwardPass(m, x, route, None, step=torch.tensor(0)), 1), ref)
     torch.manual_seed(0)
     assert 0.1 < dropped(40) < 0.3 and 0.35 < dropped(1000) < 0.65
-    import variants
+    from extensions import variants
     assert variants.ramp(0, 100) == 0 and variants.ramp(30, 100) == pytest.approx(0.3) and variants.ramp(7, 0) == 1.0
 
 def test_semantic_collisions_share_rows_among_keys_with_the_same_next_token(gen_data):

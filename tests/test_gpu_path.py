@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 import train
-from checkpoint import CKPT_VERSION, CheckpointWriter
+from engramlib.checkpoint import CKPT_VERSION, CheckpointWriter
 from configurator import apply_config
 from conftest import ROOT, run
-from data import DataError, TokenData
+from engramlib.data import DataError, TokenData
 from test_model import tiny_model
 from test_train import micro_config, rows, weights
 
@@ -69,7 +69,7 @@ def test_checkpoint_writer_snapshots_then_writes_in_the_background(tmp_path):
     assert torch.load(path, weights_only=True)['iter'] == 2 and sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'file']
 
 def test_the_first_snapshot_survives_changes_made_while_it_is_written(tmp_path, monkeypatch):
-    import checkpoint
+    from engramlib import checkpoint
     started, release = threading.Event(), threading.Event()
     real = checkpoint.save_checkpoint
     def slow(path, obj):
@@ -181,7 +181,7 @@ def test_compiled_training_is_one_graph_without_recompiles(gen_data, name, cfg):
     """dynamo (eager backend, fullgraph: a graph break raises) over 3 training steps with new batches
     and step numbers: one compiled frame, no recompiles (a Python int that changes every step, such
     as the noise step, would recompile each time and, past the limit, silently run eager). The reversible
-    stack runs eager by design (mdx/reversible.run_reversible): there, the frames around that break are
+    stack runs eager by design (extensions/mdx/reversible.run_reversible): there, the frames around that break are
     compiled on the first step and never again."""
     from torch._dynamo.testing import CompileCounter
     from mdmix import Noise
@@ -250,10 +250,10 @@ class NotOnHost(torch.Tensor):
 def test_report_paths_take_an_index_on_the_device_not_the_host(gen_data):
     """The report's data-side paths with the index's buffers on a 'device' (the first H200 run crashed in
     data_baseline's is_hot.numpy() on CUDA): every label and key comes back through cpu(), none through numpy()."""
-    from checkpoint import load_index
-    from data import load_meta
-    from databaseline import data_baseline, kn_share_rows, position_groups
-    from extensions import ModelConfig
+    from factory import load_index
+    from engramlib.data import load_meta
+    from report.databaseline import data_baseline, kn_share_rows, position_groups
+    from factory import ModelConfig
     meta = load_meta(gen_data)
     index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
@@ -273,7 +273,7 @@ def test_the_compiled_model_has_one_graph_for_training_and_one_for_eval_and_no_r
     dynamo's eager backend counts the frames: 1 after training, 2 after the first eval, still 2 after training and
     evaluating again (the H200 saw 'Recompiling ... grad_mode' once; a recompile per eval would cost seconds)."""
     from torch._dynamo.testing import CompileCounter
-    from metrics import evaluate
+    from engramlib.metrics import evaluate
     torch._dynamo.reset()
     model = tiny_model(gen_data, 'nine')
     counter = CompileCounter()
@@ -340,7 +340,7 @@ def test_the_run_sets_its_sdpa_backend_and_refuses_a_cuda_kernel_on_the_cpu(tmp_
 def test_compile_modes_reach_torch_compile_and_cuda_graphs_refuse_what_they_cannot_do(tmp_path, gen_data, monkeypatch):
     """The mode reaches torch.compile (train.py and bench.py compile through system.compile_model); CUDA graphs
     (fixed addresses, a private memory pool) are refused with host tables and do not redo an out-of-memory step."""
-    import system
+    from engramlib import system
     modes = []
     compile_ = torch.compile
     monkeypatch.setattr(torch, 'compile', lambda m, mode=None: modes.append(mode) or compile_(m, mode=mode))

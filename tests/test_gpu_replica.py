@@ -46,7 +46,7 @@ def test_gpu_replica_configs_match_the_regime_they_were_measured_on():
     assert cfgs['nine_50_450k']['hot_size'] / main['hot_size'] == pytest.approx(0.5)
 
 def test_run_order_puts_the_main_pairs_seeds_first():
-    import gpu_study
+    from tools import gpu_study
     order = gpu_study.run_order()
     assert order[:6] == [('hash_500k', 0), ('nine_100_400k', 0), ('hash_500k', 1), ('nine_100_400k', 1),
                          ('hash_500k', 2), ('nine_100_400k', 2)]
@@ -67,7 +67,7 @@ def tiny_pack(tmp_path_factory):
     return d
 
 def test_the_pack_leaves_out_the_counts_and_fits_a_gpu_call(tiny_pack):
-    import gpu_study
+    from tools import gpu_study
     pack = tiny_pack / 'pack' / gpu_study.PACK_NAME
     assert pack.stat().st_size <= 50 * 2**20
     names = tarfile.open(pack).getnames()
@@ -75,7 +75,7 @@ def test_the_pack_leaves_out_the_counts_and_fits_a_gpu_call(tiny_pack):
     assert not set(gpu_study.COUNTS) & set(names)
 
 def test_the_dry_run_passes_without_datasets_wandb_or_bbhash_and_rebuilds_the_counts_byte_for_byte(tiny_pack, tmp_path):
-    import gpu_study
+    from tools import gpu_study
     block = tmp_path / 'block'
     block.mkdir()
     (block / 'sitecustomize.py').write_text(BLOCKER)
@@ -103,7 +103,7 @@ def test_the_scheduler_starts_no_run_that_cannot_finish_before_the_deadline(tmp_
     """From the smoke gate's rate, every run of the plan is expected to take minutes: with one minute left, none
     starts, and each is listed as not started (a run killed at the deadline would be lost work)."""
     import time
-    import gpu_study
+    from tools import gpu_study
     st = gpu_study.Study(str(tmp_path / 'pack'), str(tmp_path / 'data'), str(tmp_path / 'out'), dry=False)
     os.makedirs(tmp_path / 'out' / 'logs')
     smoke = {'wall_s': 15.0, 'tok_per_s_median': 250_000.0, 'eval_s': 0.5}
@@ -132,7 +132,7 @@ def test_v2_configs_are_the_first_replicas_roles_iso_parameter_at_the_maps_hot_c
     assert round(it * cfgs['hash_500k']['batch_size'] * cfgs['hash_500k']['block_size'] / 282_942) == 20   # 20 epochs
 
 def test_v2_prepares_from_the_shipped_text_and_its_dry_run_passes_without_datasets_wandb_or_bbhash(tmp_path):
-    import gpu_study
+    from tools import gpu_study
     env = {**os.environ, 'PYTHON': sys.executable}
     p = subprocess.run(['bash', 'gpu_study.sh', '--prepare', '--configs', 'configs/gpu_replica_v2', '--data', str(tmp_path / 'data'),
                         '--vocab_size', '32768', '--source', SHAKESPEARE, str(tmp_path / 'pack')], cwd=ROOT,

@@ -1,10 +1,10 @@
-"""The chunked linear + cross-entropy (linear_ce.py) against the plain head, at tiny shapes on CPU in fp32: the same
+"""The chunked linear + cross-entropy (engramlib/linear_ce.py) against the plain head, at tiny shapes on CPU in fp32: the same
 per-position losses bit for bit, the mean loss and every gradient within 1e-6, with label smoothing and logit noise on."""
 import numpy as np
 import pytest
 import torch
 
-from data import TokenData
+from engramlib.data import TokenData
 from mdmix import Noise
 from test_model import tiny_model
 

@@ -96,7 +96,7 @@ def test_cosine_tail_schedule():
 def test_engram_mdmix_hash_is_selectable(gen_data):
     from test_model import tiny_model
     import numpy as np
-    from data import TokenData
+    from engramlib.data import TokenData
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('val', np.array([0]), 32))
     m1, m2 = tiny_model(gen_data, 'hash'), tiny_model(gen_data, 'hash', engram_hash='mdmix')
@@ -109,7 +109,7 @@ def test_engram_mdmix_hash_is_selectable(gen_data):
 
 def test_zero_sigma_is_bit_identical_to_no_noise(gen_data):
     from test_model import tiny_model
-    from data import TokenData
+    from engramlib.data import TokenData
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 40]), 32))
     plain = tiny_model(gen_data, 'nine')
@@ -122,7 +122,7 @@ def test_zero_sigma_is_bit_identical_to_no_noise(gen_data):
 @pytest.mark.parametrize('scope', ['hot', 'cold'])
 def test_memory_noise_touches_only_its_scope(gen_data, scope):
     from test_model import tiny_model
-    from data import TokenData
+    from engramlib.data import TokenData
     data = TokenData(gen_data, 2)
     x, y, c = (torch.from_numpy(a) for a in data.windows('train', np.array([0, 40]), 32))
     model = tiny_model(gen_data, 'nine')

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdx import attention_lsh, attention_sketch, reversible
+from extensions.mdx import attention_lsh, attention_sketch, reversible
 from layers import NO_NOISE
 from mdmix import Noise
 from configurator import ConfigError
-from extensions import ModelConfig
+from factory import ModelConfig
 from model import GPT, ForwardPass
 from test_mdx_parts import batch
 from test_model import tiny_model

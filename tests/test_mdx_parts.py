@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from data import TokenData
-from mdx import embeddings
-from extensions import ModelConfig
+from engramlib.data import TokenData
+from extensions.mdx import embeddings
+from factory import ModelConfig
 from model import GPT
 from test_model import tiny_model
 
@@ -97,7 +97,7 @@ def test_moe_dispatch_equals_running_each_tokens_expert(gen_data, router):
     assert torch.allclose(y, reference_moe(moe, x, expert, scale), atol=1e-5)
 
 def test_hash_routing_is_a_function_of_the_token_id_only(gen_data):
-    from mdx.hash_moe import hashed_experts
+    from extensions.mdx.hash_moe import hashed_experts
     from model import ForwardPass
     m = moe_model(gen_data)
     moe0, moe1 = m.transformer.h[0].mlp, m.transformer.h[1].mlp
@@ -108,11 +108,10 @@ def test_hash_routing_is_a_function_of_the_token_id_only(gen_data):
     assert not torch.equal(moe0.candidates, moe1.candidates)          # a salt per layer
 
 def test_balanced_assignment_evens_the_unigram_mass(gen_data):
-    import checkpoint
-    from data import load_meta
+    from engramlib.data import load_counts, load_meta
     m = moe_model(gen_data, moe_router='balanced')
     u = m.index.unigram.double()
-    keys, cnt = checkpoint.load_counts(gen_data, load_meta(gen_data), 3, 'rawgrams')
+    keys, cnt = load_counts(gen_data, load_meta(gen_data), 3, 'rawgrams')
     assert u.sum() == cnt.sum()                                       # every train token once
     shares = lambda e: torch.stack([u[e == k].sum() for k in range(4)]) / u.sum()
     balanced, hashed = shares(m.transformer.h[0].mlp.candidates[:, 0]), shares(moe_model(gen_data).transformer.h[0].mlp.candidates[:, 0])
@@ -162,7 +161,7 @@ def test_product_keys_find_the_exact_top_k_of_all_slots(gen_data):
     assert torch.allclose(pkm(x), expect, atol=1e-6)
 
 def test_seeded_subkeys_are_fixed_codes_and_learned_ones_are_parameters(gen_data):
-    from mdx.pkm import seeded_codes
+    from extensions.mdx.pkm import seeded_codes
     kw = dict(ffn='pkm', pkm_layers=(1, 2), pkm_subkeys=16, pkm_key_dim=8, pkm_topk=4)
     seeded, learned = tiny_model(gen_data, 'none', **kw), tiny_model(gen_data, 'none', pkm_keys='learned', **kw)
     a, b = seeded.transformer.h[1].mlp.pkm, seeded.transformer.h[2].mlp.pkm
@@ -207,7 +206,7 @@ def test_seed_gradient_check_compares_estimate_and_real_change(gen_data):
 # -- attention sketches and bounds (issue 18, parts 3 and 4) ----------------------
 
 def test_count_sketch_estimates_inner_products_without_bias():
-    from mdx.attention_sketch import count_sketch
+    from extensions.mdx.attention_sketch import count_sketch
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(16, generator=g, dtype=torch.float64), torch.randn(16, generator=g, dtype=torch.float64)
     est = torch.stack([count_sketch(q, 4, s) @ count_sketch(k, 4, s) for s in range(0, 4000, 2)])
@@ -216,7 +215,7 @@ def test_count_sketch_estimates_inner_products_without_bias():
     assert float(est.std()) > 0.1                                       # a width-4 sketch of 16 dims is noisy
 
 def test_sketch_pruning_keeping_everything_is_exact_attention():
-    from mdx.attention_sketch import sketch_pruned
+    from extensions.mdx.attention_sketch import sketch_pruned
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(n, 16, generator=g) for n in (8, 200, 200))
     full = sketch_pruned(q, k, v, 8, float('inf'))
@@ -225,7 +224,7 @@ def test_sketch_pruning_keeping_everything_is_exact_attention():
     assert some['kept_share'] < 1 and some['dropped_mass'] > 0
 
 def test_bucket_bound_holds_on_every_dropped_bucket():
-    from mdx.attention_sketch import bucket_bounded
+    from extensions.mdx.attention_sketch import bucket_bounded
     g = torch.Generator().manual_seed(2)
     centers = torch.randn(16, 16, generator=g) * 2                      # clustered keys: tight buckets
     k = centers[torch.arange(512) % 16] + 0.05 * torch.randn(512, 16, generator=g)

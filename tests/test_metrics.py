@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from metrics import accumulate, finalize, flip, new_sums
+from engramlib.metrics import accumulate, finalize, flip, new_sums
 
 
 def test_stratified_means_and_buckets_by_hand():

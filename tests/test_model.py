@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from data import HotTier, TokenData, load_meta
+from engramlib.data import HotTier, TokenData, load_meta
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys, unpack_ids, ID_BITS
 from configurator import ConfigError
-from extensions import ModelConfig
+from factory import ModelConfig
 from model import GPT
-import checkpoint
-import optim
+import factory
+from engramlib import optim
 
 PAPER = {'hash_500k': ('hash', 500_000, 100_000), 'nine_100_400k': ('nine', 400_000, 100_000),
          'nine_50_450k': ('nine', 450_000, 50_000), 'nine_20_480k': ('nine', 480_000, 20_000)}
@@ -85,9 +85,9 @@ def test_window_keys_use_the_real_preceding_tokens(gen_data):
 def tiny_model(gen_data, memory, noise=None, **kw):
     cfg = ModelConfig(**{**dict(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
                               engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8), **kw})
-    index, _ = checkpoint.load_index(gen_data, load_meta(gen_data), cfg)
+    index, _ = factory.load_index(gen_data, load_meta(gen_data), cfg)
     torch.manual_seed(0)
-    return checkpoint.build_model(cfg, index, noise)
+    return factory.build_model(cfg, index, noise)
 
 def test_nine_reads_the_hot_row_at_the_mphf_slot(gen_data):
     model = tiny_model(gen_data, 'nine')
@@ -162,7 +162,7 @@ def test_model_config_errors_are_clear():
 
 def test_rowwise_adamw_equals_adamw_on_touched_rows_and_skips_the_rest():
     torch.manual_seed(0)
-    from optim import RowwiseAdamW
+    from engramlib.optim import RowwiseAdamW
     w0 = torch.randn(6, 4)
     dense, lazy = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
     o1 = torch.optim.AdamW([dense], lr=0.1, betas=(0.9, 0.95), weight_decay=0.1)

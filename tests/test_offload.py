@@ -1,4 +1,4 @@
-"""engram_tables='host' (offload.py): the tables in host memory, each step's rows staged, the same run as the
+"""engram_tables='host' (engramlib/offload.py): the tables in host memory, each step's rows staged, the same run as the
 row-wise optimizer with the tables on the device — byte for byte on a CPU, where host and device coincide."""
 import json
 import os
@@ -57,7 +57,7 @@ def test_a_row_updated_at_step_t_and_read_at_t_plus_1_arrives_updated(gen_data):
     """Two consecutive batches that share rows: the staged copy of step t+1 holds step t's update of the shared
     rows, and the host copy holds it too once the write-back lands (at the next prefetch or sync, not in update: the
     loop does not wait on it); rows step t did not read come from the host."""
-    from offload import HostTables
+    from engramlib.offload import HostTables
     from test_model import tiny_model
     model = tiny_model(gen_data, 'hash')
     tables = HostTables(model, pin=False)

@@ -8,7 +8,7 @@ import torch
 
 import prepare_fineweb as pf
 from conftest import GPT2, prepare, run
-from data import HotTier, load_meta, TokenData
+from engramlib.data import HotTier, load_meta, TokenData
 from engram import canonical_text, hot_lookup, hot_lookup_mphf, ngram_keys, ID_BITS
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import ROOT, prepare, run, run_killing
-from checkpoint import CKPT_VERSION, save_checkpoint
-from data import atomic_write
+from engramlib.checkpoint import CKPT_VERSION, save_checkpoint
+from engramlib.data import atomic_write
 from test_train import micro_config, rows, weights
 
 
@@ -129,7 +129,7 @@ def test_hot_tier_rebuilt_after_training_is_refused(tmp_path, gen_data):
     run(['train.py', cfg_path, f"--data_dir='{moved}'"])
     meta = json.load(open(os.path.join(moved, 'meta.json')))
     import numpy as np
-    from data import save_npy, save_json, sha256_file
+    from engramlib.data import save_npy, save_json, sha256_file
     keys = os.path.join(moved, 'hot', 'n200', 'o2_keys.npy')
     save_npy(keys, np.load(keys)[::-1].copy())                  # "another" hot tier, consistent meta
     meta['files']['hot/n200/o2_keys.npy'] = sha256_file(keys)

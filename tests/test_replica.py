@@ -47,12 +47,12 @@ def test_replica_corpus_drops_duplicates_and_keeps_val_documents_out_of_the_toke
     src = tmp_path / 'src.jsonl'
     src.write_text(''.join(json.dumps({'text': d}) + '\n' for d in docs + docs[:5]))   # 5 exact duplicates
     out = tmp_path / 'r'
-    p = run(['replica_corpus.py', '--source', str(src), '--out', str(out), '--vocab_size', '1200', '--train_frac', '0.9'])
+    p = run(['-m', 'tools.replica_corpus', '--source', str(src), '--out', str(out), '--vocab_size', '1200', '--train_frac', '0.9'])
     assert '40 documents (5 duplicates or empty dropped)' in p.stdout
     kept = [json.loads(l)['text'] for l in (out / 'corpus.jsonl').read_text().splitlines()]
     assert sorted(kept) == sorted(docs) and kept != docs                                  # deduplicated, shuffled
     again = tmp_path / 'r2'
-    run(['replica_corpus.py', '--source', str(src), '--out', str(again), '--vocab_size', '1200', '--train_frac', '0.9'])
+    run(['-m', 'tools.replica_corpus', '--source', str(src), '--out', str(again), '--vocab_size', '1200', '--train_frac', '0.9'])
     assert (again / 'corpus.jsonl').read_text() == (out / 'corpus.jsonl').read_text()      # the order is the seed's
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(out / 'tokenizer.json'))
@@ -62,18 +62,18 @@ def test_replica_corpus_drops_duplicates_and_keeps_val_documents_out_of_the_toke
     assert all(len(tok.encode(' ' + w).ids) > 1 for w in first_word[n_train:])
 
 def test_replica_corpus_bad_input_is_one_error_line(tmp_path):
-    p = run(['replica_corpus.py', '--source', str(tmp_path / 'none.jsonl'), '--out', str(tmp_path / 'o')], check=False)
+    p = run(['-m', 'tools.replica_corpus', '--source', str(tmp_path / 'none.jsonl'), '--out', str(tmp_path / 'o')], check=False)
     assert p.returncode != 0 and p.stderr.strip().startswith('error:') and 'Traceback' not in p.stderr
     bad = tmp_path / 'bad.jsonl'
     bad.write_text('{"body": "x"}\n')
-    p = run(['replica_corpus.py', '--source', str(bad), '--out', str(tmp_path / 'o')], check=False)
+    p = run(['-m', 'tools.replica_corpus', '--source', str(bad), '--out', str(tmp_path / 'o')], check=False)
     assert p.returncode != 0 and "no column 'text'" in p.stderr and 'Traceback' not in p.stderr
 
 @pytest.fixture(scope='module')
 def replica_data(tmp_path_factory):
     """The replica's data pipeline on the embedded Tiny Shakespeare (the real corpus stays out of CI)."""
     d = tmp_path_factory.mktemp('replica')
-    run(['replica_corpus.py', '--source', SHAKESPEARE, '--out', str(d / 'src'), '--vocab_size', '2048'])
+    run(['-m', 'tools.replica_corpus', '--source', SHAKESPEARE, '--out', str(d / 'src'), '--vocab_size', '2048'])
     from conftest import prepare
     return prepare(d / 'data', str(d / 'src' / 'corpus.jsonl'), str(d / 'src' / 'tokenizer.json'),
                    '--hot_sizes', '2400,6000,12000', '--val_frac', '0.1')
@@ -179,10 +179,10 @@ def test_max_hot_advantage_ordering_verdict_needs_no_flip():
 
 def test_kn_on_the_whole_train_share_equals_the_data_baseline(gen_data):
     """Two paths to one number: KN from trigrams counted here on 100% of train = KN from prepare's counts."""
-    from checkpoint import load_index
-    from data import TokenData, load_meta
-    from databaseline import data_baseline, hot_labels, kn_by_doc_share, val_triples
-    from extensions import ModelConfig
+    from factory import load_index
+    from engramlib.data import TokenData, load_meta
+    from report.databaseline import data_baseline, hot_labels, kn_by_doc_share, val_triples
+    from factory import ModelConfig
     meta = load_meta(gen_data)
     index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
@@ -201,10 +201,10 @@ def test_kn_shares_are_random_documents_not_a_prefix_and_the_report_reads_the_da
     documents), and the data dir's cache, once written, is what kn_share_rows returns."""
     import shutil
     import numpy as np
-    from checkpoint import load_index
-    from data import TokenData, load_meta
-    import databaseline as db
-    from extensions import ModelConfig
+    from factory import load_index
+    from engramlib.data import TokenData, load_meta
+    from report import databaseline as db
+    from factory import ModelConfig
     d = tmp_path / 'data'
     shutil.copytree(gen_data, d)
     meta = load_meta(str(d))
@@ -230,10 +230,10 @@ def test_kn_shares_are_random_documents_not_a_prefix_and_the_report_reads_the_da
 
 def test_copyable_marks_exactly_the_repeated_bigrams_of_each_window(gen_data):
     import numpy as np
-    from checkpoint import load_index
-    from data import TokenData, load_meta
-    from databaseline import position_groups
-    from extensions import ModelConfig
+    from factory import load_index
+    from engramlib.data import TokenData, load_meta
+    from report.databaseline import position_groups
+    from factory import ModelConfig
     meta = load_meta(gen_data)
     index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
@@ -255,8 +255,8 @@ def test_an_abbreviated_flag_is_refused_not_guessed(script, args):
 def test_the_report_refuses_a_run_trained_on_other_data_than_its_data_dir_holds_now(gen_data):
     """Issue 49: after another corpus was prepared into a run's data dir, the report put the run's losses beside the new
     corpus's KN tables under the run's name (the GPU replica's KN hot - cold read +0.26 instead of -0.357)."""
-    from checkpoint import data_signature, tier_index
-    from data import DataError, load_meta
+    from factory import data_signature, tier_index
+    from engramlib.data import DataError, load_meta
     from report.runs import data_sections
     meta = load_meta(gen_data)
     _, hot_sha = tier_index(gen_data, meta, 50, (2, 3))

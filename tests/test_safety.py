@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import train
-from checkpoint import CKPT_VERSION, save_checkpoint
+from engramlib.checkpoint import CKPT_VERSION, save_checkpoint
 from conftest import ROOT, SHAKESPEARE, prepare, run
-from data import DataError
-from fsafe import DirLock
+from engramlib.data import DataError
+from engramlib.fsafe import DirLock
 from test_train import micro_config, rows
 
 VICTIM = b'precious bytes of another file\n'
@@ -145,7 +145,7 @@ def test_a_stop_signal_saves_a_checkpoint_and_the_resumed_run_equals_the_uninter
     assert rows(cfg['out_dir']) == uninterrupted
 
 def test_a_failed_background_write_is_one_error_naming_the_file_and_the_previous_checkpoint_stays(tmp_path, gen_data, monkeypatch):
-    import checkpoint
+    from engramlib import checkpoint
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=12, lr_decay_iters=12, ckpt_interval=4)
     real, calls = torch.save, []
     def full_disk(obj, f, *a, **k):
@@ -264,7 +264,7 @@ def test_temp_cleanup_spares_a_live_run_below_and_the_data_dirs_of_a_sibling_nam
     """A run whose out_dir is the parent of a live run leaves the live run's in-flight temp alone (its dir has its own
     lock), and temps deeper than the dirs a run writes into; a prepare on `x` leaves `x.v2`'s build and swapped-out
     copy alone (274c17e's glob `.x.*.tmp` matched `.x.v2.*`)."""
-    from fsafe import DirLock
+    from engramlib.fsafe import DirLock
     parent = tmp_path / 'parent'
     live = parent / 'live'
     live.mkdir(parents=True)
@@ -294,7 +294,7 @@ def test_temp_cleanup_spares_a_live_run_below_and_the_data_dirs_of_a_sibling_nam
 # -- links at directories (issue 36) ------------------------------------------------------------------------------
 
 def test_own_subdir_refuses_a_link_at_a_dir_it_writes_into_and_follows_the_users_link_above(tmp_path):
-    from fsafe import UnsafePath, own_subdir
+    from engramlib.fsafe import UnsafePath, own_subdir
     victim = tmp_path / 'victim'
     victim.mkdir()
     disk = tmp_path / 'bigdisk'
@@ -346,7 +346,7 @@ def edit_meta(d, edit):
     (('files',), [], 'files'), (('tokens', 'vocab_size'), 400.0, 'tokens.vocab_size'), (('ngrams', 'orders'), 'x', 'ngrams.orders')])
 def test_an_edited_meta_json_is_refused_naming_the_field(data_copy, path, value, field):
     """274c17e read int16 ids as their dtype said and crashed on the rest (in the error-message builder for sizes: null)."""
-    from data import load_meta
+    from engramlib.data import load_meta
     def edit(m):
         target = m
         for k in path[:-1]:
@@ -357,7 +357,7 @@ def test_an_edited_meta_json_is_refused_naming_the_field(data_copy, path, value,
         load_meta(str(data_copy))
 
 def test_token_ids_outside_the_vocabulary_are_refused_though_the_checksum_matches(data_copy):
-    from data import TokenData, sha256_file
+    from engramlib.data import TokenData, sha256_file
     import numpy as np
     train_bin = data_copy / 'train.bin'
     ids = np.fromfile(train_bin, dtype=np.uint16)
@@ -368,7 +368,7 @@ def test_token_ids_outside_the_vocabulary_are_refused_though_the_checksum_matche
         TokenData(str(data_copy), 2)
 
 def test_hot_tiers_swapped_between_sizes_are_refused_though_the_checksums_match(data_copy):
-    from data import HotTier
+    from engramlib.data import HotTier
     a, b = data_copy / 'hot' / 'n50', data_copy / 'hot' / 'n200'
     os.rename(a, data_copy / 'hot' / 'tmp')
     os.rename(b, a)
@@ -378,14 +378,14 @@ def test_hot_tiers_swapped_between_sizes_are_refused_though_the_checksums_match(
         for name in os.listdir(a):
             f[f'hot/n50/{name}'], f[f'hot/n200/{name}'] = f[f'hot/n200/{name}'], f[f'hot/n50/{name}']
     edit_meta(data_copy, swap)
-    from data import load_meta
+    from engramlib.data import load_meta
     meta = load_meta(str(data_copy))
     for n in (50, 200):
         with pytest.raises(DataError, match='hot tiers of two sizes were swapped'):
             HotTier(str(data_copy), meta, n, 2)
 
 def test_a_token_file_replaced_under_a_run_is_noticed_at_the_next_save(data_copy):
-    from data import TokenData
+    from engramlib.data import TokenData
     data = TokenData(str(data_copy), 2)
     data.check_unchanged()
     shutil.copy(data_copy / 'val.bin', data_copy / 'val.new')
@@ -438,7 +438,7 @@ def resumable(tmp_path, broken):
 def test_a_resume_refuses_what_it_cannot_continue_before_writing_anything(tmp_path, broken):
     """A crafted checkpoint (iter_num -1 passes its checksum), a metrics row without a kind, metrics.jsonl deleted, other
     token files: refused with metrics.jsonl and config.json untouched (274c17e cut metrics back first, or went on)."""
-    from checkpoint import read_checkpoint
+    from engramlib.checkpoint import read_checkpoint
     out, args = resumable(tmp_path, broken)
     metrics, config = (out / 'metrics.jsonl').read_bytes(), (out / 'config.json').read_bytes()
     good = read_checkpoint(str(out / 'ckpt.pt'))
@@ -481,7 +481,7 @@ def test_a_config_file_that_does_more_than_assign_keys_is_one_error(tmp_path, te
 
 @pytest.mark.parametrize('value', ["it's here", 'a b/*', '"quoted"', "'x'", '2024', 'r\\n'])
 def test_a_string_value_reaches_the_run_exactly_as_given(value):
-    """study.py and gpu_check.py quoted paths by hand ('…'), which a quote in the path broke (runs went to a literal
+    """study.py and tools/gpu_check.py quoted paths by hand ('…'), which a quote in the path broke (runs went to a literal
     '…' path); override() writes what apply_config reads back exactly, and a bare value stays a string."""
     from configurator import apply_config, override
     cfg = dict(train.default_config())
@@ -522,8 +522,8 @@ def test_a_tiny_temperature_or_top_p_samples_the_most_likely_token():
 def test_sample_streams_one_sample_and_prints_what_one_long_call_generates(broken, capsys):
     """One sample is printed as it grows (STREAM_STEP tokens per call); the chunks give the text one call gives."""
     import sample
-    from checkpoint import load_model
-    from tokens import Tokenizer
+    from factory import load_model
+    from engramlib.tokens import Tokenizer
     sample.main(['--ckpt', broken['ckpt'], '--num_samples', '1', '--max_new_tokens', str(2 * sample.STREAM_STEP + 5),
                  '--seed', '5', '--device', 'cpu'])
     printed = capsys.readouterr().out.split('---------------')[0]
@@ -560,7 +560,7 @@ def test_a_damaged_run_is_skipped_with_its_reason(tmp_path, broken, how):
 def test_an_append_is_written_whole_or_not_at_all(tmp_path):
     """Issue 51: append_line ignored a short os.write; after a disk full for a moment a run ended rc 0 with
     metrics.jsonl holding half a row glued to the next, which every reader then refused."""
-    from fsafe import append_line
+    from engramlib.fsafe import append_line
     path = tmp_path / 'metrics.jsonl'
     path.write_text('{"iter": 0}\n')
     short = lambda fd, b: os.write(fd, bytes(b[:3]))                       # at most 3 bytes a call: a short write

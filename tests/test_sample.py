@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import run
-from data import TokenData
+from engramlib.data import TokenData
 from model import sample_token
 from test_model import tiny_model
 from test_train import micro_config
@@ -66,8 +66,8 @@ def test_sample_script_on_a_trained_checkpoint(tmp_path, gen_data):
 @pytest.mark.parametrize('buckets', ['norm', 'mdmix'])
 def test_bounded_logit_head_is_exactly_the_dense_top_k(tmp_path, gen_data, buckets):
     """On every position of validation windows (a trained model: its head's row norms vary)."""
-    from checkpoint import load_model
-    from mdx.logit_bound import BoundedHead
+    from factory import load_model
+    from extensions.mdx.logit_bound import BoundedHead
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=12, lr_decay_iters=12)
     run(['train.py', cfg_path])
     model = load_model(f"{cfg['out_dir']}/ckpt.pt")[0]
@@ -88,7 +88,7 @@ def test_bounded_logit_head_is_exactly_the_dense_top_k(tmp_path, gen_data, bucke
     assert 0 < min(rows) and max(rows) <= W.shape[0]
 
 def test_kv_reuse_gives_the_uncached_logits_and_never_trusts_a_tag_alone(gen_data, monkeypatch):
-    from mdx.kv_reuse import PrefixKVCache
+    from extensions.mdx.kv_reuse import PrefixKVCache
     model = tiny_model(gen_data, 'nine').eval()
     toks = torch.from_numpy(TokenData(gen_data, 2).windows('val', np.arange(8) * 32, 32)[0]).flatten()
     prefixes = [toks[:20], toks[50:70]]
@@ -110,7 +110,7 @@ def test_kv_reuse_gives_the_uncached_logits_and_never_trusts_a_tag_alone(gen_dat
         assert r == 0 and torch.allclose(got, model(prompts[3], prev=model.context(prompts[3], 0))[0], atol=1e-5)
 
 def test_pq_codes_seeded_codebooks_and_recall():
-    from mdx import pq_keys
+    from extensions.mdx import pq_keys
     torch.manual_seed(0)
     keys, q = torch.randn(300, 16), torch.randn(40, 16)
     a = pq_keys.seeded_codebooks(16, 4, 64, seed=3, scale=pq_keys.subspace_scale(keys, 4))

@@ -1,7 +1,6 @@
-"""One source of truth for every setting (each part declares its options once, options.py), and a house
-with no circle: the import graph of the repo's modules, scripts apart from the library."""
+"""One source of truth for every setting (each part declares its options once, engramlib/options.py), and each new
+part, memory kind or report table one registration (the house's layout is tests/test_layout.py's)."""
 import ast
-import glob
 import json
 import os
 import shutil
@@ -12,14 +11,14 @@ import pytest
 
 import extensions
 import model
-import options
+from engramlib import options
 import train
 from configurator import ConfigError
 from conftest import ROOT
+from test_layout import MODULES
 from test_train import micro_config, rows
 
-MODULES = sorted(os.path.relpath(f, ROOT) for f in glob.glob(os.path.join(ROOT, '*.py')) + glob.glob(os.path.join(ROOT, 'mdx', '*.py')) + glob.glob(os.path.join(ROOT, 'report', '*.py'))
-                 if not f.endswith('__init__.py'))
+CODE_DIRS = ('engramlib', 'extensions', 'mdx')     # a clone's code: the .py files at the root and in these
 
 
 def all_groups():
@@ -78,64 +77,9 @@ def test_help_groups_every_setting_under_its_part():
     assert text.index('--moe_router') > text.index("mixture of experts (ffn='moe')") > text.index('--memory=')
 
 
-def imports_of(path):
-    """Repo modules imported anywhere in path (module level or inside functions)."""
-    found = set()
-    for n in ast.walk(ast.parse(open(os.path.join(ROOT, path)).read())):
-        if isinstance(n, ast.Import):
-            found |= {a.name for a in n.names}
-        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
-            found.add(n.module)
-            found |= {f'{n.module}.{a.name}' for a in n.names}
-    mods = {p[:-3].replace('/', '.') for p in MODULES}
-    return {m for m in found if m in mods}
-
-
-def is_script(path):
-    """A file with a main block that does something; a library whose main block only says it is one is not a script."""
-    text = open(os.path.join(ROOT, path)).read()
-    guard = "if __name__ == '__main__':"
-    return guard in text and not text.split(guard, 1)[1].lstrip().startswith('sys.exit(')
-
-
-def test_the_import_graph_has_no_circle_and_no_script_imports_a_script():
-    graph = {p[:-3].replace('/', '.'): imports_of(p) for p in MODULES}
-    state = {}
-    def visit(m, path):
-        state[m] = 'open'
-        for n in sorted(graph[m]):
-            assert state.get(n) != 'open', f"import circle: {' -> '.join(path + [n])}"
-            if n not in state:
-                visit(n, path + [n])
-        state[m] = 'done'
-    for m in graph:
-        if m not in state:
-            visit(m, [m])
-    scripts = {p[:-3].replace('/', '.') for p in MODULES if is_script(p)}
-    assert {'train', 'prepare_fineweb', 'sample', 'bench', 'eval_stratified'} <= scripts
-    for m, deps in graph.items():
-        assert not deps & scripts, f"{m} imports the script(s) {sorted(deps & scripts)}"
-
-
-
-def test_the_paper_core_imports_no_extension_directly_or_through_another_module():
-    """model.py, engram.py, layers.py and linear_ce.py are the paper's model: an import walk from them reaches no
-    extension (variants, MD-mix, mdx/, extensions.py); the extensions register into the core, never the other way."""
-    extensions = {'variants', 'mdmix', 'extensions'} | {m for m in (p[:-3].replace('/', '.') for p in MODULES)
-                                                        if m.startswith('mdx')}
-    core = ('model', 'engram', 'layers', 'linear_ce')
-    reached, todo = set(core), list(core)
-    while todo:
-        for m in imports_of(todo.pop().replace('.', '/') + '.py') - reached:
-            reached.add(m)
-            todo.append(m)
-    assert not reached & extensions, sorted(reached & extensions)
-    assert reached <= set(core) | {'configurator', 'options'}, sorted(reached)
-
-
 def test_gpt_config_is_the_paper_model_declared_in_model_py_with_at_most_24_fields():
     """A static dataclass (a class statement in model.py, readable top to bottom), the paper's settings only; the
-    extensions' settings are ModelConfig's (extensions.py), which extends it."""
+    extensions' settings are ModelConfig's (extensions/__init__.py), which extends it."""
     tree = ast.parse(open(os.path.join(ROOT, 'model.py')).read())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == 'GPTConfig')
     declared = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)]
@@ -149,7 +93,7 @@ def test_gpt_config_is_the_paper_model_declared_in_model_py_with_at_most_24_fiel
 
 PART = '''"""A throw-away FFN kind: GPT-2's MLP scaled by a factor (tests/test_settings.py)."""
 from layers import MLP
-from options import Group, Option
+from engramlib.options import Group, Option
 
 
 class ScaledMLP(MLP):
@@ -167,15 +111,15 @@ OPTIONS = Group("scaled MLP (ffn='scaled')", dict(mlp_scale=Option(1.0, 'scaled:
 
 
 def test_a_new_part_is_one_module_plus_one_register_line(tmp_path, gen_data):
-    """README "New model parts", done as written: the module, then one line in extensions.py; train.py's settings,
+    """README "New model parts", done as written: the module, then one line in extensions/__init__.py; train.py's settings,
     --help, checks, the config and the run follow."""
     repo = tmp_path / 'repo'                  # a clone's code, where the user adds the part
-    shutil.copytree(ROOT, repo, ignore=lambda d, names: [n for n in names if not (n.endswith('.py') or n == 'mdx')])
-    (repo / 'scaled_mlp.py').write_text(PART)
-    src = (repo / 'extensions.py').read_text()
+    shutil.copytree(ROOT, repo, ignore=lambda d, names: [n for n in names if not (n.endswith('.py') or n in CODE_DIRS)])
+    (repo / 'extensions' / 'scaled_mlp.py').write_text(PART)
+    src = (repo / 'extensions' / '__init__.py').read_text()
     line = "register(FFN, 'pkm', pkm.MLPWithPKM, pkm.OPTIONS)\n"
     assert line in src
-    (repo / 'extensions.py').write_text(src.replace(line, line + "import scaled_mlp\nregister(FFN, 'scaled', scaled_mlp.ScaledMLP, scaled_mlp.OPTIONS)\n"))
+    (repo / 'extensions' / '__init__.py').write_text(src.replace(line, line + "from extensions import scaled_mlp\nregister(FFN, 'scaled', scaled_mlp.ScaledMLP, scaled_mlp.OPTIONS)\n"))
     run = lambda *a: subprocess.run([sys.executable, 'train.py', *a], cwd=repo, capture_output=True, text=True, timeout=600)
     p = run('--help')
     assert "scaled MLP (ffn='scaled')" in p.stdout and '--mlp_scale=1.0' in p.stdout
@@ -249,13 +193,3 @@ def test_the_forward_pass_names_no_part_or_variant_option():
     others = {k for g in extensions.MODEL_GROUPS for k in g.options} - core
     src = inspect.getsource(model.GPT.forward)
     assert not [k for k in others if k in src]
-
-
-def test_every_function_fits_on_a_screen():
-    """No function over 60 lines (scripts, library, report package, mdx/): a longer one does several things."""
-    long = []
-    for p in MODULES:
-        for n in ast.walk(ast.parse(open(os.path.join(ROOT, p)).read())):
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60:
-                long.append(f"{p}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)")
-    assert not long, long

@@ -210,6 +210,6 @@ def test_wandb_offline_history_has_grouped_metrics(tmp_path, gen_data):
 
 def test_resume_keeps_exactly_the_rows_written_before_the_checkpoint():
     # ckpt of iter 8 = after eval 8, before train step 8
-    from resume import keep_on_resume
+    from engramlib.resume import keep_on_resume
     assert keep_on_resume({'kind': 'eval', 'iter': 8}, 8) and not keep_on_resume({'kind': 'eval', 'iter': 10}, 8)
     assert keep_on_resume({'kind': 'train', 'iter': 7}, 8) and not keep_on_resume({'kind': 'train', 'iter': 8}, 8)

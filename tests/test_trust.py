@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import prepare_fineweb as pf
-from checkpoint import CKPT_VERSION, save_checkpoint
+from engramlib.checkpoint import CKPT_VERSION, save_checkpoint
 from conftest import ROOT, prepare, run
-from data import DataError, load_meta, read_metrics
+from engramlib.data import DataError, load_meta, read_metrics
 from test_train import micro_config, rows
 
 
@@ -48,7 +48,7 @@ def test_a_damaged_artifact_is_refused_then_repaired_by_prepare(tmp_path, corpus
     run(['train.py', cfg_path])
 
 def test_a_damaged_mphf_is_refused_where_it_is_read(data_copy):
-    from data import HotTier, load_meta
+    from engramlib.data import HotTier, load_meta
     flip_byte(os.path.join(data_copy, 'hot', 'n50', 'o2.mphf'), 40)
     with pytest.raises(DataError, match='o2.mphf does not match its checksum'):
         HotTier(data_copy, load_meta(data_copy), 50, 2).mphf()
@@ -137,7 +137,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, gen_data):
     assert open(os.path.join(cfg['out_dir'], 'ckpt.pt'), 'rb').read() == good
 
 def test_a_bad_write_never_replaces_the_checkpoint(tmp_path, monkeypatch):
-    import checkpoint
+    from engramlib import checkpoint
     path = str(tmp_path / 'ckpt.pt')
     save_checkpoint(path, {'format_version': CKPT_VERSION, 'w': torch.ones(4)})
     good = open(path, 'rb').read()
@@ -270,7 +270,7 @@ def test_a_huge_one_line_document_is_cut_to_what_the_run_can_use(tmp_path, corpu
     assert json.load(open(tmp_path / 'd' / 'meta.json'))['tokens']['n_tokens'] == 1000
 
 def test_a_data_dir_from_before_the_baseline_counts_gets_a_clear_error_and_prepare_adds_only_them(tmp_path, corpus, data_copy):
-    from data import load_counts, save_json
+    from engramlib.data import load_counts, save_json
     meta = load_meta(data_copy)
     for rel in ('rawgrams_o3_keys.npy', 'rawgrams_o3_counts.npy'):
         os.remove(os.path.join(data_copy, rel))

@@ -1,4 +1,4 @@
-# Hash on the control without a flip (python planted.py --preset none --out data/control_none)
+# Hash on the control without a flip (python -m tools.planted --preset none --out data/control_none)
 include('../control/hash.py')
 data_dir = 'data/control_none'
 out_dir = 'out/control_none/hash'

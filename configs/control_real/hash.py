@@ -1,5 +1,5 @@
 # The memory control on the replica's real corpus (issue 47): the control's tiny backbone and schedule on data/replica
-# (techdocs, BPE-8192: python replica_corpus.py ... and prepare_fineweb.py as configs/replica_base.py says), the
+# (techdocs, BPE-8192: python -m tools.replica_corpus ... and prepare_fineweb.py as configs/replica_base.py says), the
 # replica's tables: Hash 2 x 2 x 60,000 x 16, labels from N_hot 12,000 (58.1% of train hot)
 include('../control_base.py')
 data_dir = 'data/replica'

@@ -1,4 +1,4 @@
-# MD-banded LSH attention (issue 18 part 2, mdx/attention_lsh.py) on tiny_base: 64-token windows, 8 buckets
+# MD-banded LSH attention (issue 18 part 2, extensions/mdx/attention_lsh.py) on tiny_base: 64-token windows, 8 buckets
 # of ~8 keys, 2 hash rounds and an 8-token local window (a trained check of the kernel; its speed is a long-T
 # question, measured by bench.py --preset compute)
 include('tiny_base.py')

@@ -1,4 +1,4 @@
-# Reversible coupling blocks (issue 18 part 1, mdx/reversible.py) on the parts' reference backbone: the same
+# Reversible coupling blocks (issue 18 part 1, extensions/mdx/reversible.py) on the parts' reference backbone: the same
 # parameters as tiny_base, activations recomputed in backward instead of stored
 include('tiny_base.py')
 block = 'reversible'

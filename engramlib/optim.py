@@ -1,0 +1,112 @@
+"""
+The optimizer (nanoGPT's AdamW groups, optionally a lazy row-wise AdamW for the memory tables) and the
+per-step maintenance of the gate's variants (§6.3 W_K forgetting, §7.2 extra decay of hot rows).
+"""
+import inspect
+
+import torch
+
+
+class RowwiseAdamW(torch.optim.AdamW):
+    """AdamW, except that param groups marked 'rowwise' update only rows whose gradient is nonzero
+    (lazy Adam: an untouched row keeps its weights and moments; bias correction counts each row's own
+    updates). For memory tables, where a step reads a few thousand of 10^5-10^6 rows."""
+
+    def step(self, closure=None):
+        groups = self.param_groups
+        self.param_groups = [g for g in groups if not g.get('rowwise')]
+        try:
+            super().step(closure)
+        finally:
+            self.param_groups = groups
+        for g in groups:
+            if g.get('rowwise'):
+                self._rowwise_step(g)
+
+    @torch.no_grad()
+    def _rowwise_step(self, g):
+        beta1, beta2 = g['betas']
+        for p in g['params']:
+            if p.grad is None:
+                continue
+            st = self.state[p]
+            if not st:
+                st['exp_avg'], st['exp_avg_sq'] = torch.zeros_like(p), torch.zeros_like(p)
+                st['row_step'] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+                st['step'] = torch.tensor(0.0)   # AdamW's own bookkeeping expects it
+            st['step'] += 1
+            rows = updated_rows(p.grad)
+            p[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows], st['row_step'][rows] = adamw_rows(
+                p[rows], p.grad[rows], st['exp_avg'][rows], st['exp_avg_sq'][rows], st['row_step'][rows],
+                g['lr'], g['weight_decay'], beta1, beta2, g['eps'])
+
+
+def updated_rows(grad):
+    """The rows a row-wise step updates: those with a nonzero gradient (ascending). A row read this step whose
+    gradient is exactly zero is not updated (the same rule for tables on the device and in host memory)."""
+    return grad.ne(0).any(1).nonzero().squeeze(1)
+
+
+def adamw_rows(w, grad, m, v, t, lr, weight_decay, beta1, beta2, eps):
+    """AdamW on some rows of a table (gathered): their weights, gradients, moments and own step counts t.
+    Returns the new w, m, v, t. Bias correction counts each row's own updates."""
+    t = t + 1
+    m = m.lerp(grad, 1 - beta1)
+    v = v.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (v / (1 - beta2 ** t).unsqueeze(1)).sqrt_().add_(eps)
+    w = w * (1 - lr * weight_decay)                                  # decoupled weight decay, touched rows
+    w -= lr * (m / (1 - beta1 ** t).unsqueeze(1)) / denom
+    return w, m, v, t
+
+
+def clip_rowwise(params, table, max_norm):
+    """Gradient clipping when the tables are updated row-wise: the global norm counts the table's gradient through
+    its updated rows only, last (a dense (rows, d) gradient and a staged one give the same norm, to the bit: the same
+    values in the same order). params: every other parameter; table: the tensor whose .grad is the table's (rows, d)
+    gradient (the table on the device, the staged rows of host tables). Gradients are scaled in place."""
+    params = [p for p in params if p.grad is not None]
+    rows = table.grad[updated_rows(table.grad)]
+    total = torch.nn.utils.get_total_norm([*(p.grad for p in params), rows])
+    torch.nn.utils.clip_grads_with_norm_([*params, table], max_norm, total)
+
+
+def configure_optimizers(model, weight_decay, learning_rate, betas, device_type, table_optimizer='adamw'):
+    """nanoGPT's groups: every 2-D tensor (matmuls, embeddings, memory tables) decays; biases and
+    norm gains do not. Fused AdamW on CUDA. table_optimizer='rowwise' gives the memory tables a lazy,
+    row-wise AdamW that only touches the rows read this step (the paper's dense AdamW is the default)."""
+    table = model.memory.table.weight if (model.memory is not None and table_optimizer == 'rowwise') else None
+    table = table if isinstance(table, torch.nn.Parameter) else None       # host tables: their own update (engramlib/offload.py)
+    params = [p for p in model.parameters() if p.requires_grad and p is not table]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+    if table is not None:
+        groups.append({'params': [table], 'weight_decay': weight_decay, 'rowwise': True})
+    fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
+    return RowwiseAdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
+
+
+def hot_rows(memory):
+    """The hot tier's table rows as a strided view (sets x orders, hot rows x K, d): each order's block of rows
+    starts with its hot rows, so a slice reaches them all, with no boolean mask (whose nonzero is a host sync)
+    and no gather/scatter."""
+    per_order = memory.rows_per_set // len(memory.orders)
+    return memory.table.weight.view(-1, per_order, memory.d)[:, :memory.hot_rows * memory.K]
+
+
+@torch.no_grad()
+def gate_maintenance(model, it, lr, wk_decay=0.0, wk_reset_interval=0, hot_weight_decay=0.0):
+    """After each optimizer step (§6.3 / §7.2): let W_K forget early preferences (multiplicative decay
+    or periodic re-initialization), and decay the hot tier's rows harder than the rest."""
+    for block in model.transformer.h:
+        if block.engram is None:
+            continue
+        for w in (block.engram.w_k, getattr(block.engram, 'w_k_cold', None)):
+            if w is None:
+                continue
+            if wk_decay:
+                w.weight.mul_(1 - wk_decay)
+            if wk_reset_interval and it > 0 and it % wk_reset_interval == 0:
+                torch.nn.init.normal_(w.weight, mean=0.0, std=0.02)
+    if hot_weight_decay and model.memory is not None and model.memory.hot_tier:
+        hot_rows(model.memory).mul_(1 - lr * hot_weight_decay)

@@ -120,7 +120,7 @@ from factory import build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from extensions.mdx import attention_lsh
 from factory import ModelConfig
-from engramlib.offload import HostTables
+from engramlib.offload import DeviceTables, HostTables
 from engramlib.system import compile_model, device_peak_flops, resolve_device, resolve_loss_chunk
 from engramlib.fsafe import DataError, save_json
 
@@ -180,7 +180,7 @@ def build_runs(preset, device, dtype, compile, configs, n_batches):
         cfg = ModelConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
         model = build_model(cfg, index)
         host = run['engram_tables'] == 'host'
-        tables = HostTables(model, pin=device_type == 'cuda') if host else None
+        tables = HostTables(model, pin=device_type == 'cuda') if host else DeviceTables(run['table_optimizer'])
         model.to(device)
         model.loss_chunk = resolve_loss_chunk(run['loss_chunk'], device_type)
         model.sdpa_backend = run['sdpa_backend']
@@ -191,39 +191,36 @@ def build_runs(preset, device, dtype, compile, configs, n_batches):
     return runs, batches, B, T
 
 def train_step(r, batches, i):
-    """One training step of run r on batches[i] (B, 2 + T + 1 each): (step seconds, optimizer seconds). With host
-    tables, as train.py: the next batch's rows prefetched during the step, its rows updated and the next staged after."""
+    """One training step of run r on batches[i] (B, 2 + T + 1 each): (step seconds, optimizer seconds). The tables at
+    train.py's points (offload.py): host tables prefetch the next batch's rows during the step, update its rows and
+    stage the next after it; device tables do nothing there."""
     sync = torch.cuda.synchronize if r['device_type'] == 'cuda' else (lambda: None)
     batch, tables = batches[i % len(batches)], r['tables']
     x, y, c = batch[:, 2:-1], batch[:, 3:], batch[:, :2]
     dev = batch.device
-    if tables is not None and tables.table.staged is None:       # the first step: nothing was prefetched for it
-        stage_host_rows(r, i, dev)
-        tables.advance(dev)
+    def windows(j):                     # batch j's (x, prev) on the CPU: the rows host tables stage
+        b = r['cpu_batches'][j % len(r['cpu_batches'])]
+        return [(b[:, 2:-1], b[:, :2])]
+    if i == 0:                          # the first step: nothing was prefetched for it
+        tables.start(i, windows, dev)
     t0 = time.perf_counter()
     with r['autocast']:
         _, loss, _ = r['fwd'](x, y, prev=c)
     loss.backward()
-    table_s = stage_host_rows(r, i + 1, dev) if tables is not None else 0.0
+    t = time.perf_counter()
+    tables.after_backward(i + 1, windows, dev)
+    table_s = time.perf_counter() - t
     sync()
     t1 = time.perf_counter()
     r['opt'].step()
     r['opt'].zero_grad(set_to_none=True)
-    if tables is not None:
-        t = time.perf_counter()
-        tables.update(6e-4, 0.1, (0.9, 0.95))
-        tables.advance(dev)
-        table_s += time.perf_counter() - t
+    t = time.perf_counter()
+    tables.after_step(6e-4, 0.1, (0.9, 0.95), dev)
+    table_s += time.perf_counter() - t
     sync()
     t2 = time.perf_counter()
     r['table_s'].append(table_s)
     return t2 - t0, t2 - t1
-
-def stage_host_rows(r, i, dev):
-    """Host tables: prefetch batches[i]'s rows (from its CPU copy); the seconds the loop spent on it."""
-    t, b = time.perf_counter(), r['cpu_batches'][i % len(r['cpu_batches'])]
-    r['tables'].prefetch(r['tables'].step_rows([(b[:, 2:-1], b[:, :2])]), dev)
-    return time.perf_counter() - t
 
 def warm_up(r, batches, steps=3):
     """The first steps of run r (compilation, the optimizer's state); on CUDA, the peak memory of this config alone

@@ -8,7 +8,7 @@ sample.py, bench.py and the report build their models through here.
 from configurator import ConfigError
 from engram import NgramIndex, has_hot_tier
 from engramlib import checkpoint
-from engramlib.checkpoint import check_signature, load_weights
+from engramlib.checkpoint import HOT_TIER_KEY, check_signature, load_weights
 from engramlib.data import DataError, HotTier, load_canonical, load_counts, load_meta, tokenizer_signature
 from engramlib.options import config_class
 from model import BACKBONE, ENGRAM, GPT, LOSS, VOCAB, GPTConfig, index_class, needs_counts
@@ -76,10 +76,9 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
     except (TypeError, ValueError) as e:
         raise DataError(f"{ckpt_path} has model settings this code cannot build ({e}). Only load checkpoints this repo wrote.") from None
     index, current = load_index(data_dir, meta, mcfg)
-    saved = dict(ckpt['data_signature'])
-    if mcfg.hot_size != ckpt['model_args']['hot_size']:
-        saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
-    check_signature(saved, current, f"checkpoint {ckpt_path}")
+    # labelled post hoc with another N_hot (a Nine model was refused above): its own hot tier does not apply
+    check_signature(ckpt['data_signature'], current, f"checkpoint {ckpt_path}",
+                    hot_tier=mcfg.hot_size == ckpt['model_args']['hot_size'])
     try:
         model = build_model(mcfg, index)
     except (ConfigError, TypeError, ValueError) as e:
@@ -89,5 +88,5 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
     return model, ckpt, data_dir, meta
 
 def data_signature(meta, hot_sha):
-    return {**tokenizer_signature(meta), 'hot_size_keys_sha256': hot_sha}
+    return {**tokenizer_signature(meta), HOT_TIER_KEY: hot_sha}
 

@@ -13,11 +13,18 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from engramlib.data import DataError, atomic_write, regular_file
+from engramlib.fsafe import own_subdir
 
 CKPT_VERSION = 2        # 2: a 'checksum' of the content
 
-def check_signature(saved, current, what):
-    diff = {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current) if saved.get(k) != current.get(k)}
+HOT_TIER_KEY = 'hot_size_keys_sha256'      # the hot tier's checksums in a data signature
+
+def check_signature(saved, current, what, hot_tier=True):
+    """A checkpoint's data signature against the data dir's. hot_tier=False: a model not held to the data dir's hot
+    tier (Hash and the baseline do not route by it: a fine-tune's base on any data dir; a model labelled post hoc
+    with another N_hot) is checked without it. The one place this rule is written."""
+    keys = (set(saved) | set(current)) - (set() if hot_tier else {HOT_TIER_KEY})
+    diff = {k: (saved.get(k), current.get(k)) for k in keys if saved.get(k) != current.get(k)}
     if diff:
         lines = '\n'.join(f"    {k}: {what} has {a!r}, data dir has {b!r}" for k, (a, b) in sorted(diff.items()))
         raise DataError(f"{what} does not match the data dir:\n{lines}\n"
@@ -176,3 +183,52 @@ class CheckpointWriter:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+
+class Checkpointer:
+    """A run's checkpoints: ckpt.pt (everything an exact resume needs), best.pt and the snapshots (the weights, with
+    what eval needs to rebuild the model). Nothing non-finite is ever saved, so "the last good checkpoint" stays true;
+    rank 0 writes, in the background (CheckpointWriter). describe(): the model settings, the config, the data
+    signature and the token files' checksums, as they are when a checkpoint is saved."""
+
+    def __init__(self, out_dir, model, optimizer, tables, describe, master, cuda):
+        self.out_dir, self.path = out_dir, os.path.join(out_dir, 'ckpt.pt')
+        self.model, self.optimizer, self.tables, self.describe = model, optimizer, tables, describe
+        self.master, self.cuda = master, cuda
+        self.writer = CheckpointWriter()
+
+    def weights(self, iter_num, **extra):
+        return {'format_version': CKPT_VERSION, 'iter_num': iter_num, 'model': self.model.state_dict(), **self.describe(),
+                **extra}
+
+    def check_finite(self, what, iter_num):
+        named = list(self.model.named_parameters()) + [
+            (f'optimizer state {k} of param {i}', v) for i, st in enumerate(self.optimizer.state.values())
+            for k, v in st.items() if isinstance(v, torch.Tensor) and v.dim() > 0] + self.tables.named_tensors()
+        bad = nonfinite(named)
+        if bad:
+            raise FloatingPointError(f"non-finite values in {', '.join(bad[:3])} at iter {iter_num}; {what} not saved. "
+                                     f"The last good checkpoint {self.path} is untouched.")
+
+    def save(self, iter_num, weights_only, best_val_loss, wandb_id, before_write):
+        """ckpt.pt; with weights_only (a finished run with final_ckpt='weights'), the weights alone: a finished run
+        needs no AdamW moments to be evaluated. before_write(): the last check before anything is written."""
+        self.tables.before_read()
+        self.check_finite(self.path, iter_num)
+        before_write()
+        if not self.master:                 # the ranks hold the same state: one writer
+            return
+        if weights_only:
+            self.writer.save(self.path, self.weights(iter_num))
+            return
+        self.writer.save(self.path, {
+            **self.weights(iter_num), 'best_val_loss': best_val_loss,
+            'optimizer': self.tables.optimizer_state(self.optimizer), 'wandb_id': wandb_id,
+            'rng': {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state() if self.cuda else None}})
+
+    def save_best(self, iter_num, val_loss):
+        self.check_finite('best.pt', iter_num)
+        self.writer.save(os.path.join(self.out_dir, 'best.pt'), self.weights(iter_num, val_loss=val_loss))
+
+    def save_snapshot(self, iter_num):
+        self.writer.save(os.path.join(own_subdir(self.out_dir, 'snapshots'), f'iter_{iter_num:06d}.pt'), self.weights(iter_num))

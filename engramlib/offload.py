@@ -27,7 +27,53 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engramlib.optim import adamw_rows, updated_rows
+from engramlib.optim import adamw_rows, clip_rowwise, updated_rows
+
+
+class DeviceTables:
+    """engram_tables='device' (the paper's): the tables are parameters like any other, updated by the optimizer with
+    the rest. The training loop calls the same points as on HostTables; here they do nothing but the clip and the
+    optimizer's state, which are the plain ones (row-wise when table_optimizer='rowwise')."""
+
+    def __init__(self, table_optimizer):
+        self.rowwise = table_optimizer == 'rowwise'
+
+    # the loop's four points (HostTables stages, updates and writes back rows at them)
+    def start(self, it, windows, device):           # before the first step of this process
+        pass
+
+    def after_backward(self, it, windows, device):  # while the device works through a step's kernels
+        pass
+
+    def after_step(self, lr, weight_decay, betas, device):
+        pass
+
+    def before_read(self):                           # before an eval reads the tables or a checkpoint saves them
+        pass
+
+    def clip(self, model, wrapped, max_norm):
+        """The global gradient-norm clip; a row-wise table counts through its updated rows (optim.clip_rowwise), so
+        device and host tables give the same norm."""
+        if self.rowwise and model.memory.table.weight.grad is not None:
+            table = model.memory.table.weight
+            clip_rowwise([p for p in model.parameters() if p is not table], table, max_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(wrapped.parameters(), max_norm)
+
+    def drop_grads(self):
+        pass
+
+    def named_tensors(self):                         # state kept outside the model and the optimizer
+        return []
+
+    def optimizer_state(self, optimizer):
+        return optimizer.state_dict()
+
+    def load_optimizer_state(self, optimizer, sd):
+        optimizer.load_state_dict(sd)
+
+    def summary(self):
+        return {}
 
 
 class HostTable(nn.Module):
@@ -80,6 +126,36 @@ class HostTables:
                          'bytes_out': 0, 'lookups': 0, 'hot_lookups': 0}
         # rows_shared: staged from the step before; rows_hot: from the resident hot tier; lookups: (position, order)
         # pairs routed, hot_lookups: those the hot tier answered
+
+    # the training loop's four points; windows(it): iteration it's micro-batches (x, prev) of this process, on the CPU
+    def start(self, it, windows, device):
+        """Before the first step: its rows staged."""
+        self.prefetch(self.step_rows(windows(it)), device)
+        self.advance(device)
+
+    def after_backward(self, it, windows, device):
+        """Iteration it's rows (the next step's), while the device works through this step's queued kernels."""
+        self.prefetch(self.step_rows(windows(it)), device)
+
+    def after_step(self, lr, weight_decay, betas, device):
+        """The step's rows updated and written back, the next step's staged."""
+        self.update(lr, weight_decay, betas)
+        self.advance(device)
+
+    def before_read(self):
+        self.sync()
+
+    def clip(self, model, wrapped, max_norm):
+        clip_rowwise(model.parameters(), self.table.staged, max_norm)
+
+    def drop_grads(self):
+        self.table.staged.grad = None
+
+    def named_tensors(self):
+        return [('host table', self.table.weight), ('host table exp_avg', self.exp_avg), ('host table exp_avg_sq', self.exp_avg_sq)]
+
+    def summary(self):
+        return {'host_tables': self.counters}
 
     def host_state(self):
         return self.table.weight, self.exp_avg, self.exp_avg_sq, self.row_step

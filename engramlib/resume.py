@@ -25,10 +25,7 @@ def fine_tune_base(cfg, base):
 def check_base(base, signature, memory, path):
     """A fine-tune's base against this data dir: its signature, less the hot tier for Hash and the baseline (they do
     not route by it: any data dir's will do)."""
-    saved, current = dict(base['data_signature']), dict(signature)
-    if not has_hot_tier(memory):
-        saved.pop('hot_size_keys_sha256'), current.pop('hot_size_keys_sha256')
-    check_signature(saved, current, f"checkpoint {path}")
+    check_signature(base['data_signature'], signature, f"checkpoint {path}", hot_tier=has_hot_tier(memory))
 
 
 def check_resume(ckpt, cfg, signature, data_files, metrics, path, run_keys, defaults):

@@ -1,9 +1,17 @@
 """The machine a run uses, resolved in one place: 'auto' device and dtype, mixed precision, the device's peak FLOPs,
-how the model is compiled."""
+how the model is compiled, the memory it has, the DDP processes."""
+import inspect
 import os
+import sys
 from contextlib import nullcontext
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from configurator import ConfigError
+from engramlib.options import Group, Option
+from layers import SDPA_BACKENDS
 
 PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12,
               'A10': 125e12, '4090': 165e12, '3090': 71e12, 'V100': 125e12}   # dense bf16/fp16 tensor-core peaks
@@ -74,3 +82,115 @@ CUDA_GRAPH_MODES = COMPILE_MODES[2:]
 def compile_model(model, mode):
     """torch.compile in one of COMPILE_MODES: train.py and bench.py compile through here."""
     return torch.compile(model, mode=None if mode == 'default' else mode)
+
+
+def resolve_system(cfg):
+    """'auto' device and dtype: CUDA with bf16 where there is one, else CPU with float32."""
+    cfg['device'] = resolve_device(cfg['device'])
+    if device_problem(cfg['device']):
+        raise ConfigError(device_problem(cfg['device']))
+    if not cfg['device'].startswith('cuda'):
+        cfg['backend'] = 'gloo'             # what DDP uses on CPU: config.json says what ran
+        if cfg['sdpa_backend'] in ('cudnn', 'efficient'):
+            raise ConfigError(f"--sdpa_backend='{cfg['sdpa_backend']}' is a CUDA kernel; on {cfg['device']} use 'auto', "
+                              f"'flash' or 'math'")
+    cfg['dtype'] = resolve_dtype(cfg['dtype'], cfg['device'])
+
+def available_ram():
+    """Bytes of memory the kernel can give this process now (MemAvailable), else the machine's total."""
+    try:
+        with open('/proc/meminfo') as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration, ValueError):
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+# -- DDP ------------------------------------------------------------------------------------------------------
+
+def init_distributed(device, backend):
+    """(ddp, rank, world, device) from torchrun's environment; gloo on CPU."""
+    if int(os.environ.get('RANK', -1)) == -1:
+        return False, 0, 1, device
+    dist.init_process_group(backend=backend)
+    if device.startswith('cuda'):
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        torch.cuda.set_device(device)
+    return True, dist.get_rank(), dist.get_world_size(), device
+
+def wrap_ddp(model, device_type):
+    """DDP without broadcast_buffers: the buffers are the n-gram index (data, identical on every rank,
+    several MB), not state to synchronize before every forward."""
+    no_sync = ({'forward_sync_buffers': False} if 'forward_sync_buffers' in inspect.signature(DDP).parameters
+               else {'broadcast_buffers': False})                                     # torch >= 2.13 renamed it
+    ddp = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None, **no_sync)
+    _KEEP_UNTIL_EXIT.append(ddp)
+    return ddp
+
+# Never freed (exit_now ends the process): freeing a DDP model's Reducer frees gloo's process group, which can
+# deadlock (its worker thread waits for the GIL to free a tensor while the main thread, holding the GIL, joins
+# it). py-spy showed it both when main() returned and at interpreter exit, in tests/test_train.py's DDP runs.
+_KEEP_UNTIL_EXIT = []
+
+def exit_now(code):
+    """Under torchrun, end without the interpreter's teardown (the DDP models stay referenced: see wrap_ddp).
+    Everything is written and fsynced by now."""
+    if 'RANK' in os.environ:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+# -- the system's settings (train.py's SETTINGS) -----------------------------------------------------------
+
+def check_system(c):
+    if not (c['device'] in ('auto', 'cpu', 'cuda') or c['device'].startswith('cuda:')):
+        raise ConfigError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {c['device']!r}")
+    if c['loss_chunk'] > 0 and c['loss_chunk'] % 8:
+        raise ConfigError(f"--loss_chunk {c['loss_chunk']} is not a multiple of 8 (row blocks of 8k rows multiply as the whole "
+                          f"matrix does, so the losses stay the plain head's)")
+    if c['engram_tables'] == 'host':
+        check_host_tables(c)
+    if c['compile_mode'] != 'default' and not c['compile']:
+        raise ConfigError(f"--compile_mode='{c['compile_mode']}' compiles the model, but --compile=False: drop one of them")
+    if c['dtype'] == 'float16':
+        raise ConfigError("--dtype='float16' needs loss scaling (a GradScaler), which this loop does not do: its "
+                          "small gradients would flush to zero. Use 'bfloat16' (A100/H100, the default on CUDA) or 'float32'.")
+
+def check_host_tables(c):
+    """Host tables stage the rows each step reads (engramlib/offload.py): what reads or writes other rows, or keeps the
+    table's state elsewhere, is refused."""
+    if c['memory'] == 'none':
+        raise ConfigError("--engram_tables='host' moves the memory tables, but --memory='none' has none")
+    if c['table_optimizer'] != 'rowwise':
+        raise ConfigError("--engram_tables='host' updates the rows each step reads: set --table_optimizer='rowwise' "
+                          "(the paper's dense AdamW updates every row every step)")
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+        raise ConfigError("--engram_tables='host' keeps one host copy of the tables per process, not shared between "
+                          "DDP ranks: run one process, or --engram_tables='device'")
+    if c['compile_mode'] in CUDA_GRAPH_MODES:
+        raise ConfigError(f"--compile_mode='{c['compile_mode']}' replays CUDA graphs, which would read the staged rows at "
+                          f"their addresses when captured; with --engram_tables='host' use 'default' or "
+                          f"'max-autotune-no-cudagraphs'")
+
+SYSTEM = Group('system', dict(
+    backend=Option('nccl', 'DDP backend on CUDA; CPU always uses gloo', run_only=True),
+    device=Option('auto', "'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...", run_only=True),
+    dtype=Option('auto', "'auto' (bfloat16 on CUDA, float32 on CPU) | 'float32' | 'bfloat16' ('float16' is refused: no GradScaler)",
+                 choices=('auto', 'float32', 'bfloat16', 'float16'), run_only=True),
+    compile=Option(True, 'torch.compile (CUDA only)', run_only=True),
+    compile_mode=Option('default', "torch.compile's mode; opt-in, compiling for minutes: 'max-autotune-no-cudagraphs' "
+                        "(autotuned kernels) | 'max-autotune' / 'reduce-overhead' (+ CUDA graphs: not with host tables, and "
+                        "an out-of-memory step is not redone in smaller micro-batches)", choices=COMPILE_MODES, run_only=True),
+    sdpa_backend=Option('auto', "attention's kernel: 'auto' (PyTorch's choice: flash on CUDA) | 'flash' | 'cudnn' | "
+                        "'efficient' (CUDA only) | 'math'", choices=tuple(SDPA_BACKENDS), run_only=True),
+    loss_chunk=Option(-1, 'rows of logits at a time in the loss (chunked linear + cross-entropy, never the whole logits: '
+                      'engramlib/linear_ce.py); 0 = the plain head; -1 = auto: 4096 on CUDA, 0 on CPU', at_least=-1, run_only=True),
+    deterministic=Option(False, 'bit-reproducible kernels (a resumed CUDA run equals the uninterrupted one; slower): '
+                         "deterministic algorithms and cuBLAS's fixed workspace", run_only=True),
+    resume_changes=Option((), "experiment keys a resume may change on purpose, e.g. ('learning_rate',); 'global_batch'",
+                          run_only=True),
+    engram_tables=Option('device', "'device' (paper: the memory tables on the model's device) | 'host': in host memory "
+                         "with their row-wise AdamW state, each step's rows prefetched (engramlib/offload.py; --table_optimizer="
+                         "'rowwise')", choices=('device', 'host'), run_only=True),
+), check=check_system)

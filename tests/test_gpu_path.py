@@ -204,10 +204,11 @@ def test_compiled_training_is_one_graph_without_recompiles(gen_data, name, cfg):
 
 
 def test_ddp_does_not_broadcast_the_index_buffers(gen_data, tmp_path):
+    from engramlib.system import wrap_ddp
     import torch.distributed as dist
     dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
     try:
-        ddp = train.wrap_ddp(tiny_model(gen_data, 'nine'), 'cpu')
+        ddp = wrap_ddp(tiny_model(gen_data, 'nine'), 'cpu')
         assert getattr(ddp, 'forward_sync_buffers', ddp.broadcast_buffers) is False
         assert any(n.startswith('index.') for n, _ in ddp.module.named_buffers())
     finally:

@@ -98,7 +98,7 @@ def test_the_paper_model_trains_and_evaluates_to_the_same_bytes_without_the_exte
     without it, a checkpoint that names an extension's setting is refused in one line."""
     bare = tmp_path / 'bare'
     copy_code(bare, without=('extensions',))
-    assert not (bare / 'extensions').exists() and (bare / 'engramlib' / 'engramlib/data.py').exists()
+    assert not (bare / 'extensions').exists() and (bare / 'engramlib' / 'data.py').exists()
     run = lambda repo, *a: subprocess.run([sys.executable, *a], cwd=repo, capture_output=True, text=True, timeout=600)
     cfg_path, _ = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4, eval_interval=2)
     for memory in ('nine', 'hash'):

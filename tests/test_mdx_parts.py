@@ -190,17 +190,27 @@ def test_learned_seeds_forward_the_argmax_seed_and_train_the_logits(gen_data):
     assert one.transformer.wte.seed_logits is None and one.param_counts()['embedding'] == 2 * 64 * 16
 
 def test_seed_gradient_check_compares_estimate_and_real_change(gen_data):
+    """Every (table, other seed) pair: the estimate is the straight-through gradient's difference dL/dw_s - dL/dw_c,
+    the change the loss's real change at that seed, and the agreement the share of pairs whose signs agree (each
+    recomputed here from its definition)."""
     x, y, c = batch(gen_data)
     m = tiny_model(gen_data, 'hash', embedding='mihe', embed_buckets=64, embed_seed_choices=3)
     rows, agree = embeddings.seed_gradient_check(m, x, y, c)
-    assert len(rows) == 2 * 2 and 0 <= agree <= 1
-    with torch.no_grad():
-        base = float(m.eval()(x, y, prev=c)[1])
-    r = rows[0]
-    w = torch.eye(3)[[0, 0]]
-    w[r['table']] = torch.eye(3)[r['to']]
-    with torch.no_grad():
-        assert r["change"] == pytest.approx(float(embeddings.forward_with_seed_weights(m, x, y, c, w)) - base, abs=1e-6)
+    current = m.transformer.wte.seed_weights().argmax(-1)
+    assert [(r['table'], r['from'], r['to']) for r in rows] == [(j, int(current[j]), s) for j in range(2) for s in range(3)
+                                                                  if s != int(current[j])]
+    w = torch.nn.functional.one_hot(current, 3).float().requires_grad_()
+    m.eval()
+    base = embeddings.forward_with_seed_weights(m, x, y, c, w)
+    base.backward()
+    for r in rows:
+        assert r['estimate'] == pytest.approx(float(w.grad[r['table'], r['to']] - w.grad[r['table'], r['from']]), rel=1e-5)
+        moved = w.detach().clone()
+        moved[r['table']] = torch.eye(3)[r['to']]
+        with torch.no_grad():
+            assert r['change'] == pytest.approx(float(embeddings.forward_with_seed_weights(m, x, y, c, moved) - base), abs=1e-6)
+    assert agree == sum((r['estimate'] > 0) == (r['change'] > 0) for r in rows) / len(rows)
+    assert all(r['estimate'] != 0 and r['change'] != 0 for r in rows)     # no pair agrees by being zero
 
 
 # -- attention sketches and bounds (issue 18, parts 3 and 4) ----------------------

@@ -46,11 +46,26 @@ def test_host_tables_give_the_device_run_byte_for_byte_and_stage_rows(tmp_path, 
 
 def test_the_clip_acts_and_the_device_rowwise_clip_counts_the_table(tmp_path, gen_data):
     """The byte-for-byte test above means something only if clipping acts: with a clip that never binds the run
-    differs."""
+    differs. And the row-wise clip on the device counts the table: it scales every gradient, the table's too, as
+    the dense clip over all parameters does (the same norm, summed in another order)."""
     cfg_path, cfg = micro_config(tmp_path, gen_data, memory='hash', **SETTINGS)
     run(['train.py', cfg_path, f"--out_dir='{tmp_path / 'a'}'"])
     run(['train.py', cfg_path, f"--out_dir='{tmp_path / 'b'}'", '--grad_clip=1000.0'])
     assert rows(tmp_path / 'a', 'eval') != rows(tmp_path / 'b', 'eval')
+    from engramlib.offload import DeviceTables
+    from test_model import tiny_model
+    grads = {}
+    for optimizer in ('rowwise', 'adamw'):
+        torch.manual_seed(0)
+        model = tiny_model(gen_data, 'hash')
+        x = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(0))
+        model(x, x, prev=torch.zeros(2, 2, dtype=torch.long))[1].backward()
+        norm = float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]))
+        DeviceTables(optimizer).clip(model, model, norm / 4)
+        grads[optimizer] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads['rowwise'].keys() == grads['adamw'].keys() and 'memory.table.weight' in grads['adamw']
+    for n, g in grads['rowwise'].items():
+        assert torch.allclose(g, grads['adamw'][n], rtol=1e-5, atol=1e-9), n
 
 
 def test_a_row_updated_at_step_t_and_read_at_t_plus_1_arrives_updated(gen_data):

@@ -133,7 +133,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, gen_data):
         t.run.raw_model.memory.table.weight[3, 0] = float('nan')
     with pytest.raises(FloatingPointError, match=r'memory.table.weight.*not saved.*untouched'):
         t.save()
-    t.writer.wait()
+    t.ckpt.writer.wait()
     assert open(os.path.join(cfg['out_dir'], 'ckpt.pt'), 'rb').read() == good
 
 def test_a_bad_write_never_replaces_the_checkpoint(tmp_path, monkeypatch):

@@ -1,0 +1,100 @@
+"""
+The run dir as a run writes it: one writer (its lock), config.json, metrics.jsonl (rows appended whole),
+summary.json only at a finished end, and the wandb run beside them. What a fresh run may replace, and what it
+refuses to destroy.
+"""
+import json
+import os
+import shutil
+
+from engramlib.data import DataError, save_json
+from engramlib.fsafe import DirLock, append_line, refuse_shared_dir, remove_stale_temps
+from engramlib.options import Group, Option
+from engramlib.resume import truncate_metrics
+
+
+WANDB = Group('wandb', dict(
+    wandb_log=Option(False, 'log to wandb (study.py and quickstart.sh turn it on; offline without a login)', run_only=True),
+    wandb_project=Option('engram-nine', 'wandb project name', run_only=True),
+    wandb_group=Option('', 'runs of one config across seeds (default: none)', run_only=True),
+    wandb_run_name=Option('', "default: the out_dir's name", run_only=True),
+))
+
+RUN_FILES = ('summary.json', 'ckpt.pt', 'best.pt', 'metrics.jsonl', 'snapshots', 'config.json')   # what a run writes
+
+def holds_work(path):
+    """Whether a run file holds something a fresh start would lose: not config.json (each start rewrites it),
+    not an empty metrics file or an empty snapshots/ (left by a run killed before its first row or snapshot)."""
+    if os.path.basename(path) == 'config.json' or not os.path.lexists(path):
+        return False
+    if os.path.islink(path):
+        return True
+    return bool(os.listdir(path)) if os.path.isdir(path) else os.path.getsize(path) > 0
+
+class RunDir:
+    """out_dir as a run writes it (rank 0; the other ranks' RunDir writes nothing): one writer (its lock),
+    config.json, metrics.jsonl, summary.json at a finished end, and the wandb run beside them."""
+
+    def __init__(self, out_dir, master):
+        self.path, self.master, self.wandb = out_dir, master, None
+        self.metrics = os.path.join(out_dir, 'metrics.jsonl')
+        if master:
+            refuse_shared_dir(out_dir, '--out_dir', data_dirs_too=True)
+        self.lock = DirLock(out_dir) if master else None
+
+    def open(self, resumed, overwrite, iter_num, record):
+        """Make the dir this run's: temps of killed writes removed, the files of the run it held cleared (or
+        refused), metrics.jsonl cut back to the checkpoint on resume, config.json (`record`) written."""
+        if remove_stale_temps(self.path, depth=1):        # the run dir and its snapshots/
+            print(f"removed the temp files of writes killed in {self.path}")
+        self.clear(resumed, overwrite)
+        if resumed:
+            truncate_metrics(self.metrics, iter_num)
+        save_json(os.path.join(self.path, 'config.json'), record)     # what reports group runs by
+
+    def clear(self, resumed, overwrite):
+        """What the run dir holds stops being true once this run starts: summary.json first (a run cut short
+        must never look finished); a fresh run replaces a run only when told (--overwrite=True)."""
+        summary = os.path.join(self.path, 'summary.json')
+        if resumed:
+            if os.path.exists(summary):
+                os.remove(summary)          # resumed to train further: finished again only at its new end
+            return
+        held = [f for f in RUN_FILES if holds_work(os.path.join(self.path, f))]
+        if held and not overwrite:
+            again = ("Resume it with --init_from='resume'" if 'ckpt.pt' in held else
+                     "It has no checkpoint to resume: pass --overwrite=True to start it again")
+            raise DataError(f"{self.path} holds a run ({', '.join(held)}); a fresh run would destroy it. {again}, "
+                            f"choose another --out_dir, or pass --overwrite=True to replace it.")
+        for f in RUN_FILES:
+            p = os.path.join(self.path, f)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            elif os.path.lexists(p):
+                os.remove(p)
+
+    def start_wandb(self, cfg, params, run_id):
+        """The wandb run (resumed when run_id, the checkpoint's, is given); its id, or None without wandb."""
+        try:
+            import wandb
+        except ImportError:
+            print("note: wandb is not installed here; logging to metrics.jsonl only (pip install wandb for dashboards)")
+            return None
+        self.wandb = wandb.init(project=cfg['wandb_project'], group=cfg['wandb_group'] or None,
+                                name=cfg['wandb_run_name'] or os.path.basename(self.path.rstrip('/')),
+                                config={**cfg, 'params': params}, id=run_id, resume='allow')
+        return self.wandb.id
+
+    def row(self, row):
+        append_line(self.metrics, json.dumps(row, sort_keys=True) + '\n')
+
+    def log(self, values, step):
+        if self.wandb is not None:
+            self.wandb.log(values, step=step)
+
+    def summary(self, values):
+        save_json(os.path.join(self.path, 'summary.json'), values)
+
+    def close(self, stopped):
+        if self.wandb is not None:
+            self.wandb.finish(exit_code=128 + stopped if stopped else None)

@@ -258,8 +258,8 @@ def time_training(preset, device, steps, rounds, compile, dtype, configs):
                      'params': r['model'].param_counts()}
         if r['peak_bytes'] is not None:
             out[name]['peak_mem_gb'] = r['peak_bytes'] / 1e9
-        if r['tables'] is not None:
-            c = r['tables'].counters
+        c = r['tables'].summary().get('host_tables')
+        if c is not None:
             out[name]['host_tables'] = {'table_ms_per_step': float(np.median(r['table_s'])) * 1000,
                                         **{f'{k}_per_step': c[k] / c['steps'] for k in ('rows_staged', 'rows_shared', 'rows_hot', 'rows_updated',
                                                                                       'bytes_in', 'bytes_out')},

@@ -76,7 +76,9 @@ def run_config_file(path, scope=None, chain=()):
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except SystemExit:
         raise ConfigError(f"config file {path} called exit(); a config only assigns keys") from None
-    except Exception as e:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:          # any other: a config is data that happens to be Python (os._exit cannot be caught)
         line = next((t.lineno for t in traceback.extract_tb(e.__traceback__) if t.filename == path), '?')
         raise ConfigError(f"config file {path} failed at line {line}: {type(e).__name__}: {e}") from None
     finally:

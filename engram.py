@@ -329,3 +329,9 @@ def check_engram(c):
     bad = [l for l in c['engram_layers'] if not 0 <= l < c['n_layer']]
     if bad:
         raise ConfigError(f"engram_layers {list(c['engram_layers'])} has {bad} outside the model's blocks 0..{c['n_layer'] - 1}")
+    # an upper bound of the table's rows (every layer its own table, Nine's hot slots too), counted in Python ints:
+    # row indices are int64 tensors, and no machine holds 2^48 rows
+    rows = c['engram_heads'] * (c['table_size'] + 2 * c['hot_size']) * len(c['ngram_orders']) * len(c['engram_layers'])
+    if rows * c['engram_head_dim'] >= 2**48:
+        raise ConfigError(f"--table_size {c['table_size']:,} (with --hot_size {c['hot_size']:,}, {c['engram_heads']} heads of "
+                          f"{c['engram_head_dim']}) makes tables of up to {rows:,} rows, beyond any memory; the paper's is 400,000")

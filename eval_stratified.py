@@ -56,7 +56,7 @@ from report.figures import figure_key_stability, figures
 from report.inputs import paper
 from report.markdown import md_checkpoint, md_key_stability, md_study
 from report.output import console_summary, log_wandb, write_report
-from report.runs import data_sections, load_run
+from report.runs import data_sections, load_run, run_identity
 from report.stability import key_stability
 from report.study import study
 from engramlib.system import resolve_device
@@ -84,9 +84,12 @@ def main(argv=None):
             dirs = sorted(d for d in glob.glob(a.runs) if os.path.isdir(d))
             if not dirs:
                 raise DataError(f"--runs '{a.runs}' matches no directory; point it at train.py out_dirs, e.g. 'out/*'.")
-            runs, skipped = [], {}
+            runs, skipped, seen = [], {}, {}
             for d in tqdm(dirs, desc='runs'):
                 try:
+                    first = seen.setdefault(run_identity(d), d)
+                    if first != d:              # a link to a run, or a copy of one: the same seed, counted once
+                        raise DataError(f"the same run as {first} (a link to it or a copy: the same metrics.jsonl); counted once")
                     runs.append(load_run(d))
                 except DataError as e:          # one bad run does not stop the report: it is listed as skipped
                     skipped[d] = str(e)

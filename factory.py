@@ -26,13 +26,8 @@ EXTENSIONS = ModelConfig.extensions     # their hooks: on the model (model.Exten
 
 def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
     """A checkpoint (engramlib.checkpoint: checksum, schema) whose model settings this code knows."""
-    ckpt = checkpoint.load_checkpoint(path, hint)
-    unknown = sorted(set(ckpt['model_args']) - set(ModelConfig.__dataclass_fields__))
-    if unknown:
-        raise DataError(f"{path} has model settings this code does not know ({', '.join(map(str, unknown[:4]))}). "
-                        f"Only load checkpoints this repo wrote" + ('.' if EXTENDED else
-                        ", with the extensions/ folder that wrote them."))
-    return ckpt
+    return checkpoint.load_checkpoint(path, hint, ModelConfig.__dataclass_fields__,
+                                      '' if EXTENDED else ', with the extensions/ folder that wrote them')
 
 def tier_index(data_dir, meta, hot_size, orders, counts=False, kind=NgramIndex):
     """The data dir's n-gram index with its hot tier of N_hot = hot_size (Nine's routes, every model's is_hot

@@ -119,6 +119,8 @@ class Extension:
     def base_state(self, state, model):         # a fine-tune's base weights as this model names them, and keys they lack
         return state, []
 
+    fine_tune_settings = ()                     # model settings a fine-tune sets itself, not taken from its base
+
     def after_base(self, model):                # after a fine-tune's base weights are loaded
         pass
 

@@ -62,6 +62,12 @@ def parse_args(argv=None):
         p.error(f"--val_frac must be in (0, 1), got {args.val_frac}")
     if args.num_tokens <= 0:
         p.error(f"--num_tokens must be positive, got {args.num_tokens}")
+    if args.num_proc < 1:
+        p.error(f"--num_proc must be >= 1, got {args.num_proc}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    if args.num_proc > cpus:            # more tokenizer processes than CPUs only add memory (each holds a tokenizer)
+        print(f"note: --num_proc {args.num_proc} > the {cpus} CPUs this process may use; using {cpus}")
+        args.num_proc = cpus
     try:
         args.memory_limit = parse_size(args.memory_limit)
     except ValueError:
@@ -213,6 +219,11 @@ def tokenize(args, tok, out):
         print(f"note: the source has {n:,} tokens, fewer than --num_tokens {args.num_tokens:,}; using all of them.")
     n_val = max(1, int(round(n * args.val_frac)))
     n_train = n - n_val
+    if min(n_val, n_train) < 2 * (args.max_order + 1):      # train.py would refuse every block_size on such a split
+        os.remove(tmp)
+        raise DataError(f"--val_frac {args.val_frac} splits the {n:,} tokens into {n_train:,} train and {n_val:,} val: "
+                        f"each split needs at least {2 * (args.max_order + 1)} tokens (train.py needs block_size + 1 of "
+                        f"each). Choose a --val_frac that leaves both, or give more text.")
     stream = np.memmap(tmp, dtype=dtype, mode='r')
     def write_val(f):                       # in chunks: memory does not grow with the corpus
         for i in range(n_train, n, CHUNK):
@@ -378,7 +389,8 @@ def prepare(args):
     except OSError as e:
         raise DataError(f"cannot write to --out {out}: {e.strerror}. Choose a writable directory.") from None
     try:
-        removed = remove_stale_temps(out, depth=2) + remove_stale_builds(out)     # the data dir, hot/, hot/n<N>/
+        # the dirs prepare writes into are wholly its own (refuse_shared_dir): every name there is one it writes
+        removed = remove_stale_temps(out, {'': '.+', 'hot': '.+', r'hot/n\d+': '.+'}) + remove_stale_builds(out)
         if removed:
             print(f"removed {removed} temp file(s) of earlier runs that were killed")
         meta = read_meta(out, args.overwrite)

@@ -35,12 +35,12 @@ def run_dirs(configs, seeds, out):
             yield cfg, name, seed, os.path.join(out, f'{name}_s{seed}')
 
 def command(cfg, name, seed, out_dir, extra):
-    """train.py's command for one run: resumed from its checkpoint, or started afresh; a start killed before its first
-    checkpoint left logs but nothing to resume, and the study replaces them (it made them)."""
-    resume = os.path.exists(os.path.join(out_dir, 'ckpt.pt'))
+    """train.py's command for one run: resumed from its checkpoint, or started afresh (a start killed before its first
+    checkpoint left logs but nothing to resume, and the study replaces them: it made them). train.py decides which
+    under the run dir's lock (--auto_resume=True): a run another study.py finishes meanwhile is never replaced."""
+    resume = os.path.exists(os.path.join(out_dir, 'ckpt.pt'))       # for the line this prints only
     cmd = [sys.executable, os.path.join(HERE, 'train.py'), cfg, f'--seed={seed}', override('out_dir', out_dir), override('wandb_group', name)]
-    restart = ['--overwrite=True'] if not resume and os.path.exists(os.path.join(out_dir, 'config.json')) else []
-    return cmd + (["--init_from='resume'"] if resume else restart) + extra, resume
+    return cmd + ['--auto_resume=True'] + extra, resume
 
 STOPS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 

@@ -33,7 +33,7 @@ from engramlib.offload import DeviceTables, HostTables
 from engramlib.options import Group, Option, check_values, help_text, merged
 from engramlib.provenance import provenance
 from engramlib.resume import check_base, check_resume, fine_tune_base
-from engramlib.rundir import WANDB, RunDir
+from engramlib.rundir import WANDB, RunDir, claim
 from engramlib.stops import StopSignals
 from engramlib.system import (CUDA_GRAPH_MODES, SYSTEM, autocast_context, compile_model, device_peak_flops, exit_now,
                               init_distributed, make_deterministic, resolve_loss_chunk, resolve_system, wrap_ddp)
@@ -67,6 +67,8 @@ RUN = Group('I/O', dict(
     save_best=Option(False, 'also keep best.pt: the weights of the eval with the lowest val_loss', run_only=True),
     save_snapshots=Option(False, 'weights-only snapshot at every eval (for key-stability analyses)', run_only=True),
     init_from=Option('scratch', "'scratch' | 'resume' (from out_dir/ckpt.pt) | path/to/ckpt.pt (fine-tune its model)", run_only=True),
+    auto_resume=Option(False, "study.py's: resume when out_dir has a ckpt.pt, else start as init_from says over what a start "
+                       "that never saved one left; decided under out_dir's lock", run_only=True),
     overwrite=Option(False, 'True: a run that does not resume may replace the run out_dir holds (else it refuses)', run_only=True),
     final_ckpt=Option('full', "at the end, ckpt.pt keeps: 'full' (resumable further) | 'weights' (1/3 of the size: study.py's "
                       "default)", choices=('full', 'weights'), run_only=True),
@@ -152,11 +154,12 @@ class Run:
 
     def __init__(self, cfg):
         self.cfg = cfg
+        self.lock = claim(cfg) if cfg['auto_resume'] else None
         fine_tune = cfg['init_from'] not in ('scratch', 'resume') and cfg['init_from'].endswith('.pt')
         self.base, self.base_changed = None, []
         if fine_tune:
             base = load_checkpoint(cfg['init_from'], hint="--init_from takes a checkpoint path, 'scratch' or 'resume'.")
-            self.base, self.base_changed = base, fine_tune_base(cfg, base)
+            self.base, self.base_changed = base, fine_tune_base(cfg, base, [k for e in EXTENSIONS for k in e.fine_tune_settings])
         validate_config(cfg)
         resolve_system(cfg)
         self.ddp, self.rank, self.world, self.dev = init_distributed(cfg['device'], cfg['backend'])
@@ -210,7 +213,7 @@ class Run:
         self.finished = ckpt is not None and self.iter_num >= cfg['max_iters'] and not cfg['eval_only']
         if self.finished:                   # nothing to build: main() says so and stops
             return
-        if ckpt is not None and 'optimizer' not in ckpt:
+        if ckpt is not None and 'optimizer' not in ckpt and not cfg['eval_only']:
             raise DataError(f"{self.ckpt_path} holds the weights only (a finished run saved with final_ckpt='weights'), so "
                             f"training cannot resume from it. Evaluate or sample it, or retrain with --final_ckpt='full'.")
         with torch.device('meta'):
@@ -231,8 +234,8 @@ class Run:
         self.raw_model.to(self.dev)
         self.optimizer = optim.configure_optimizers(self.raw_model, cfg['weight_decay'], cfg['learning_rate'],
                                                     (cfg['beta1'], cfg['beta2']), self.device_type, cfg['table_optimizer'])
-        if ckpt is not None:
-            self.tables.load_optimizer_state(self.optimizer, ckpt['optimizer'])
+        if ckpt is not None and not cfg['eval_only']:           # an eval needs the weights only
+            self.restore_optimizer(ckpt)
             torch.set_rng_state(ckpt['rng']['torch'])
             if self.device_type == 'cuda' and ckpt['rng'].get('cuda') is not None:
                 torch.cuda.set_rng_state(ckpt['rng']['cuda'])
@@ -251,6 +254,16 @@ class Run:
                      self.ckpt_path, RUN_KEYS, DEFAULTS)
         self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
         return ckpt
+
+    def restore_optimizer(self, ckpt):
+        """The checkpoint's AdamW state; one this run's optimizer cannot take (another table_optimizer, allowed by
+        --resume_changes) is refused in one line."""
+        try:
+            self.tables.load_optimizer_state(self.optimizer, ckpt['optimizer'])
+        except (ValueError, KeyError) as e:
+            saved = ckpt['config'].get('table_optimizer', 'adamw')
+            raise ConfigError(f"{self.ckpt_path}'s optimizer state does not fit this run's optimizer ({str(e).splitlines()[0]}); "
+                              f"it was trained with --table_optimizer='{saved}': resume with it, or start a new run") from None
 
     def load_base(self, base):
         """Fine-tuning: the base run's weights (as the extensions name them: adapters wrap layers)."""
@@ -278,7 +291,8 @@ class Trainer:
     def setup_logs(self):
         """The run dir made this run's (RunDir.open), what the run is printed, and the wandb run."""
         cfg = self.cfg
-        self.dir = RunDir(self.run.out_dir, self.run.master)
+        read_only = cfg['eval_only'] and self.run.resumed_at is not None     # an eval of the run as it is
+        self.dir = RunDir(self.run.out_dir, self.run.master, read_only, self.run.lock)
         if not self.run.master:
             return
         self.dir.open(self.run.resumed_at is not None, cfg['overwrite'], self.iter_num,
@@ -294,12 +308,14 @@ class Trainer:
         print(f"run {self.run.out_dir}: data {cfg['data_dir']} ({t['tokenizer']}, {t['n_train']:,} train tokens), "
               f"{self.run.dev} {cfg['dtype']}, {cfg['max_iters']} iters of {B * G} x {T} tokens "
               f"({G} micro-batch{'es' if G > 1 else ''} of {B}{f' over {self.run.world} processes' if self.run.ddp else ''})")
-        if self.run.resumed_at is not None:
+        if read_only:
+            print(f"evaluating {cfg['out_dir']}/ckpt.pt at iter {self.run.resumed_at} (eval only: the run dir is left as it is)")
+        elif self.run.resumed_at is not None:
             print(f"resumed from {cfg['out_dir']}/ckpt.pt at iter {self.run.resumed_at}: continuing to {cfg['max_iters']}")
         frozen = sum(p.numel() for p in self.run.raw_model.parameters() if not p.requires_grad)   # a fine-tune's base
         print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}"
               + (f" | frozen {frozen:,}" if frozen else ''))
-        if cfg['wandb_log']:
+        if cfg['wandb_log'] and not read_only:
             self.wandb_id = self.dir.start_wandb(cfg, pc, self.wandb_id)
 
     def describe(self):
@@ -344,7 +360,7 @@ class Trainer:
                 group['lr'] = lr
             it, last = self.iter_num, self.iter_num >= cfg['max_iters']
             self.ckpt.writer.check()       # a failed background write surfaces here, one step after it happened
-            evals = (it % cfg['eval_interval'] == 0 or last) and it != r.resumed_at
+            evals = (it % cfg['eval_interval'] == 0 or last) and it != r.resumed_at or cfg['eval_only']
             with self.meter.timing('eval', evals):
                 if evals:
                     self.evaluate()
@@ -352,7 +368,7 @@ class Trainer:
             with self.meter.timing('save', saved):
                 if saved:
                     self.save()
-            if last or (it == 0 and cfg['eval_only']):
+            if last or cfg['eval_only']:
                 break
             self.stopped = stops.requested(it)
             if self.stopped:                # the state after iter it's eval: what a resume at it expects
@@ -436,6 +452,7 @@ class Trainer:
                      self.all_reduce)
         if int(self.bad_iter) >= 0 or not math.isfinite(m['val_loss']):
             self.stop_non_finite(int(self.bad_iter) if int(self.bad_iter) >= 0 else it)
+        r.data.check_unchanged()            # an eval of changed data is never written
         if not r.master:
             return
         print(f"eval {it}: val {m['val_loss']:.4f} | hot {m['val_loss_hot']:.4f} cold {m['val_loss_cold']:.4f} "
@@ -506,7 +523,7 @@ def main(argv):
         return 0
     if run.finished:
         if run.master:
-            DirLock(run.out_dir)            # one writer: refused while another process holds the run dir
+            run.lock = run.lock or DirLock(run.out_dir)     # one writer: refused while another process holds the run dir
             print(f"{run.out_dir} is finished (iter {run.iter_num} of --max_iters {cfg['max_iters']}); nothing to do. "
                   f"To train it further, resume with a larger --max_iters.")
         return 0

@@ -73,29 +73,44 @@ def read_checkpoint(path, shown=None):
                         f"checkpoint, or retrain.")
     return ckpt
 
-def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
+def load_checkpoint(path, hint="Train first, or set init_from='scratch'.", known_args=None, where=''):
+    """A checkpoint this repo wrote: there, whole (checksum), every key its readers take (the schema). known_args:
+    the model settings this code can build (factory.py's), checked first: a checkpoint naming another is refused
+    (`where`: where the code that wrote it is)."""
     if not os.path.exists(path):
         raise DataError(f"no checkpoint at {path}. {hint}")
     if os.path.isdir(path):
         raise DataError(f"{path} is a directory, not a checkpoint; pass the file inside it, e.g. {os.path.join(path, 'ckpt.pt')}")
     ckpt = read_checkpoint(path)
+    args = ckpt.get('model_args', {})
+    unknown = sorted(set(args) - set(known_args)) if isinstance(args, dict) and known_args is not None else []
+    if unknown:
+        raise DataError(f"{path} has model settings this code does not know ({', '.join(map(str, unknown[:4]))}). "
+                        f"Only load checkpoints this repo wrote{where}.")
     check_checkpoint_schema(path, ckpt)
     return ckpt
 
 # What every reader of a checkpoint takes from it (train's resume, eval, sample, bench), each with its test: a
 # checkpoint that passes its checksum but lacks one (crafted, or from a foreign tool) is refused here, before anything
 # is written (a resume cuts metrics.jsonl back to iter_num: a wrong one must never reach that).
+# The keys read inside 'config' and 'model_args' are listed too (tests/test_trust.py walks the readers' code for them).
+CONFIG_READ = {'data_dir': str, 'dtype': str, 'eval_batch_size': int, 'val_windows': int}
 CKPT_SCHEMA = {
-    'model_args': (lambda v: isinstance(v, dict), 'an object'),
+    'model_args': (lambda v: isinstance(v, dict) and type(v.get('hot_size')) is int, 'an object with hot_size'),
     'model': (lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()), 'tensors by name'),
-    'config': (lambda v: isinstance(v, dict) and isinstance(v.get('data_dir'), str), 'an object with data_dir'),
+    'config': (lambda v: isinstance(v, dict) and all(type(v.get(k)) is t for k, t in CONFIG_READ.items()),
+               f"an object with {', '.join(CONFIG_READ)}"),
     'data_signature': (lambda v: isinstance(v, dict), 'an object'),
     'iter_num': (lambda v: type(v) is int and v >= 0, 'an integer >= 0'),
 }
 CKPT_OPTIONAL = {
     'optimizer': (lambda v: isinstance(v, dict) and {'state', 'param_groups'} <= set(v), 'an optimizer state'),
     'best_val_loss': (lambda v: type(v) in (int, float), 'a number'),
-    'rng': (lambda v: isinstance(v, dict) and isinstance(v.get('torch'), torch.Tensor), 'RNG states'),
+    'rng': (lambda v: isinstance(v, dict) and isinstance(v.get('torch'), torch.Tensor)
+            and (v.get('cuda') is None or isinstance(v['cuda'], torch.Tensor)), 'RNG states'),
+    'data_files': (lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(s, str) for k, s in v.items()),
+                   'checksums by file name'),
+    'wandb_id': (lambda v: v is None or isinstance(v, str), 'a wandb run id or None'),
 }
 
 def check_checkpoint_schema(path, ckpt):

@@ -246,27 +246,56 @@ class TokenData:
         self.dir, self.meta, self.n_prev = data_dir, load_meta(data_dir), n_prev
         self.pad = self.meta['tokens']['vocab_size']
         self.splits = {s: open_tokens(data_dir, self.meta, s) for s in ('train', 'val')}
-        self.stamps = {s: (d.filename, file_stamp(d.filename)) for s, d in self.splits.items()}
+        self.fds = {s: os.open(d.filename, os.O_RDONLY) for s, d in self.splits.items()}    # windows are read from these
+        self.stamps = {s: (d.filename, file_stamp(d.filename), self.sampled_pages(s)) for s, d in self.splits.items()}
         tail = np.asarray(self.splits['train'][len(self.splits['train']) - n_prev:], dtype=np.int64) if n_prev else np.zeros(0, np.int64)
         self.prefix = {'train': np.full(n_prev, self.pad, np.int64), 'val': tail}
+
+    def __del__(self):
+        for fd in getattr(self, 'fds', {}).values():
+            os.close(fd)
+
+    def read(self, split, lo, hi):
+        """Tokens [lo, hi) of a split, from its file."""
+        dtype = self.splits[split].dtype
+        want = (hi - lo) * dtype.itemsize
+        buf = os.pread(self.fds[split], want, lo * dtype.itemsize)
+        if len(buf) != want:
+            raise DataError(f"{self.splits[split].filename} is shorter than when this run opened it (cut short or being "
+                            f"rewritten); the run stops here, its last checkpoint kept. Restore the data dir and resume.")
+        return np.frombuffer(buf, dtype=dtype)
 
     def files_sha256(self):
         """The token files' checksums: what the run trains and is evaluated on."""
         return {f'{s}.bin': self.meta['files'][f'{s}.bin'] for s in self.splits}
 
+    def sampled_pages(self, split, pages=64, page=4096):
+        """sha256 of `pages` pages spread evenly over a split's file: a file rewritten in place (its size and mtime
+        put back) is caught where it changed one of them; 256 KiB read per check, about a millisecond. A full hash
+        would read the whole file at every check (10 GB at the paper's scale); this is the cheap middle."""
+        fd, size = self.fds[split], os.fstat(self.fds[split]).st_size
+        h = hashlib.sha256()
+        for i in range(pages):
+            h.update(os.pread(fd, page, (size - page) * i // max(1, pages - 1) if size > page else 0))
+        return h.hexdigest()
+
     def check_unchanged(self):
-        """The token files are the ones opened (a rebuild under a running run would go unnoticed until the next resume):
-        same inode, size and mtime. A file cut short under the memory map would kill the process (SIGBUS) first."""
-        for s, (path, stamp) in self.stamps.items():
-            if file_stamp(path) != stamp:
+        """The token files are the ones opened and hold what they held (a rebuild or an edit under a running run would
+        go unnoticed until the next resume): the same inode, size and mtime, and the same sampled pages. Called before
+        each checkpoint and each eval row is written, so neither comes from changed data."""
+        for s, (path, stamp, pages) in self.stamps.items():
+            if file_stamp(path) != stamp or self.sampled_pages(s) != pages:
                 raise DataError(f"{path} changed while this run read it (rebuilt or replaced); the run stops here, its last "
                                 f"checkpoint kept. Resume on the data it started with, or start a new run.")
 
     def windows(self, split, starts, T):
-        """x (B,T), y (B,T), prev (B,n_prev) as int64 numpy arrays for windows starting at `starts`."""
+        """x (B,T), y (B,T), prev (B,n_prev) as int64 numpy arrays for windows starting at `starts`. Read with pread,
+        not through the memory map: a file cut short under the run is an error line, where the map would kill the
+        process (SIGBUS)."""
         data, prefix, c = self.splits[split], self.prefix[split], self.n_prev
         idx = np.asarray(starts, np.int64)[:, None] + np.arange(-c, T + 1)
-        tok = np.asarray(data[np.clip(idx, 0, len(data) - 1).ravel()], dtype=np.int64).reshape(idx.shape)
+        clipped = np.clip(idx, 0, len(data) - 1)
+        tok = np.stack([self.read(split, row[0], row[-1] + 1)[row - row[0]] for row in clipped]).astype(np.int64)
         if c:
             tok = np.where(idx < 0, prefix[np.clip(idx + c, 0, c - 1)], tok)
         return tuple(np.ascontiguousarray(a) for a in (tok[:, c:-1], tok[:, c + 1:], tok[:, :c]))

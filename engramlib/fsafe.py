@@ -15,6 +15,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import stat
@@ -139,20 +140,33 @@ def append_line(path, line, write=os.write):
     finally:
         os.close(fd)
 
-def remove_stale_temps(d, depth):
-    """Temp files (and private work dirs) left by writes that were killed, in d and its subdirs down to `depth` levels
-    (the dirs this program writes into: a run dir's snapshots/, a data dir's hot/n<N>/), never below, never in a
-    subdir another process owns (one with its own .lock: a run dir inside this one). Only call it while holding d's
-    lock: then no live writer owns them."""
+def remove_stale_temps(d, owned):
+    r"""Temp files (and private work dirs) left by this program's writes that were killed, and only those: `owned`
+    maps each dir it writes into (relative to d: '' for d itself, 'snapshots', r'hot/n\d+') to a regex of the names
+    it writes there; the temp of name N is .N.<random>.tmp (atomic_write, private_temp_dir). A user's
+    own .notes.tmp, a temp of another name, and anything in other dirs or below stay, and so does a subdir another
+    process owns (one with its own .lock: a run dir inside this one). Only call it while holding d's lock: then no
+    live writer owns them."""
     removed = 0
-    for name in os.listdir(d):
-        p = os.path.join(d, name)
-        if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-            shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
-            removed += 1
-        elif depth > 0 and os.path.isdir(p) and not os.path.islink(p) and not os.path.lexists(os.path.join(p, '.lock')):
-            removed += remove_stale_temps(p, depth - 1)
+    for rel, names in owned.items():
+        for sub in ([d] if rel == '' else [os.path.join(d, r) for r in matching_dirs(d, rel)]):
+            if sub != d and (os.path.islink(sub) or os.path.lexists(os.path.join(sub, '.lock'))):
+                continue
+            for name in os.listdir(sub):
+                m = re.fullmatch(r'\.(.+)\.\w+' + re.escape(TEMP_SUFFIX), name)
+                if m and re.fullmatch(names, m.group(1)):
+                    p = os.path.join(sub, name)
+                    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+                    removed += 1
     return removed
+
+def matching_dirs(d, rel):
+    """The subdirs of d (relative paths, one level per '/' of rel) whose path matches the regex rel."""
+    found = ['']
+    for part in rel.split('/'):
+        found = [os.path.join(f, n) for f in found if os.path.isdir(os.path.join(d, f)) for n in sorted(os.listdir(os.path.join(d, f)))
+                 if re.fullmatch(part, n) and os.path.isdir(os.path.join(d, f, n))]
+    return found
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,10 +12,11 @@ from engramlib.data import DataError, atomic_write, read_metrics
 from engram import has_hot_tier
 
 
-def fine_tune_base(cfg, base):
+def fine_tune_base(cfg, base, own=()):
     """The model settings of cfg that a fine-tune's base checkpoint changed: its model is this run's (the config's
-    model keys follow it; read before the settings are checked, so they are checked as they will run)."""
-    keep = ('vocab_size', 'adapter', 'adapter_rank', 'adapter_pool')
+    model keys follow it, but for `own`: the settings the fine-tune adds, e.g. adapters; read before the settings
+    are checked, so they are checked as they will run)."""
+    keep = ('vocab_size', *own)
     changed = {k: v for k, v in base['model_args'].items() if k in cfg and k not in keep and cfg[k] != v}
     for k, v in changed.items():
         cfg[k] = tuple(v) if isinstance(cfg[k], tuple) else v

@@ -5,6 +5,7 @@ refuses to destroy.
 """
 import json
 import os
+import re
 import shutil
 
 from engramlib.data import DataError, save_json
@@ -33,19 +34,22 @@ def holds_work(path):
 
 class RunDir:
     """out_dir as a run writes it (rank 0; the other ranks' RunDir writes nothing): one writer (its lock),
-    config.json, metrics.jsonl, summary.json at a finished end, and the wandb run beside them."""
+    config.json, metrics.jsonl, summary.json at a finished end, and the wandb run beside them. read_only (an eval of
+    a run's checkpoint, --eval_only with --init_from='resume'): the lock only, nothing written or removed."""
 
-    def __init__(self, out_dir, master):
-        self.path, self.master, self.wandb = out_dir, master, None
+    def __init__(self, out_dir, master, read_only=False, lock=None):
+        self.path, self.master, self.wandb, self.read_only = out_dir, master, None, read_only
         self.metrics = os.path.join(out_dir, 'metrics.jsonl')
-        if master:
+        if master and lock is None:
             refuse_shared_dir(out_dir, '--out_dir', data_dirs_too=True)
-        self.lock = DirLock(out_dir) if master else None
+        self.lock = lock or (DirLock(out_dir) if master else None)      # lock: taken already (--init_from='auto')
 
     def open(self, resumed, overwrite, iter_num, record):
         """Make the dir this run's: temps of killed writes removed, the files of the run it held cleared (or
         refused), metrics.jsonl cut back to the checkpoint on resume, config.json (`record`) written."""
-        if remove_stale_temps(self.path, depth=1):        # the run dir and its snapshots/
+        if self.read_only:
+            return
+        if remove_stale_temps(self.path, {'': '|'.join(map(re.escape, RUN_FILES)), 'snapshots': r'iter_\d{6}\.pt'}):
             print(f"removed the temp files of writes killed in {self.path}")
         self.clear(resumed, overwrite)
         if resumed:
@@ -86,6 +90,8 @@ class RunDir:
         return self.wandb.id
 
     def row(self, row):
+        if self.read_only:
+            return
         append_line(self.metrics, json.dumps(row, sort_keys=True) + '\n')
 
     def log(self, values, step):
@@ -93,8 +99,25 @@ class RunDir:
             self.wandb.log(values, step=step)
 
     def summary(self, values):
+        if self.read_only:
+            return
         save_json(os.path.join(self.path, 'summary.json'), values)
 
     def close(self, stopped):
         if self.wandb is not None:
             self.wandb.finish(exit_code=128 + stopped if stopped else None)
+
+
+def claim(cfg):
+    """--auto_resume (study.py's), decided under out_dir's lock (rank 0 takes it now and keeps it: the lock is
+    returned), so a run another process finishes meanwhile is resumed (and found finished), never replaced: init_from
+    'resume' when out_dir has a ckpt.pt, else the config's own start over what a start that never saved one left."""
+    lock = None
+    if int(os.environ.get('RANK', 0)) == 0:
+        refuse_shared_dir(cfg['out_dir'], '--out_dir', data_dirs_too=True)
+        lock = DirLock(cfg['out_dir'])
+    if os.path.exists(os.path.join(cfg['out_dir'], 'ckpt.pt')):
+        cfg['init_from'] = 'resume'
+    else:
+        cfg['overwrite'] = True
+    return lock

@@ -86,11 +86,16 @@ def md_data_baseline(rows):
                       f"{b['context_seen_share_hot']:.1%} / {b['context_seen_share_cold']:.1%}"] for b in rows])
 
 def md_data_side(d):
+    if d.get('no_data') and not d['baseline']:
+        return [f"\n## How much of hot_cold_delta is the data?\n\nLeft out: the runs' data dir ({', '.join(d['no_data'])}) is "
+                f"not here. The data-side tables read it; prepare it (the runs' docs say how) and render again.\n"]
     out = ['\n## How much of hot_cold_delta is the data?\n\nAn interpolated Kneser-Ney trigram LM counted on the '
            'train split (no memory, no training dynamics) scored on the same validation positions, split by the same '
            'is_hot labels; and the plug-in entropy of the next token after each position\'s 2-token context in the train '
            'counts (biased low for rarely seen contexts, which are mostly cold). A positive KN hot − cold means frequent '
            'contexts are harder to continue in the data itself.\n\n', md_data_baseline(d['baseline'])]
+    if d.get('no_data'):
+        out.append(f"\nLeft out of the data-side tables: the runs on {', '.join(d['no_data'])} (the data dir is not here).\n")
     if d['fingerprints']:
         orders = sorted({k[len('fp_rate_o'):] for f in d['fingerprints'] for k in f if k.startswith('fp_rate_o')})
         out += ['\n## Algorithm 1 as written: b-bit fingerprint membership\n\nShare of non-member queries that '

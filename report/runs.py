@@ -2,6 +2,7 @@
 A study's run dirs read back (config.json, metrics.jsonl, summary.json; a damaged one is skipped) and the
 data-side sections computed for them.
 """
+import hashlib
 import math
 import os
 
@@ -21,10 +22,27 @@ from engramlib.system import autocast_context
 # what the study reads from a run's config.json, each with its test (a bad run is skipped with the reason, not a crash)
 
 
-def load_run(run_dir):
-    path = os.path.join(run_dir, 'metrics.jsonl')
+def run_identity(run_dir):
+    """What a run is, not how a glob reached it: the sha256 of its metrics.jsonl (a link to a run dir and a copy of
+    one give the same; two seeds, or two configs, never do)."""
+    path = own_file(run_dir, 'metrics.jsonl')
+    try:
+        with open(path, 'rb') as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror}); is it a training output dir (out_dir)?") from None
+
+def own_file(run_dir, name):
+    """run_dir/name as the run wrote it: a regular file, not a link (into another run, or anywhere)."""
+    path = os.path.join(run_dir, name)
+    if os.path.islink(path):
+        raise DataError(f"{path} is a link (to {os.readlink(path)}); a run's files are its own: report the run it points into.")
     if not os.path.exists(path):
-        raise DataError(f"{run_dir} has no metrics.jsonl; is it a training output dir (out_dir)?")
+        raise DataError(f"{run_dir} has no {name}; is it a training output dir (out_dir)?")
+    return path
+
+def load_run(run_dir):
+    path = own_file(run_dir, 'metrics.jsonl')
     holder = lock_holder(run_dir)
     if holder:
         raise DataError(f"{run_dir} is still being trained ({holder}); report it when it has finished.")
@@ -40,7 +58,7 @@ def load_run(run_dir):
         raise DataError(f"{path} has no eval rows yet; train past the first eval_interval first.")
     if any(k not in r for r in evals for k in EVAL_ROW):
         raise DataError(f"{path} has eval rows without {', '.join(EVAL_ROW)}: not written by train.py (or edited).")
-    cfg = read_json(os.path.join(run_dir, 'config.json'), 'run config')
+    cfg = read_json(own_file(run_dir, 'config.json'), 'run config')
     missing = [k for k in RUN_CONFIG if k not in cfg] if isinstance(cfg, dict) else list(RUN_CONFIG)
     if missing:
         raise DataError(f"{run_dir}/config.json lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}: "
@@ -54,8 +72,8 @@ def load_run(run_dir):
         raise DataError(f"{run_dir}'s last eval (iter {evals[-1]['iter']}) has a non-finite val_loss ({last}): the run "
                         f"diverged; it is not averaged into any table.")
     summary = {}
-    if os.path.exists(os.path.join(run_dir, 'summary.json')):
-        summary = read_json(os.path.join(run_dir, 'summary.json'), 'run summary')
+    if os.path.lexists(os.path.join(run_dir, 'summary.json')):
+        summary = read_json(own_file(run_dir, 'summary.json'), 'run summary')
         if not isinstance(summary, dict):
             raise DataError(f"{run_dir}/summary.json is not an object; not written by train.py (or edited).")
     series = [(r['iter'], r['hot_cold_delta']) for r in evals if r['iter'] > 0]   # iter 0: an untrained model's noise, not an advantage
@@ -80,7 +98,10 @@ def data_sections(runs, device='cpu'):
     seen = set()
     for r in runs:
         key = (r['data_dir'], r['hot_size'], r['val_windows'], r['block_size'])
-        if key not in seen:
+        if key not in seen and not os.path.exists(os.path.join(r['data_dir'], 'meta.json')):
+            out.setdefault('no_data', [])       # runs re-rendered without their data (a clone): the other tables still render
+            out['no_data'] += [] if r['data_dir'] in out['no_data'] else [r['data_dir']]
+        elif key not in seen:
             seen.add(key)
             meta = load_meta(r['data_dir'])
             index, hot_sha = tier_index(r['data_dir'], meta, r['hot_size'], GPTConfig.ngram_orders)   # every run's is_hot labels

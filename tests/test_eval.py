@@ -102,3 +102,39 @@ def test_eval_errors_are_clear(study_runs, tmp_path, corpus):
     p = run(['eval_stratified.py', '--ckpt', str(study_runs / 'nine_s0' / 'ckpt.pt'), '--data_dir', other], check=False)
     assert p.returncode == 1 and 'does not match the data dir' in p.stderr and 'tokenizer' in p.stderr
     assert not os.path.exists(study_runs / 'nine_s0' / 'eval' / 'report.json')
+
+
+def test_the_report_counts_a_run_once_however_the_glob_reaches_it(study_runs, tmp_path):
+    """A run is what it is, not how --runs reached it (issue 51, class 3): a link to a run dir and a copy of one are
+    the same seed, reported once with a line saying so; a metrics.jsonl that is a link into another run is refused."""
+    import shutil
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    for name in ('hash_s0', 'hash_s1', 'nine_s0'):
+        os.symlink(study_runs / name, runs / name)
+    os.symlink(study_runs / 'nine_s0', runs / 'nine_alias')                 # an alias of a run
+    shutil.copytree(study_runs / 'hash_s1', runs / 'hash_s1_copy')          # a copy of one
+    forged = runs / 'forged'                                                 # another run's metrics, by a link
+    forged.mkdir()
+    os.symlink(study_runs / 'nine_s1' / 'metrics.jsonl', forged / 'metrics.jsonl')
+    shutil.copy(study_runs / 'nine_s1' / 'config.json', forged / 'config.json')
+    p = run(['eval_stratified.py', '--runs', str(runs / '*'), '--report', str(tmp_path / 's')])
+    rep = json.load(open(tmp_path / 's' / 'report.json'))
+    assert sorted(r['run'] for r in rep['runs']) == ['hash_s0', 'hash_s1', 'nine_alias']
+    assert rep['table3']['micro_hash']['seeds'] == [0, 1] and rep['table3']['micro_nine']['seeds'] == [0]
+    assert 'counted once' in rep['skipped'][str(runs / 'nine_s0')] and 'counted once' in rep['skipped'][str(runs / 'hash_s1_copy')]
+    assert 'is a link' in rep['skipped'][str(forged)] and 'counted once' in p.stderr
+
+
+def test_runs_without_their_data_dir_render_every_table_that_needs_no_data(study_runs, tmp_path):
+    """Issue 49: re-rendering runs where their data dir is not (a clone of the shipped runs): the study's tables
+    render; the data-side ones are left out with a line saying why."""
+    import shutil
+    for name in ('hash_s0', 'nine_s0'):
+        shutil.copytree(study_runs / name, tmp_path / 'runs' / name, ignore=shutil.ignore_patterns('*.pt'))
+        cfg = json.load(open(tmp_path / 'runs' / name / 'config.json'))
+        json.dump({**cfg, 'data_dir': str(tmp_path / 'gone')}, open(tmp_path / 'runs' / name / 'config.json', 'w'))
+    run(['eval_stratified.py', '--runs', str(tmp_path / 'runs' / '*'), '--report', str(tmp_path / 's')])
+    rep = json.load(open(tmp_path / 's' / 'report.json'))
+    assert set(rep['table3']) == {'micro_hash', 'micro_nine'} and rep['data_side']['no_data'] == [str(tmp_path / 'gone')]
+    assert rep['data_side']['baseline'] == [] and f"Left out: the runs' data dir ({tmp_path / 'gone'}) is not here" in open(tmp_path / 's' / 'report.md').read()

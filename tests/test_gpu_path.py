@@ -366,7 +366,7 @@ def test_a_bench_config_name_is_its_memory_and_its_changes_and_each_change_reach
     names = ('hash_plainhead_math', 'hash_rowwise', 'nine_host', 'baseline')
     runs = bench.build_runs('tiny', 'cpu', torch.float32, False, {n: bench.bench_config(n) for n in names}, 1)[0]
     assert [runs[n]['model'].sdpa_backend for n in names] == ['math', 'auto', 'auto', 'auto']
-    assert [runs[n]['tables'] is not None for n in names] == [False, False, True, False]
+    assert [type(runs[n]['tables']).__name__ for n in names] == ['DeviceTables', 'DeviceTables', 'HostTables', 'DeviceTables']
     assert [any(g.get('rowwise') for g in runs[n]['opt'].param_groups) for n in names[:2]] == [False, True]
     assert runs['baseline']['cfg'].memory == 'none' and runs['hash_rowwise']['cfg'].memory == 'hash'
     for argv, message in [(['--configs', 'hash_fast'], "'hash_fast': a memory of baseline,hash,nine, then changes of"),

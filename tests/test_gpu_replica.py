@@ -2,6 +2,7 @@
 (prepare, pack, unpack with the counts rebuilt byte for byte, smoke, runs by priority, report, archive) at tiny
 shapes on a CPU with the packages a bare GPU image lacks blocked."""
 import glob
+import io
 import json
 import os
 import subprocess
@@ -149,3 +150,32 @@ def test_v2_prepares_from_the_shipped_text_and_its_dry_run_passes_without_datase
                        env={**env, 'PYTHONPATH': str(block)})
     res = json.loads((tmp_path / 'out' / 'gpu_study.json').read_text())
     assert p.returncode == 0 and [s['status'] for s in res['steps'].values()] == ['pass'] * 4, p.stderr[-2000:]
+
+
+def test_the_operator_tools_fail_in_one_line_and_leave_nothing_behind(tmp_path):
+    """Issue 51, class 4: a child script's failure, a source that is a directory, and a crafted pack (a member
+    that would land outside the data dir) each end in one `error:` line and a non-zero exit, not a traceback around
+    the child's own line; nothing is written into the directory, nothing escapes, no temp dir is left."""
+    def tool(*args):
+        p = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert p.returncode != 0 and 'Traceback' not in p.stderr, p.stderr[-2000:]
+        return p.stderr.strip().splitlines()
+    bad = tmp_path / 'bad.jsonl'
+    bad.write_bytes(b'{"text": "\xff\xfe not utf-8"}\n')
+    lines = tool('tools.gpu_study', '--prepare', '--source', str(bad), '--data', str(tmp_path / 'd'), str(tmp_path / 'p'))
+    assert lines[-1].startswith('error: ') and 'replica_corpus' in lines[-1] and 'UTF-8' in lines[-1], lines
+    corpora = tmp_path / 'corpora'
+    corpora.mkdir()
+    lines = tool('tools.gpu_check', '--prepare', '--source', str(corpora))
+    assert lines == [f"error: --source {corpora} is not a corpus file; pass .jsonl/.txt files (either .xz), then DATA_DIR"]
+    assert os.listdir(corpora) == []
+    pack, data = tmp_path / 'pack', tmp_path / 'data'
+    pack.mkdir()
+    with tarfile.open(pack / 'gpu_replica.tar.xz', 'w:xz') as tar:
+        for name, text in (('meta.json', b'{"files": {}}'), ('../escaped.txt', b'out')):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text))
+    lines = tool('tools.gpu_study', '--dry', '--data', str(data), str(pack), str(tmp_path / 'out'))
+    assert len(lines) == 1 and lines[0].startswith('error: ') and 'escaped.txt' in lines[0], lines
+    assert not (tmp_path / 'escaped.txt').exists() and not data.exists() and not glob.glob(f'{data}.*.tmp')

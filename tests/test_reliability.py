@@ -22,7 +22,7 @@ def test_crash_during_save_keeps_the_previous_file(tmp_path):
     path = tmp_path / 'ckpt.pt'
     save_checkpoint(str(path), {'format_version': CKPT_VERSION, 'iter_num': 1, 'w': torch.ones(3)})
     before = path.read_bytes()
-    code = (f"import os, signal, sys; sys.path.insert(0, {ROOT!r}); from data import atomic_write\n"
+    code = (f"import os, signal, sys; sys.path.insert(0, {ROOT!r}); from engramlib.fsafe import atomic_write\n"
             f"def half(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
             f"atomic_write({str(path)!r}, half)\n")
     p = subprocess.run([sys.executable, '-c', code])
@@ -156,3 +156,29 @@ def test_checkpoint_on_another_tokenizer_is_refused(tmp_path, gen_data, corpus):
 ])
 def test_bad_training_input_is_refused(tmp_path, gen_data, over, message):
     assert message in train_error(tmp_path, gen_data, *over)
+
+
+def test_input_extremes_end_in_one_error_line_before_anything_is_written(tmp_path, gen_data, corpus):
+    """Issue 51, class 5: a table beyond any memory (its row count past int64's reach), a config raising a
+    BaseException, a resume whose --resume_changes allows another table_optimizer (the optimizer's state cannot
+    follow), and a --val_frac that leaves one val token each end in one `error:` line; the resumed run is untouched;
+    --num_proc far above the CPUs is capped with a note."""
+    cfg_path, cfg = micro_config(tmp_path, gen_data, memory='hash', max_iters=2, lr_decay_iters=2, eval_interval=2)
+    boom = tmp_path / 'boom.py'
+    boom.write_text('class Boom(BaseException):\n    pass\nraise Boom("no")\n')
+    def one_line(args, says):
+        p = run(args, check=False)
+        assert p.returncode == 1 and 'Traceback' not in p.stderr and p.stderr.strip().splitlines()[-1].startswith('error: '), p.stderr
+        assert says in p.stderr, p.stderr
+        return p
+    one_line(['train.py', cfg_path, f'--table_size={10**20}', '--dry_run=True'], 'beyond any memory')
+    one_line(['train.py', str(boom)], 'failed at line 3: Boom: no')
+    run(['train.py', cfg_path])
+    before = open(os.path.join(cfg['out_dir'], 'metrics.jsonl'), 'rb').read()
+    for host in ([], ["--engram_tables='host'"]):
+        one_line(['train.py', cfg_path, "--init_from='resume'", '--max_iters=4', "--table_optimizer='rowwise'", *host,
+                  "--resume_changes=('table_optimizer',)"], "trained with --table_optimizer='adamw'")
+    assert open(os.path.join(cfg['out_dir'], 'metrics.jsonl'), 'rb').read() == before
+    p = one_line(['prepare_fineweb.py', '--source', corpus['txt'], '--tokenizer', 'gpt2', '--num_tokens', '3000',
+                  '--val_frac', '0.0001', '--num_proc', '64', '--out', str(tmp_path / 'd')], 'and 1 val')
+    assert f'--num_proc 64 > the' in p.stdout and not (tmp_path / 'd').exists()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -393,6 +394,28 @@ def test_a_token_file_replaced_under_a_run_is_noticed_at_the_next_save(data_copy
     with pytest.raises(DataError, match='changed while this run read it'):
         data.check_unchanged()
 
+def test_a_token_file_cut_short_or_edited_in_place_under_a_run_is_an_error_line_not_a_signal(data_copy):
+    """Issue 51, class 7: a token file truncated under a running run ends in a DataError at the next read (windows
+    are read with pread: through the memory map the process died of SIGBUS); one rewritten in place with its size
+    and mtime put back is caught by the sampled pages, which train.py checks before every eval row and checkpoint."""
+    from engramlib.data import TokenData
+    data = TokenData(str(data_copy), 2)
+    before = data.windows('val', [0, 5], 16)
+    assert all(np.array_equal(a, b) for a, b in zip(before, TokenData(str(data_copy), 2).windows('val', [0, 5], 16)))
+    path = str(data_copy / 'val.bin')
+    st = os.stat(path)
+    with open(path, 'r+b') as f:                    # one token changed, in place; the size and mtime as they were
+        first = f.read(2)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1, first[1]]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_mtime_ns == st.st_mtime_ns and os.stat(path).st_size == st.st_size
+    with pytest.raises(DataError, match='changed while this run read it'):
+        data.check_unchanged()
+    os.truncate(path, 64)
+    with pytest.raises(DataError, match='shorter than when this run opened it'):
+        data.windows('val', [100], 16)
+
 def test_every_reader_refuses_a_fifo_before_its_open_blocks(tmp_path, data_copy, broken):
     """274c17e blocked forever on a FIFO at meta.json, --ckpt, a config file or a prompt file."""
     fifo = str(tmp_path / 'fifo')
@@ -575,3 +598,53 @@ def test_an_append_is_written_whole_or_not_at_all(tmp_path):
     with pytest.raises(OSError):
         append_line(str(path), '{"iter": 2}\n', write=fails_part_way)
     assert path.read_text() == '{"iter": 0}\n{"iter": 1}\n'                  # cut back: no half row left
+
+
+def test_an_eval_only_resume_leaves_the_run_as_it_was_and_cleanup_takes_only_its_own_temps(tmp_path, gen_data):
+    """Issue 51, class 2: --eval_only with --init_from='resume' on a finished run (its ckpt.pt the weights only)
+    evaluates it and changes nothing in the run dir (summary.json, metrics.jsonl, config.json, ckpt.pt the same
+    bytes); a run removes the temps of its own killed writes (.ckpt.pt.<random>.tmp, a snapshot's) but never a
+    user's own .notes.tmp or a temp of a name it does not write."""
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=4, lr_decay_iters=4, eval_interval=2)
+    out = cfg['out_dir']
+    run(['train.py', cfg_path, "--final_ckpt='weights'"])
+    files = ('summary.json', 'metrics.jsonl', 'config.json', 'ckpt.pt')
+    before = {f: open(os.path.join(out, f), 'rb').read() for f in files}
+    p = run(['train.py', cfg_path, "--init_from='resume'", '--eval_only=True'])
+    last = json.loads(before['metrics.jsonl'].splitlines()[-1])
+    assert f"eval 4: val {last['val_loss']:.4f}" in p.stdout and 'left as it is' in p.stdout
+    assert {f: open(os.path.join(out, f), 'rb').read() for f in files} == before
+    out = str(tmp_path / 'full')
+    run(['train.py', cfg_path, f"--out_dir='{out}'"])
+    theirs = [os.path.join(out, '.notes.tmp'), os.path.join(out, '.draft.md.abc12345.tmp'),
+              os.path.join(out, 'snapshots', '.mine.abc12345.tmp'), os.path.join(out, 'notes', '.ckpt.pt.abc12345.tmp')]
+    ours = [os.path.join(out, '.ckpt.pt.k1l2m3n4.tmp'), os.path.join(out, 'snapshots', '.iter_000002.pt.abc12345.tmp')]
+    for f in theirs + ours:
+        os.makedirs(os.path.dirname(f), exist_ok=True)
+        open(f, 'w').write('x')
+    run(['train.py', cfg_path, f"--out_dir='{out}'", "--init_from='resume'", '--max_iters=6'])
+    assert all(os.path.exists(f) for f in theirs) and not any(os.path.exists(f) for f in ours)
+
+
+def test_auto_resume_decides_under_the_lock_and_never_replaces_a_finished_run(tmp_path, gen_data):
+    """Issue 49, item 7: study.py judged 'no checkpoint: restart with --overwrite=True' before train.py took the run
+    dir's lock, so a run another study.py finished in between was retrained over. Now train.py decides under the lock
+    (--auto_resume=True): a finished run is left as it is, a start that never saved a checkpoint is started afresh,
+    and a run dir another process holds is refused before anything is read or written."""
+    from engramlib.fsafe import DirLock
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
+    out = cfg['out_dir']
+    run(['train.py', cfg_path])
+    files = {f: open(os.path.join(out, f), 'rb').read() for f in ('summary.json', 'metrics.jsonl', 'ckpt.pt')}
+    p = run(['train.py', cfg_path, '--auto_resume=True'])
+    assert 'is finished' in p.stdout and {f: open(os.path.join(out, f), 'rb').read() for f in files} == files
+    os.remove(os.path.join(out, 'ckpt.pt'))
+    os.remove(os.path.join(out, 'summary.json'))                # a start killed before its first checkpoint
+    lock = DirLock(out)
+    try:
+        p = run(['train.py', cfg_path, '--auto_resume=True'], check=False)
+        assert p.returncode == 1 and 'is in use by another run' in p.stderr
+    finally:
+        lock.release()
+    run(['train.py', cfg_path, '--auto_resume=True'])
+    assert open(os.path.join(out, 'metrics.jsonl'), 'rb').read() == files['metrics.jsonl']     # the same run, afresh

@@ -283,3 +283,50 @@ def test_a_data_dir_from_before_the_baseline_counts_gets_a_clear_error_and_prepa
     prepare(data_copy, corpus['txt'], corpus['tokenizer'], '--hot_sizes', '50,200', '--val_frac', '0.1')
     assert os.stat(os.path.join(data_copy, 'ngrams_o3_keys.npy')).st_mtime_ns == before
     assert len(load_counts(data_copy, load_meta(data_copy), 3, 'rawgrams')[0]) == load_meta(data_copy)['rawgrams']['distinct']
+
+
+def checkpoint_reads():
+    """The checkpoint keys the readers' code takes (train, factory, sample, eval, bench, the library, the report, the
+    tools): {'': top-level keys, key: the keys read inside ckpt[key]}; `.get(k, default)` with a default is safe."""
+    import ast
+    import glob
+    files = ['train.py', 'factory.py', 'sample.py', 'eval_stratified.py', 'bench.py'] + [
+        f for d in ('engramlib', 'report', 'tools') for f in glob.glob(os.path.join(d, '*.py'))]
+    reads = {'': set()}
+    is_ckpt = lambda n: isinstance(n, ast.Name) and n.id in ('ckpt', 'base')
+    for f in files:
+        for n in ast.walk(ast.parse(open(os.path.join(ROOT, f)).read())):
+            if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant):
+                on, key = n.value, n.slice.value
+            elif (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == 'get' and len(n.args) == 1
+                  and isinstance(n.args[0], ast.Constant)):
+                on, key = n.func.value, n.args[0].value
+            else:
+                continue
+            if is_ckpt(on) and not (f.startswith('tools/gpu_study') and on.id == 'base'):    # there: a config dict
+                reads[''].add(key)
+            elif isinstance(on, ast.Subscript) and is_ckpt(on.value) and isinstance(on.slice, ast.Constant):
+                reads.setdefault(on.slice.value, set()).add(key)
+    return reads
+
+def test_every_checkpoint_key_a_reader_takes_is_in_the_schema(tmp_path):
+    """Issue 51, class 8: a checkpoint that passes its checksum but lacks a key some reader takes is refused in one
+    line when it is loaded, never a KeyError later (the walk fails when a reader takes a key the schema lacks)."""
+    from engramlib.checkpoint import CKPT_OPTIONAL, CKPT_SCHEMA, CONFIG_READ, load_checkpoint
+    reads = checkpoint_reads()
+    assert {'iter_num', 'config', 'model', 'rng', 'wandb_id', 'data_files'} <= reads['']          # the walk sees them
+    assert reads[''] <= set(CKPT_SCHEMA) | set(CKPT_OPTIONAL) | {'format_version', 'checksum'}, reads['']
+    assert reads['config'] <= set(CONFIG_READ) and 'dtype' in reads['config'], reads['config']
+    assert reads['model_args'] <= {'hot_size'} and reads['rng'] <= {'torch', 'cuda'}
+    good = {'format_version': CKPT_VERSION, 'model_args': {'hot_size': 4}, 'model': {}, 'data_signature': {}, 'iter_num': 0,
+            'config': {'data_dir': 'd', 'dtype': 'float32', 'eval_batch_size': 4, 'val_windows': 8}}
+    save_checkpoint(str(tmp_path / 'good.pt'), good)
+    assert load_checkpoint(str(tmp_path / 'good.pt'))['iter_num'] == 0
+    for key in CONFIG_READ:
+        path = str(tmp_path / f'no_{key}.pt')
+        save_checkpoint(path, {**good, 'config': {k: v for k, v in good['config'].items() if k != key}})
+        with pytest.raises(DataError, match=f"'config' must be an object with .*{key}"):
+            load_checkpoint(path)
+    save_checkpoint(str(tmp_path / 'ids.pt'), {**good, 'wandb_id': 7})
+    with pytest.raises(DataError, match="'wandb_id' must be a wandb run id or None"):
+        load_checkpoint(str(tmp_path / 'ids.pt'))

@@ -60,7 +60,7 @@ def techdocs(debs, work):
     return rows, versions
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p = argparse.ArgumentParser(prog='python -m tools.corpora', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument('corpus', choices=sorted(PUBLISHED))
     p.add_argument('--out', required=True, help='the .jsonl to write (never over an existing file)')
     p.add_argument('--debs', help='a folder holding the .deb files (default: apt-get download them into a temp folder)')

@@ -131,7 +131,7 @@ def markdown(rows):
     return '\n'.join(lines)
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p = argparse.ArgumentParser(prog='python -m tools.datamap', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument('--corpus', action='append', required=True, help='NAME=FILE[,FILE...] (.jsonl, .txt, .csv; either .xz)')
     p.add_argument('--tokenizers', default='gpt2,deepseek-v3,bpe16k,bpe32k', help="comma-separated: gpt2, deepseek-v3, bpe16k, bpe32k")
     p.add_argument('--out', default='data/map', help='the folder of the data dirs (reused when run again)')

@@ -32,7 +32,8 @@ import time
 
 from configurator import override
 
-from engramlib.fsafe import atomic_write, save_json      # standard library only: runs before any venv
+from engramlib.fsafe import atomic_write, own_subdir, save_json      # standard library only: runs before any venv
+from tools import ChildFailed, one_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repo root: the tools run as python -m tools.<name>
 BUDGET_S = {'tests': 100, 'bench': 100, 'cadence': 150, 'agree': 50, 'ddp': 20}     # 7 minutes in all
@@ -43,7 +44,7 @@ def run(args, env=None, timeout=600):
     p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                        env={**os.environ, **(env or {})})
     if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:3])} ... exited {p.returncode}: {(p.stderr or p.stdout)[-800:]}")
+        raise ChildFailed(args, p.returncode, p.stderr or p.stdout)
     return p
 
 def last_eval(out_dir):
@@ -161,9 +162,10 @@ def prepare(data_dir, sources=()):
     sys.path.insert(0, os.path.join(ROOT, 'tests'))
     from conftest import make_corpus, make_gen_data
     from engramlib.tokens import resolve_tokenizer
-    os.makedirs(data_dir, exist_ok=True)
+    own_subdir(data_dir)
     tok = os.path.join(data_dir, 'deepseek_v3_tokenizer.json')
-    shutil.copy(resolve_tokenizer('deepseek-v3'), tok)
+    with open(resolve_tokenizer('deepseek-v3'), 'rb') as src:         # never through a link planted at tok
+        atomic_write(tok, lambda f: shutil.copyfileobj(src, f))
     shk = os.path.join('assets', 'tinyshakespeare.txt')
     for name, tokenizer, hot in (('paper', tok, '100000'), ('tiny', 'gpt2', '20000')):
         run(['prepare_fineweb.py', '--source', shk, '--tokenizer', tokenizer, '--hot_sizes', hot, '--num_proc', '1',
@@ -174,8 +176,7 @@ def prepare(data_dir, sources=()):
         run(['prepare_fineweb.py', '--source', os.path.join(merged, 'corpus.jsonl'), '--tokenizer', tok, '--num_tokens',
              '1_200_000', '--val_frac', '0.4', '--hot_sizes', '100000', '--num_proc', '1', '--out', os.path.join(data_dir, 'cadence')])
         shutil.rmtree(merged)
-    corpus = os.path.join(data_dir, 'gen_corpus')
-    os.makedirs(corpus, exist_ok=True)
+    corpus = own_subdir(data_dir, 'gen_corpus')
     make_gen_data(os.path.join(data_dir, 'gen'), make_corpus(corpus))
     mib = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(data_dir) for f in fs) / 2**20
     print(f"prepared {data_dir}: {mib:.1f} MiB (copy it along with the repo to the GPU machine)")
@@ -222,7 +223,7 @@ def fmt(v):
 
 def main(argv):
     import argparse
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p = argparse.ArgumentParser(prog='python -m tools.gpu_check', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument('--prepare', action='store_true', help='on a CPU machine with the venv: the data the check needs')
     p.add_argument('--dry', action='store_true', help='the steps at tiny shapes, on a CPU')
     p.add_argument('--source', nargs='+', default=(), help="--prepare: local corpus files (.jsonl/.txt, either .xz) for the "
@@ -235,6 +236,9 @@ def main(argv):
     data_dir = a.paths[0] if a.paths else os.path.join('data', 'gpu_check')
     out = a.paths[1] if len(a.paths) > 1 else os.path.join('out', 'gpu_check_dry' if dry else 'gpu_check')
     if a.prepare:
+        bad = [s for s in a.source if not os.path.isfile(s)] or (a.paths[:1] if '--source' in argv and not a.source else [])
+        if bad:                         # (a --source that is a directory was taken as DATA_DIR above)
+            sys.exit(f"error: --source {bad[0]} is not a corpus file; pass .jsonl/.txt files (either .xz), then DATA_DIR")
         prepare(data_dir, a.source)
         return 0
     if not os.path.isdir(os.path.join(data_dir, 'tiny' if dry else 'paper')):
@@ -249,7 +253,7 @@ def main(argv):
         try:
             s = {'status': 'pass', 'figures': fn(plan, out)}
         except Exception as e:            # recorded; the next steps still run
-            s = {'status': 'FAIL', 'error': f"{type(e).__name__}: {str(e)[-600:]}"}
+            s = {'status': 'FAIL', 'error': f"{type(e).__name__}: {str(e)[-600:]}", 'output': getattr(e, 'output', '')[-800:]}
         s['seconds'] = time.time() - t
         result['steps'][name] = s
         over = ' OVER BUDGET' if s['seconds'] > BUDGET_S[name] else ''
@@ -262,4 +266,4 @@ def main(argv):
     return 0 if all(s['status'] == 'pass' for s in result['steps'].values()) else 1
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(one_line(main, sys.argv[1:]))

@@ -26,6 +26,7 @@ GPU        unpack (the counts rebuilt in a background process); a smoke gate (th
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -33,6 +34,7 @@ import time
 
 from configurator import load_config, override
 from engramlib.fsafe import atomic_write, save_json      # standard library only: runs before any venv
+from tools import ChildFailed, one_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repo root: the tools run as python -m tools.<name>
 CONFIGS = os.path.join('configs', 'gpu_replica')
@@ -70,7 +72,7 @@ def py(args):
     """A repo script as a user runs it; raises with the end of its output when it fails."""
     p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
     if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:3])} ... exited {p.returncode}: {(p.stderr or p.stdout)[-1500:]}")
+        raise ChildFailed(args, p.returncode, p.stderr or p.stdout)
     return p
 
 # -- on the CPU: the data, its data-side tables, the regime, the pack -----------------------------------------
@@ -146,8 +148,11 @@ def unpack(pack, data_dir):
                     sys.exit(f"error: {data_dir} holds another build than {pack}/{PACK_NAME}; move it away or pass --data")
         else:
             tmp = f'{data_dir}.{os.getpid()}.tmp'
-            tar.extractall(tmp, filter='data')
-            os.replace(tmp, data_dir)
+            try:
+                tar.extractall(tmp, filter='data')      # a member that would land outside tmp is refused (TarError)
+                os.replace(tmp, data_dir)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return subprocess.Popen([sys.executable, '-m', 'tools.gpu_study', '--rebuild_counts', data_dir], cwd=ROOT)
 
 def rebuild_counts(data_dir):
@@ -366,7 +371,7 @@ def main(argv):
         rebuild_counts(argv[1])
         return 0
     import argparse
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p = argparse.ArgumentParser(prog='python -m tools.gpu_study', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument('--prepare', action='store_true', help='on a CPU machine with the venv: build the data and its pack')
     p.add_argument('--dry', action='store_true', help='the GPU steps at tiny shapes, on a CPU')
     p.add_argument('--source', nargs='+', help='--prepare: the corpus files (.jsonl, .txt, either .xz)')
@@ -405,4 +410,4 @@ def main(argv):
     return Study(pack, a.data, out, a.dry).main()
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(one_line(main, sys.argv[1:]))

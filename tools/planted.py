@@ -164,7 +164,7 @@ def figure(run_dirs, out):
     return save_fig(fig, os.path.dirname(out) or '.', os.path.basename(out))
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p = argparse.ArgumentParser(prog='python -m tools.planted', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument('--preset', choices=sorted(PRESETS), help="'flip': the planted flip; 'none': the control without one")
     p.add_argument('--out', help='the data dir to write (its source text goes to <out>_src)')
     for name, v in KNOBS.items():

@@ -79,7 +79,7 @@ def write_new(path, write):
             os.unlink(tmp)
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    p = argparse.ArgumentParser(prog='python -m tools.replica_corpus', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument('--source', required=True, nargs='+', help='.jsonl or .csv (with --text_column) or .txt files, each optionally .xz')
     p.add_argument('--text_column', default='text', help='the text field of .jsonl rows')
     p.add_argument('--out', required=True, help='the folder to write corpus.jsonl and tokenizer.json into')

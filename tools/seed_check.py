@@ -15,7 +15,7 @@ from extensions.mdx.embeddings import seed_gradient_check
 def main(argv=None):
     """python -m tools.seed_check --ckpt <run>/ckpt.pt: a learned-seeds run's seed choices and the
     straight-through check on its first validation windows."""
-    p = argparse.ArgumentParser(description=main.__doc__, allow_abbrev=False)
+    p = argparse.ArgumentParser(prog='python -m tools.seed_check', description=main.__doc__, allow_abbrev=False)
     p.add_argument('--ckpt', required=True)
     p.add_argument('--windows', type=int, default=64)
     p.add_argument('--batch', type=int, default=16)

@@ -133,6 +133,8 @@ class Adapters(Extension):
     def param_counts(self, model):
         return {'adapter': sum(p.numel() for p in adapter_parameters(model))}
 
+    fine_tune_settings = ('adapter', 'adapter_rank', 'adapter_pool')
+
     def base_state(self, state, model):
         return base_state(state, model), adapter_names(model)
 

@@ -24,6 +24,15 @@ except ModuleNotFoundError as e:
     MODEL_GROUPS, RUN_GROUPS, EXTENDED = [VOCAB, BACKBONE, ENGRAM, LOSS], [], False
 EXTENSIONS = ModelConfig.extensions     # their hooks: on the model (model.Extension) and on the run (train.py)
 
+def model_config(cfg, vocab_size):
+    """A run config's model: its ModelConfig keys, the data's vocabulary (padded by the caller), and with
+    hash_seed_from_seed the seed's own hash seed."""
+    args = {k: cfg[k] for k in ModelConfig.__dataclass_fields__ if k in cfg}
+    args['vocab_size'] = vocab_size
+    if cfg.get('hash_seed_from_seed'):
+        args['engram_hash_seed'] = cfg['seed']
+    return ModelConfig(**args)
+
 def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
     """A checkpoint (engramlib.checkpoint: checksum, schema) whose model settings this code knows."""
     return checkpoint.load_checkpoint(path, hint, ModelConfig.__dataclass_fields__,

@@ -32,16 +32,17 @@ from engramlib.metrics import evaluate, wandb_row
 from engramlib.offload import DeviceTables, HostTables
 from engramlib.options import Group, Option, check_values, help_text, merged
 from engramlib.provenance import provenance
-from engramlib.resume import check_base, check_resume, fine_tune_base
+from engramlib.resume import check_base, check_resume, fine_tune_base, load_base, restore_optimizer
 from engramlib.rundir import WANDB, RunDir, claim
 from engramlib.stops import StopSignals
 from engramlib.system import (CUDA_GRAPH_MODES, SYSTEM, autocast_context, compile_model, device_peak_flops, exit_now,
-                              init_distributed, make_deterministic, resolve_loss_chunk, resolve_system, wrap_ddp)
-from factory import EXTENSIONS, MODEL_GROUPS, RUN_GROUPS, ModelConfig, build_model, load_checkpoint, load_index
+                              init_distributed, make_deterministic, resolve_loss_chunk, resolve_system, split_for_world,
+                              wrap_ddp)
+from factory import EXTENSIONS, MODEL_GROUPS, RUN_GROUPS, build_model, load_checkpoint, load_index, model_config
 
 # -----------------------------------------------------------------------------
-# settings: the run's own here, the system's and wandb's beside their code (engramlib/system.py, rundir.py), the
-# model's next to its parts (factory.MODEL_GROUPS), the extensions' (factory.RUN_GROUPS).
+# settings: the run's own here, AdamW's, the system's and wandb's beside their code (engramlib/optim.py, system.py,
+# rundir.py), the model's next to its parts (factory.MODEL_GROUPS), the extensions' (factory.RUN_GROUPS).
 # Defaults are the paper's (Table 1/2); override with a config file and --key=value (configurator.py).
 
 def check_run(c):
@@ -86,28 +87,7 @@ BATCH = Group('data: the experiment is the global batch (batch_size x gradient_a
     hash_seed_from_seed=Option(False, 'True: engram_hash_seed = seed, so each seed also draws its own collision pattern'),
 ))
 
-def check_optim(c):
-    if c['decay_lr'] and c['warmup_iters'] > c['lr_decay_iters']:
-        raise ConfigError(f"--warmup_iters {c['warmup_iters']} > --lr_decay_iters {c['lr_decay_iters']}: no decay would happen")
-    if c['min_lr'] > c['learning_rate']:
-        raise ConfigError(f"--min_lr {c['min_lr']} > --learning_rate {c['learning_rate']}")
-
-OPTIM = Group('AdamW (paper Table 1)', dict(
-    learning_rate=Option(6e-4, 'peak learning rate', above=0),
-    max_iters=Option(5000, 'training iterations', at_least=0, run_only=True),
-    weight_decay=Option(1e-1, 'decoupled weight decay of 2-D weights (tables included)', at_least=0),
-    beta1=Option(0.9, 'AdamW beta1 (first-moment decay)', above=0, below=1),
-    beta2=Option(0.95, 'AdamW beta2 (second-moment decay; paper 0.95)', above=0, below=1),
-    grad_clip=Option(1.0, 'global gradient-norm clip (0 = off)', at_least=0),
-    table_optimizer=Option('adamw', "'adamw' (paper: dense, every row every step) | 'rowwise' (lazy, only rows read)",
-                           choices=('adamw', 'rowwise')),
-    decay_lr=Option(True, 'linear warmup then cosine decay; False = constant learning_rate'),
-    warmup_iters=Option(100, 'linear warmup iters', at_least=0),
-    lr_decay_iters=Option(5000, 'the cosine reaches min_lr here', at_least=0),
-    min_lr=Option(6e-5, 'the end of the cosine', at_least=0),
-), check=check_optim)
-
-SETTINGS = [RUN, WANDB, BATCH, *MODEL_GROUPS[1:], *RUN_GROUPS, OPTIM, SYSTEM]   # MODEL_GROUPS[0]: vocab_size, from the data
+SETTINGS = [RUN, WANDB, BATCH, *MODEL_GROUPS[1:], *RUN_GROUPS, optim.OPTIM, SYSTEM]   # MODEL_GROUPS[0]: vocab_size, from the data
 DEFAULTS = {k: o.default for k, o in merged(SETTINGS).items()}
 config_keys = list(DEFAULTS)
 
@@ -125,14 +105,6 @@ def get_lr(it, cfg):
         return cfg['min_lr']
     ratio = (it - cfg['warmup_iters']) / max(1, cfg['lr_decay_iters'] - cfg['warmup_iters'])
     return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg['learning_rate'] - cfg['min_lr'])
-
-def model_config(cfg, vocab_size):
-    keys = ModelConfig.__dataclass_fields__
-    args = {k: cfg[k] for k in keys if k in cfg}
-    args['vocab_size'] = vocab_size
-    if cfg.get('hash_seed_from_seed'):
-        args['engram_hash_seed'] = cfg['seed']
-    return ModelConfig(**args)
 
 def validate_config(cfg):
     """Every value in range and every combination able to train something (each part's own checks), or ConfigError."""
@@ -165,7 +137,7 @@ class Run:
         self.ddp, self.rank, self.world, self.dev = init_distributed(cfg['device'], cfg['backend'])
         self.master = self.rank == 0
         if cfg['gradient_accumulation_steps'] % self.world:
-            self.split_for_world()
+            split_for_world(cfg, self.world, self.master)
         self.local_G = cfg['gradient_accumulation_steps'] // self.world
         self.device_type = 'cuda' if self.dev.startswith('cuda') else 'cpu'
         self.autocast = autocast_context(self.device_type, cfg['dtype'])
@@ -182,21 +154,6 @@ class Run:
         self.data.check_block_size(cfg['block_size'])
         self.val_starts = self.data.val_starts(cfg['block_size'], cfg['val_windows'])
         self.setup_model()
-
-    def split_for_world(self):
-        """torchrun with more processes than micro-steps: the same global batch in smaller micro-batches (the
-        windows are split-invariant, so it is the same run), or an error when the windows do not divide."""
-        cfg, world = self.cfg, self.world
-        B, G = cfg['batch_size'], cfg['gradient_accumulation_steps']
-        total = B * G
-        if total % world:
-            raise ConfigError(f"the global batch of {total} windows (batch_size {B} x gradient_accumulation_steps {G}) "
-                              f"does not divide over {world} processes; use a process count that divides {total}")
-        b = max(d for d in range(1, B + 1) if (total // world) % d == 0)
-        cfg['batch_size'], cfg['gradient_accumulation_steps'] = b, total // b
-        if self.master:
-            print(f"{world} processes: micro-batches of {b} windows, {total // b // world} per process per iter "
-                  f"(the global batch of {total} windows unchanged)")
 
     def setup_model(self):
         """The model (from scratch, the run's checkpoint, or another run's to fine-tune), its tables, its optimizer,
@@ -228,14 +185,14 @@ class Run:
         if ckpt is not None:
             load_weights(self.raw_model, ckpt['model'], f"checkpoint {self.ckpt_path}")
         if self.base is not None:
-            self.load_base(self.base)
+            load_base(self.raw_model, self.base, cfg['init_from'], EXTENSIONS)
         self.tables = (HostTables(self.raw_model, pin=self.device_type == 'cuda') if cfg['engram_tables'] == 'host'
                        else DeviceTables(cfg['table_optimizer']))       # before .to(): host tables stay on the host
         self.raw_model.to(self.dev)
         self.optimizer = optim.configure_optimizers(self.raw_model, cfg['weight_decay'], cfg['learning_rate'],
                                                     (cfg['beta1'], cfg['beta2']), self.device_type, cfg['table_optimizer'])
         if ckpt is not None and not cfg['eval_only']:           # an eval needs the weights only
-            self.restore_optimizer(ckpt)
+            restore_optimizer(self.tables, self.optimizer, ckpt, self.ckpt_path)
             torch.set_rng_state(ckpt['rng']['torch'])
             if self.device_type == 'cuda' and ckpt['rng'].get('cuda') is not None:
                 torch.cuda.set_rng_state(ckpt['rng']['cuda'])
@@ -254,26 +211,6 @@ class Run:
                      self.ckpt_path, RUN_KEYS, DEFAULTS)
         self.iter_num, self.best_val_loss, self.wandb_id = ckpt['iter_num'], ckpt.get('best_val_loss', 1e9), ckpt.get('wandb_id')
         return ckpt
-
-    def restore_optimizer(self, ckpt):
-        """The checkpoint's AdamW state; one this run's optimizer cannot take (another table_optimizer, allowed by
-        --resume_changes) is refused in one line."""
-        try:
-            self.tables.load_optimizer_state(self.optimizer, ckpt['optimizer'])
-        except (ValueError, KeyError) as e:
-            saved = ckpt['config'].get('table_optimizer', 'adamw')
-            raise ConfigError(f"{self.ckpt_path}'s optimizer state does not fit this run's optimizer ({str(e).splitlines()[0]}); "
-                              f"it was trained with --table_optimizer='{saved}': resume with it, or start a new run") from None
-
-    def load_base(self, base):
-        """Fine-tuning: the base run's weights (as the extensions name them: adapters wrap layers)."""
-        state, missing = base['model'], []
-        for e in EXTENSIONS:
-            state, more = e.base_state(state, self.raw_model)
-            missing += more
-        load_weights(self.raw_model, state, f"checkpoint {self.cfg['init_from']}", allow_missing=missing)
-        for e in EXTENSIONS:
-            e.after_base(self.raw_model)
 
 
 class Trainer:

@@ -1,10 +1,35 @@
 """
-The optimizer (nanoGPT's AdamW groups, optionally a lazy row-wise AdamW for the memory tables) and the
-per-step maintenance of the gate's variants (§6.3 W_K forgetting, §7.2 extra decay of hot rows).
+The optimizer's settings (paper Table 1), the optimizer (nanoGPT's AdamW groups, optionally a lazy row-wise AdamW
+for the memory tables) and the per-step maintenance of the gate's variants (§6.3 W_K forgetting, §7.2 extra decay of hot rows).
 """
 import inspect
 
 import torch
+
+from configurator import ConfigError
+from engramlib.options import Group, Option
+
+
+def check_optim(c):
+    if c['decay_lr'] and c['warmup_iters'] > c['lr_decay_iters']:
+        raise ConfigError(f"--warmup_iters {c['warmup_iters']} > --lr_decay_iters {c['lr_decay_iters']}: no decay would happen")
+    if c['min_lr'] > c['learning_rate']:
+        raise ConfigError(f"--min_lr {c['min_lr']} > --learning_rate {c['learning_rate']}")
+
+OPTIM = Group('AdamW (paper Table 1)', dict(
+    learning_rate=Option(6e-4, 'peak learning rate', above=0),
+    max_iters=Option(5000, 'training iterations', at_least=0, run_only=True),
+    weight_decay=Option(1e-1, 'decoupled weight decay of 2-D weights (tables included)', at_least=0),
+    beta1=Option(0.9, 'AdamW beta1 (first-moment decay)', above=0, below=1),
+    beta2=Option(0.95, 'AdamW beta2 (second-moment decay; paper 0.95)', above=0, below=1),
+    grad_clip=Option(1.0, 'global gradient-norm clip (0 = off)', at_least=0),
+    table_optimizer=Option('adamw', "'adamw' (paper: dense, every row every step) | 'rowwise' (lazy, only rows read)",
+                           choices=('adamw', 'rowwise')),
+    decay_lr=Option(True, 'linear warmup then cosine decay; False = constant learning_rate'),
+    warmup_iters=Option(100, 'linear warmup iters', at_least=0),
+    lr_decay_iters=Option(5000, 'the cosine reaches min_lr here', at_least=0),
+    min_lr=Option(6e-5, 'the end of the cosine', at_least=0),
+), check=check_optim)
 
 
 class RowwiseAdamW(torch.optim.AdamW):

@@ -6,7 +6,7 @@ checked against the data dir by the data signature (engramlib/checkpoint.py) bef
 import json
 import os
 
-from engramlib.checkpoint import check_signature
+from engramlib.checkpoint import check_signature, load_weights
 from configurator import ConfigError
 from engramlib.data import DataError, atomic_write, read_metrics
 from engram import has_hot_tier
@@ -22,6 +22,26 @@ def fine_tune_base(cfg, base, own=()):
         cfg[k] = tuple(v) if isinstance(cfg[k], tuple) else v
     return sorted(changed)
 
+
+def restore_optimizer(tables, optimizer, ckpt, path):
+    """The checkpoint's AdamW state; one this run's optimizer cannot take (another table_optimizer, allowed by
+    --resume_changes) is refused in one line."""
+    try:
+        tables.load_optimizer_state(optimizer, ckpt['optimizer'])
+    except (ValueError, KeyError) as e:
+        saved = ckpt['config'].get('table_optimizer', 'adamw')
+        raise ConfigError(f"{path}'s optimizer state does not fit this run's optimizer ({str(e).splitlines()[0]}); "
+                          f"it was trained with --table_optimizer='{saved}': resume with it, or start a new run") from None
+
+def load_base(model, base, path, extensions):
+    """Fine-tuning: the base run's weights (as the extensions name them: adapters wrap layers)."""
+    state, missing = base['model'], []
+    for e in extensions:
+        state, more = e.base_state(state, model)
+        missing += more
+    load_weights(model, state, f"checkpoint {path}", allow_missing=missing)
+    for e in extensions:
+        e.after_base(model)
 
 def check_base(base, signature, memory, path):
     """A fine-tune's base against this data dir: its signature, less the hot tier for Hash and the baseline (they do

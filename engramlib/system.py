@@ -117,6 +117,20 @@ def init_distributed(device, backend):
         torch.cuda.set_device(device)
     return True, dist.get_rank(), dist.get_world_size(), device
 
+def split_for_world(cfg, world, master):
+    """torchrun with more processes than micro-steps: the same global batch in smaller micro-batches (the windows are
+    split-invariant, so it is the same run), or an error when the windows do not divide."""
+    B, G = cfg['batch_size'], cfg['gradient_accumulation_steps']
+    total = B * G
+    if total % world:
+        raise ConfigError(f"the global batch of {total} windows (batch_size {B} x gradient_accumulation_steps {G}) "
+                          f"does not divide over {world} processes; use a process count that divides {total}")
+    b = max(d for d in range(1, B + 1) if (total // world) % d == 0)
+    cfg['batch_size'], cfg['gradient_accumulation_steps'] = b, total // b
+    if master:
+        print(f"{world} processes: micro-batches of {b} windows, {total // b // world} per process per iter "
+              f"(the global batch of {total} windows unchanged)")
+
 def wrap_ddp(model, device_type):
     """DDP without broadcast_buffers: the buffers are the n-gram index (data, identical on every rank,
     several MB), not state to synchronize before every forward."""

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import prepare_fineweb as pf
+import factory
 import train
 from conftest import ROOT, prepare, run
 from engramlib.data import load_meta
@@ -87,7 +88,7 @@ def test_tiny_nine_and_tiny_hash_are_iso_parameter(monkeypatch):
         cfg = train.default_config()
         apply_config(cfg, [f'configs/{name}.py'], train.config_keys)
         with torch.device('meta'):
-            counts[name] = GPT(train.model_config(cfg, 50304), index=empty_index()).param_counts()
+            counts[name] = GPT(factory.model_config(cfg, 50304), index=empty_index()).param_counts()
     assert counts['tiny_nine'] == counts['tiny_hash'] and counts['tiny_nine']['total'] == 5_190_656
 
 

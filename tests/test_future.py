@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from engramlib import optim
+import factory
 import train
 from configurator import apply_config
 from conftest import ROOT, run
@@ -30,7 +31,7 @@ def test_every_config_loads_and_validates(monkeypatch):
         cfg = train.default_config()
         changed = apply_config(cfg, [f], train.config_keys)
         assert changed, f"{f} sets nothing"
-        train.model_config(cfg, 50304).validate()
+        factory.model_config(cfg, 50304).validate()
 
 
 def test_membership_only_hashes_hot_rows_with_nines_layout(gen_data):
@@ -348,7 +349,6 @@ def test_trajectories_are_norms_drifts_and_cosines_of_the_rows():
 
 def test_trajectory_sample_groups_hot_own_and_colliding_rows(gen_data):
     from report import stability as es
-    import factory
     from engramlib.data import load_counts
     from factory import ModelConfig
     cfg = ModelConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1, 2),
@@ -365,8 +365,8 @@ def test_trajectory_sample_groups_hot_own_and_colliding_rows(gen_data):
 
 def test_hash_seed_from_seed_gives_each_seed_its_own_collisions():
     base = train.default_config()
-    same = [train.model_config({**base, 'seed': s}, 448).engram_hash_seed for s in (0, 1)]
-    own = [train.model_config({**base, 'seed': s, 'hash_seed_from_seed': True}, 448).engram_hash_seed for s in (0, 1)]
+    same = [factory.model_config({**base, 'seed': s}, 448).engram_hash_seed for s in (0, 1)]
+    own = [factory.model_config({**base, 'seed': s, 'hash_seed_from_seed': True}, 448).engram_hash_seed for s in (0, 1)]
     assert same == [0, 0] and own == [0, 1]
 
 def forward_losses(model, x, y, c, step=0):

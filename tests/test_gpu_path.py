@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+import factory
 import train
 from engramlib.checkpoint import CKPT_VERSION, CheckpointWriter
 from configurator import apply_config
@@ -187,7 +188,7 @@ def test_compiled_training_is_one_graph_without_recompiles(gen_data, name, cfg):
     from mdmix import Noise
     torch._dynamo.reset()
     small = dict(n_layer=3, n_head=2, n_embd=32, block_size=32, engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8)
-    mcfg = train.model_config({**cfg, **small, 'hot_layers': tuple(l for l in (1,) if cfg['hot_layers']), 'pkm_layers': (1,)}, 448)
+    mcfg = factory.model_config({**cfg, **small, 'hot_layers': tuple(l for l in (1,) if cfg['hot_layers']), 'pkm_layers': (1,)}, 448)
     noisy = any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem'))
     noise = Noise.from_config(cfg) if noisy else None
     model = tiny_model(gen_data, noise=noise, **{k: v for k, v in vars(mcfg).items() if k not in small and k != 'vocab_size'})

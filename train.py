@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 
 PROCESS_T0 = time.time()        # the start-up's clock: imports, data, model, optimizer before the loop
 
@@ -28,16 +29,16 @@ from engramlib.data import DataError, TokenData, to_device
 from engramlib.footprint import check_memory, footprint
 from engramlib.fsafe import DirLock
 from engramlib.meter import Meter
-from engramlib.metrics import evaluate, wandb_row
+from engramlib.metrics import eval_line, evaluate, wandb_row
 from engramlib.offload import DeviceTables, HostTables
 from engramlib.options import Group, Option, check_values, help_text, merged
 from engramlib.provenance import provenance
 from engramlib.resume import check_base, check_resume, fine_tune_base, load_base, restore_optimizer
-from engramlib.rundir import WANDB, RunDir, claim
+from engramlib.rundir import WANDB, RunDir, announce, claim
 from engramlib.stops import StopSignals
-from engramlib.system import (CUDA_GRAPH_MODES, SYSTEM, autocast_context, compile_model, device_peak_flops, exit_now,
-                              init_distributed, make_deterministic, resolve_loss_chunk, resolve_system, split_for_world,
-                              wrap_ddp)
+from engramlib.system import (CUDA_GRAPH_MODES, SYSTEM, all_reduce, autocast_context, compile_model, device_peak_flops,
+                              exit_now, halve_micro_batch, init_distributed, resolve_loss_chunk, resolve_system,
+                              set_precision, split_for_world, wrap_ddp)
 from factory import EXTENSIONS, MODEL_GROUPS, RUN_GROUPS, build_model, load_checkpoint, load_index, model_config
 
 # -----------------------------------------------------------------------------
@@ -95,17 +96,6 @@ def default_config():
     """Every setting at its default: the dict a config file and --key=value overrides update."""
     return dict(DEFAULTS)
 
-def get_lr(it, cfg):
-    """Linear warmup, then cosine decay to min_lr at lr_decay_iters (nanoGPT)."""
-    if not cfg['decay_lr']:
-        return cfg['learning_rate']
-    if it < cfg['warmup_iters']:
-        return cfg['learning_rate'] * (it + 1) / (cfg['warmup_iters'] + 1)
-    if it > cfg['lr_decay_iters']:
-        return cfg['min_lr']
-    ratio = (it - cfg['warmup_iters']) / max(1, cfg['lr_decay_iters'] - cfg['warmup_iters'])
-    return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg['learning_rate'] - cfg['min_lr'])
-
 def validate_config(cfg):
     """Every value in range and every combination able to train something (each part's own checks), or ConfigError."""
     check_values(SETTINGS, cfg)
@@ -127,25 +117,19 @@ class Run:
     def __init__(self, cfg):
         self.cfg = cfg
         self.lock = claim(cfg) if cfg['auto_resume'] else None
-        fine_tune = cfg['init_from'] not in ('scratch', 'resume') and cfg['init_from'].endswith('.pt')
         self.base, self.base_changed = None, []
-        if fine_tune:
+        if cfg['init_from'] not in ('scratch', 'resume') and cfg['init_from'].endswith('.pt'):    # else check_run refuses it
             base = load_checkpoint(cfg['init_from'], hint="--init_from takes a checkpoint path, 'scratch' or 'resume'.")
             self.base, self.base_changed = base, fine_tune_base(cfg, base, [k for e in EXTENSIONS for k in e.fine_tune_settings])
         validate_config(cfg)
         resolve_system(cfg)
         self.ddp, self.rank, self.world, self.dev = init_distributed(cfg['device'], cfg['backend'])
         self.master = self.rank == 0
-        if cfg['gradient_accumulation_steps'] % self.world:
-            split_for_world(cfg, self.world, self.master)
+        split_for_world(cfg, self.world, self.master)
         self.local_G = cfg['gradient_accumulation_steps'] // self.world
         self.device_type = 'cuda' if self.dev.startswith('cuda') else 'cpu'
         self.autocast = autocast_context(self.device_type, cfg['dtype'])
-        if self.device_type == 'cuda':
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        if cfg['deterministic']:
-            make_deterministic()            # before the model's first matmul: cuBLAS reads its workspace setting once
+        set_precision(self.device_type, cfg['deterministic'])     # before the model's first matmul
         torch.manual_seed(cfg['seed'])
         self.out_dir = cfg['out_dir']
         self.ckpt_path = os.path.join(self.out_dir, 'ckpt.pt')
@@ -170,12 +154,9 @@ class Run:
         self.finished = ckpt is not None and self.iter_num >= cfg['max_iters'] and not cfg['eval_only']
         if self.finished:                   # nothing to build: main() says so and stops
             return
-        if ckpt is not None and 'optimizer' not in ckpt and not cfg['eval_only']:
-            raise DataError(f"{self.ckpt_path} holds the weights only (a finished run saved with final_ckpt='weights'), so "
-                            f"training cannot resume from it. Evaluate or sample it, or retrain with --final_ckpt='full'.")
         with torch.device('meta'):
             shapes = build_model(self.mcfg, index, shapes_only=True)
-        self.n_params = check_memory(cfg, self.mcfg, shapes, self.device_type, self.dev)
+        self.n_params, self.host_bytes = check_memory(cfg, self.mcfg, shapes, self.device_type, self.dev)
         if cfg['dry_run']:
             return
         noise = next((n for e in EXTENSIONS if (n := e.noise(cfg)) is not None), None)
@@ -237,21 +218,10 @@ class Trainer:
                        'not_default': sorted(k for k in DEFAULTS if cfg[k] != DEFAULTS[k])})   # the keys a reader looks at first
         if cfg['decay_lr'] and cfg['max_iters'] < cfg['lr_decay_iters']:
             print(f"note: --max_iters {cfg['max_iters']} < lr_decay_iters {cfg['lr_decay_iters']}: the cosine stops part way "
-                  f"(lr {get_lr(cfg['max_iters'], cfg):.2e} at the end, not {cfg['min_lr']:.0e}); pass --lr_decay_iters="
+                  f"(lr {optim.get_lr(cfg['max_iters'], cfg):.2e} at the end, not {cfg['min_lr']:.0e}); pass --lr_decay_iters="
                   f"{cfg['max_iters']} to decay fully")
         pc = self.run.raw_model.param_counts()
-        t = self.run.data.meta['tokens']
-        B, G, T = cfg['batch_size'], cfg['gradient_accumulation_steps'], cfg['block_size']
-        print(f"run {self.run.out_dir}: data {cfg['data_dir']} ({t['tokenizer']}, {t['n_train']:,} train tokens), "
-              f"{self.run.dev} {cfg['dtype']}, {cfg['max_iters']} iters of {B * G} x {T} tokens "
-              f"({G} micro-batch{'es' if G > 1 else ''} of {B}{f' over {self.run.world} processes' if self.run.ddp else ''})")
-        if read_only:
-            print(f"evaluating {cfg['out_dir']}/ckpt.pt at iter {self.run.resumed_at} (eval only: the run dir is left as it is)")
-        elif self.run.resumed_at is not None:
-            print(f"resumed from {cfg['out_dir']}/ckpt.pt at iter {self.run.resumed_at}: continuing to {cfg['max_iters']}")
-        frozen = sum(p.numel() for p in self.run.raw_model.parameters() if not p.requires_grad)   # a fine-tune's base
-        print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}"
-              + (f" | frozen {frozen:,}" if frozen else ''))
+        announce(cfg, self.run, pc, read_only)
         if cfg['wandb_log'] and not read_only:
             self.wandb_id = self.dir.start_wandb(cfg, pc, self.wandb_id)
 
@@ -259,11 +229,6 @@ class Trainer:
         """What eval needs to rebuild the model from a checkpoint, as it is now (Checkpointer)."""
         r = self.run
         return {'model_args': vars(r.mcfg), 'config': self.cfg, 'data_signature': r.signature, 'data_files': r.data.files_sha256()}
-
-    def all_reduce(self, v):
-        if self.run.ddp:
-            dist.all_reduce(v)
-        return v
 
     def stop_non_finite(self, it):
         raise FloatingPointError(f"non-finite loss at iter {it}; stopped. The last good checkpoint {self.run.ckpt_path} is untouched.")
@@ -292,7 +257,7 @@ class Trainer:
                            device_peak_flops(r.dev), PROCESS_T0)
         self.last_eval = None
         while True:
-            lr = get_lr(self.iter_num, cfg)
+            lr = optim.get_lr(self.iter_num, cfg)
             for group in r.optimizer.param_groups:
                 group['lr'] = lr
             it, last = self.iter_num, self.iter_num >= cfg['max_iters']
@@ -330,7 +295,7 @@ class Trainer:
                 break
             except torch.cuda.OutOfMemoryError:
                 pass                       # handled outside the except: its traceback holds the step's tensors
-            self.halve_micro_batch()
+            self.redo_smaller()
         if cfg['grad_clip'] != 0.0:
             self.run.tables.clip(self.run.raw_model, self.run.model, cfg['grad_clip'])
         self.bad_iter = torch.where((self.bad_iter < 0) & ~torch.isfinite(self.loss_acc), it, self.bad_iter)
@@ -359,25 +324,20 @@ class Trainer:
             self.loss_acc += loss.detach()
         self.run.tables.after_backward(it + 1, self.cpu_windows, torch.device(self.run.dev))
 
-    def halve_micro_batch(self):
+    def redo_smaller(self):
         """After an out-of-memory: redo the iteration with micro-batches half as large and twice as many (the
         windows are split-invariant: the same experiment, the same losses)."""
-        cfg, B = self.cfg, self.cfg['batch_size']
-        graphs = cfg['compile_mode'] in CUDA_GRAPH_MODES     # their captured graphs keep their memory pool
-        if B % 2 or self.run.ddp or graphs:    # DDP: one rank cannot change the split alone
-            why = ' under DDP' if self.run.ddp else f" with --compile_mode='{cfg['compile_mode']}'" if graphs else ''
-            raise ConfigError(f"out of GPU memory at micro-batch {B}{why}; set a smaller --batch_size and a larger "
-                              f"--gradient_accumulation_steps (the same global batch)")
+        B = self.cfg['batch_size']
+        halve_micro_batch(self.cfg, self.run.ddp)
         self.run.optimizer.zero_grad(set_to_none=True)
         self.run.tables.drop_grads()
         self.loss_acc.zero_()
         if self.run.device_type == 'cuda':
             torch.cuda.empty_cache()
-        cfg['batch_size'], cfg['gradient_accumulation_steps'] = B // 2, cfg['gradient_accumulation_steps'] * 2
         self.local_G *= 2
         self.next_batch = self.batch(self.iter_num, self.run.rank * self.local_G)
         print(f"out of memory at micro-batch {B}: iter {self.iter_num} redone with {B // 2} x "
-              f"{cfg['gradient_accumulation_steps']} micro-steps (the same global batch)", flush=True)
+              f"{self.cfg['gradient_accumulation_steps']} micro-steps (the same global batch)", flush=True)
 
     # -- the loop's fixed points: eval, save, log, finish ----------------------------------------------------------
 
@@ -386,15 +346,13 @@ class Trainer:
         cfg, it, r = self.cfg, self.iter_num, self.run
         r.tables.before_read()             # the table as the eval reads it, and as best.pt / snapshots save it
         m = evaluate(r.eval_model, r.data, r.val_starts, cfg['eval_batch_size'], r.dev, r.autocast, r.orders, r.rank, r.world,
-                     self.all_reduce)
+                     partial(all_reduce, ddp=r.ddp))
         if int(self.bad_iter) >= 0 or not math.isfinite(m['val_loss']):
             self.stop_non_finite(int(self.bad_iter) if int(self.bad_iter) >= 0 else it)
         r.data.check_unchanged()            # an eval of changed data is never written
         if not r.master:
             return
-        print(f"eval {it}: val {m['val_loss']:.4f} | hot {m['val_loss_hot']:.4f} cold {m['val_loss_cold']:.4f} "
-              f"delta {m['hot_cold_delta']:+.4f} | alpha hot {m.get('alpha_hot', float('nan')):.3f} "
-              f"cold {m.get('alpha_cold', float('nan')):.3f} | hot share {m['hot_share']:.3f}")
+        print(eval_line(it, m))
         self.dir.row({'kind': 'eval', 'iter': it, **m})
         self.last_eval = {'iter': it, **{k: m[k] for k in ('val_loss', 'val_loss_hot', 'val_loss_cold', 'hot_cold_delta')}}
         self.dir.log(wandb_row(m), it)
@@ -414,7 +372,7 @@ class Trainer:
     def log_train(self, lr):
         """Every log_interval: the loss (the only host sync of the step), speed and MFU."""
         it = self.iter_num
-        lossf = float(self.all_reduce(self.loss_acc.clone())) / self.run.world
+        lossf = float(all_reduce(self.loss_acc.clone(), self.run.ddp)) / self.run.world
         if int(self.bad_iter) >= 0:
             self.stop_non_finite(int(self.bad_iter))
         dt = self.meter.lap(it)
@@ -456,7 +414,8 @@ def main(argv):
     run = Run(cfg)
     if cfg['dry_run']:
         if run.master:
-            print(json.dumps({'out_dir': cfg['out_dir'], **footprint(cfg, run.n_params)}))
+            print(json.dumps({'out_dir': cfg['out_dir'], **footprint(cfg, run.n_params),
+                              'host_memory_bytes': int(run.host_bytes)}))
         return 0
     if run.finished:
         if run.master:

@@ -8,30 +8,49 @@ from configurator import ConfigError
 from engramlib.system import available_ram
 
 
+# Fitted on cpu2 (2026-12-07, LOG.md): the peak RSS of 11 float32 CPU runs, 5M-211M parameters, 64-8,192 tokens a
+# forward.
+BASE_BYTES = 370e6              # python, torch, numpy and the n-gram index, before the model
+TRAIN_PER_TOKEN = (12.4, 38)    # a training micro-batch: bytes per token per vocab id (logits and their gradient,
+                                # float32, plain head) and per layer x n_embd (the blocks' saved activations)
+EVAL_PER_TOKEN = 8.0            # an eval forward: bytes per token per vocab id (logits and log-softmax)
+
+def memory_need(c, m, n):
+    """Peak host memory of a CPU run (bytes): the largest of its phases. A step holds the weights, grads and two
+    AdamW moments (16 B a parameter) and one micro-batch's activations; an eval, weights and moments and an eval
+    batch's logits; a save, weights and moments, the checkpoint writer's copy of them (kept from one save to the
+    next: 12 B) and the written file read back to verify it (12 B more). Within 10% of the 11 float32 runs it was
+    fitted on; of two runs it was not, 18% above a host-tables run's peak and 13% below a bf16-autocast run's."""
+    per_vocab, per_layer = TRAIN_PER_TOKEN
+    tokens = c['batch_size'] * c['block_size']
+    step = 28 * n + tokens * (per_vocab * m.vocab_size + per_layer * m.n_layer * m.n_embd)
+    evals = 24 * n + c['eval_batch_size'] * c['block_size'] * EVAL_PER_TOKEN * m.vocab_size
+    return BASE_BYTES + max(step, evals, 36 * n)
+
 def check_memory(c, m, model, device_type, device):
-    """The parameter count of `model` (built on the meta device from model config m), after refusing a run config c
-    that cannot fit: fp32 weights, grads and two AdamW moments (16 B per parameter) plus, on CPU, the activations of
-    a micro-batch (roughly). On CUDA the activations are the micro-batch fallback's job. Host tables (weights and
-    two moments, 12 B per parameter) count as host memory."""
+    """(parameters of `model`, host memory the run needs in bytes), `model` built on the meta device from model config
+    m, after refusing a run config c that cannot fit: on CPU the calibrated peak (memory_need); on CUDA fp32 weights, grads and two AdamW moments
+    (16 B per parameter) on the device (activations are the micro-batch fallback's job) and, in host memory, the
+    checkpoint writer's copy and its read-back (24 B per parameter) plus the host tables (weights and two moments,
+    12 B per parameter)."""
     n = sum(p.numel() for p in model.parameters())
     on_host = model.memory.table.weight.numel() if c['engram_tables'] == 'host' else 0
-    host, state = 12 * on_host, 16 * (n - on_host)
-    act = c['batch_size'] * c['block_size'] * (m.n_layer * m.n_embd * 34 + m.vocab_size * 8)
-    if host and host > available_ram():
-        raise ConfigError(f"the host tables need about {host / 2**30:,.1f} GiB of host memory (weights and AdamW "
-                          f"moments) but {available_ram() / 2**30:,.1f} GiB are available. Lower --table_size.")
     if device_type == 'cuda':
-        need, have = state, torch.cuda.get_device_properties(device).total_memory
+        host = BASE_BYTES + 24 * n + 12 * on_host
+        need, have = 16 * (n - on_host), torch.cuda.get_device_properties(device).total_memory
     else:
-        need, have = state + act + host, available_ram()
+        host, need, have = memory_need(c, m, n), 0, 0
+    if host > available_ram():
+        what = 'checkpoint copies and host tables' if device_type == 'cuda' else 'weights, grads, moments, activations, checkpoint copies'
+        raise ConfigError(f"this run needs about {host / 2**30:,.1f} GiB of host memory ({n:,} parameters; {what}) but "
+                          f"{available_ram() / 2**30:,.1f} GiB are available. Lower --batch_size (raise "
+                          f"--gradient_accumulation_steps to keep the global batch), --eval_batch_size, --block_size, "
+                          f"--table_size or the model size.")
     if need > have:
-        raise ConfigError(f"this run needs about {need / 2**30:,.1f} GiB ({n:,} parameters: {state / 2**30:,.1f} GiB of "
-                          f"weights, grads and AdamW moments" + ('' if device_type == 'cuda' else
-                          f"; {act / 2**30:,.1f} GiB of activations per micro-batch") +
-                          (f"; host tables {host / 2**30:,.1f} GiB" if host else '') + f") but {device} has "
-                          f"{have / 2**30:,.1f} GiB. Lower --batch_size (raise --gradient_accumulation_steps to keep the "
-                          f"global batch), --block_size or the model size.")
-    return n
+        raise ConfigError(f"this run needs about {need / 2**30:,.1f} GiB of GPU memory ({n:,} parameters: weights, grads "
+                          f"and AdamW moments) but {device} has {have / 2**30:,.1f} GiB. Lower --table_size or the "
+                          f"model size, or keep the tables in host memory (--engram_tables='host').")
+    return n, host
 
 
 def footprint(c, n_params):

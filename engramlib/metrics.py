@@ -14,6 +14,12 @@ from engramlib.data import to_device
 BUCKET_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # [0,.2) ... [.8,1.0]: the last bucket includes 1.0
 NB = len(BUCKET_EDGES) - 1
 
+def eval_line(it, m):
+    """An eval's metrics as the training log prints them."""
+    return (f"eval {it}: val {m['val_loss']:.4f} | hot {m['val_loss_hot']:.4f} cold {m['val_loss_cold']:.4f} "
+            f"delta {m['hot_cold_delta']:+.4f} | alpha hot {m.get('alpha_hot', float('nan')):.3f} "
+            f"cold {m.get('alpha_cold', float('nan')):.3f} | hot share {m['hot_share']:.3f}")
+
 def bucket_of(alpha):
     return (alpha * NB).floor().long().clamp_(0, NB - 1)
 

@@ -3,6 +3,7 @@ The optimizer's settings (paper Table 1), the optimizer (nanoGPT's AdamW groups,
 for the memory tables) and the per-step maintenance of the gate's variants (§6.3 W_K forgetting, §7.2 extra decay of hot rows).
 """
 import inspect
+import math
 
 import torch
 
@@ -30,6 +31,18 @@ OPTIM = Group('AdamW (paper Table 1)', dict(
     lr_decay_iters=Option(5000, 'the cosine reaches min_lr here', at_least=0),
     min_lr=Option(6e-5, 'the end of the cosine', at_least=0),
 ), check=check_optim)
+
+
+def get_lr(it, cfg):
+    """Linear warmup, then cosine decay to min_lr at lr_decay_iters (nanoGPT)."""
+    if not cfg['decay_lr']:
+        return cfg['learning_rate']
+    if it < cfg['warmup_iters']:
+        return cfg['learning_rate'] * (it + 1) / (cfg['warmup_iters'] + 1)
+    if it > cfg['lr_decay_iters']:
+        return cfg['min_lr']
+    ratio = (it - cfg['warmup_iters']) / max(1, cfg['lr_decay_iters'] - cfg['warmup_iters'])
+    return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg['learning_rate'] - cfg['min_lr'])
 
 
 class RowwiseAdamW(torch.optim.AdamW):

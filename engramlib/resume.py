@@ -53,6 +53,9 @@ def check_resume(ckpt, cfg, signature, data_files, metrics, path, run_keys, defa
     """The run's own checkpoint against this run: the data signature, the experiment (every key but run_keys and
     those resume_changes lists), the metrics it continues and the token files it trained and evaluated on."""
     check_signature(ckpt['data_signature'], signature, f"checkpoint {path}")
+    if 'optimizer' not in ckpt and not cfg['eval_only'] and ckpt['iter_num'] < cfg['max_iters']:
+        raise DataError(f"{path} holds the weights only (a finished run saved with final_ckpt='weights'), so "
+                        f"training cannot resume from it. Evaluate or sample it, or retrain with --final_ckpt='full'.")
     diff = resume_differences(ckpt['config'], cfg, run_keys, defaults)
     if diff:
         raise ConfigError(f"resuming {path} with another experiment:\n" + '\n'.join(

@@ -108,6 +108,21 @@ class RunDir:
             self.wandb.finish(exit_code=128 + stopped if stopped else None)
 
 
+def announce(cfg, run, pc, read_only):
+    """What the run is, printed before its first step: data, device, batch, resume, parameters."""
+    t = run.data.meta['tokens']
+    B, G, T = cfg['batch_size'], cfg['gradient_accumulation_steps'], cfg['block_size']
+    print(f"run {run.out_dir}: data {cfg['data_dir']} ({t['tokenizer']}, {t['n_train']:,} train tokens), "
+          f"{run.dev} {cfg['dtype']}, {cfg['max_iters']} iters of {B * G} x {T} tokens "
+          f"({G} micro-batch{'es' if G > 1 else ''} of {B}{f' over {run.world} processes' if run.ddp else ''})")
+    if read_only:
+        print(f"evaluating {cfg['out_dir']}/ckpt.pt at iter {run.resumed_at} (eval only: the run dir is left as it is)")
+    elif run.resumed_at is not None:
+        print(f"resumed from {cfg['out_dir']}/ckpt.pt at iter {run.resumed_at}: continuing to {cfg['max_iters']}")
+    frozen = sum(p.numel() for p in run.raw_model.parameters() if not p.requires_grad)   # a fine-tune's base
+    print(f"params: backbone {pc['backbone']:,} | tables {pc['tables']:,} | gate {pc['gate']:,} | total {pc['total']:,}"
+          + (f" | frozen {frozen:,}" if frozen else ''))
+
 def claim(cfg):
     """--auto_resume (study.py's), decided under out_dir's lock (rank 0 takes it now and keeps it: the lock is
     returned), so a run another process finishes meanwhile is resumed (and found finished), never replaced: init_from

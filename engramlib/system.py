@@ -42,6 +42,15 @@ def make_deterministic():
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
 
+def set_precision(device_type, deterministic):
+    """TF32 matmuls on CUDA; with deterministic, the flags a bit-exact CUDA resume needs (set before the model's first
+    matmul: cuBLAS reads its workspace setting once)."""
+    if device_type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if deterministic:
+        make_deterministic()
+
 def device_peak_flops(device):
     """The device's own peak, so MFU is not always quoted against an A100."""
     if not device.startswith('cuda'):
@@ -121,6 +130,8 @@ def split_for_world(cfg, world, master):
     """torchrun with more processes than micro-steps: the same global batch in smaller micro-batches (the windows are
     split-invariant, so it is the same run), or an error when the windows do not divide."""
     B, G = cfg['batch_size'], cfg['gradient_accumulation_steps']
+    if G % world == 0:
+        return
     total = B * G
     if total % world:
         raise ConfigError(f"the global batch of {total} windows (batch_size {B} x gradient_accumulation_steps {G}) "
@@ -130,6 +141,22 @@ def split_for_world(cfg, world, master):
     if master:
         print(f"{world} processes: micro-batches of {b} windows, {total // b // world} per process per iter "
               f"(the global batch of {total} windows unchanged)")
+
+def halve_micro_batch(cfg, ddp):
+    """After an out-of-memory: micro-batches half as large and twice as many (the windows are split-invariant: the
+    same experiment), or ConfigError where the split cannot change."""
+    B, graphs = cfg['batch_size'], cfg['compile_mode'] in CUDA_GRAPH_MODES     # captured graphs keep their memory pool
+    if B % 2 or ddp or graphs:    # DDP: one rank cannot change the split alone
+        why = ' under DDP' if ddp else f" with --compile_mode='{cfg['compile_mode']}'" if graphs else ''
+        raise ConfigError(f"out of GPU memory at micro-batch {B}{why}; set a smaller --batch_size and a larger "
+                          f"--gradient_accumulation_steps (the same global batch)")
+    cfg['batch_size'], cfg['gradient_accumulation_steps'] = B // 2, cfg['gradient_accumulation_steps'] * 2
+
+def all_reduce(v, ddp):
+    """v summed over the processes in place (under DDP), and returned."""
+    if ddp:
+        dist.all_reduce(v)
+    return v
 
 def wrap_ddp(model, device_type):
     """DDP without broadcast_buffers: the buffers are the n-gram index (data, identical on every rank,

@@ -232,7 +232,7 @@ def test_key_stability_uses_each_layers_own_memory_read(tmp_path, gen_data):
         snaps.append(m)
         save_checkpoint(str(tmp_path / 'snapshots' / f'iter_{seed:06d}.pt'),
                         {'format_version': CKPT_VERSION, 'iter_num': seed, 'model': m.state_dict(), 'model_args': vars(m.config),
-                         'config': {'data_dir': gen_data}, 'data_signature': {}})
+                         'config': {'data_dir': gen_data, 'dtype': 'float32', 'eval_batch_size': 2, 'val_windows': 2}, 'data_signature': {}})
     save_json(str(tmp_path / 'config.json'), {'data_dir': gen_data, 'val_windows': 2})
     rep = es.key_stability(str(tmp_path))
     x, y, c = batch(gen_data, 'val', (0, 32))

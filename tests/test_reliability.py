@@ -182,3 +182,21 @@ def test_input_extremes_end_in_one_error_line_before_anything_is_written(tmp_pat
     p = one_line(['prepare_fineweb.py', '--source', corpus['txt'], '--tokenizer', 'gpt2', '--num_tokens', '3000',
                   '--val_frac', '0.0001', '--num_proc', '64', '--out', str(tmp_path / 'd')], 'and 1 val')
     assert f'--num_proc 64 > the' in p.stdout and not (tmp_path / 'd').exists()
+
+
+PEAK_RSS = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
+
+@pytest.mark.parametrize('shape', [
+    dict(memory='hash', table_size=400_000, engram_head_dim=32, batch_size=1, eval_batch_size=1),  # the parameters'
+    dict(memory='hash', batch_size=16, block_size=256, eval_batch_size=1),                          # the activations'
+])
+def test_the_memory_estimate_is_within_a_quarter_of_the_measured_peak(tmp_path, shakespeare_data, shape):
+    """Issue 51, class 6: the host memory a CPU run is checked against (--dry_run's host_memory_bytes) within ±25%
+    of the peak RSS the run then reaches, where the parameters dominate (the checkpoint's copy and read-back: 36 B a
+    parameter at a save) and where a micro-batch's logits do (GPT-2's vocabulary, 4,096 tokens)."""
+    common = dict(max_iters=4, lr_decay_iters=4, eval_interval=2, hot_size=20_000, gradient_accumulation_steps=1)
+    cfg_path, cfg = micro_config(tmp_path, shakespeare_data, **{**common, **shape})
+    estimate = json.loads(run(['train.py', cfg_path, '--dry_run=True']).stdout)['host_memory_bytes']
+    peak = int(run(['-c', PEAK_RSS, sys.executable, 'train.py', cfg_path]).stdout)
+    assert 0.75 <= peak / estimate <= 1.25, (peak / 2**30, estimate / 2**30)

@@ -201,7 +201,7 @@ BAD_INPUTS = [
     ('eval_stratified.py', ['--runs', '{empty}'], 'config.json lacks'),
     ('train.py', ['{bad_cfg}'], 'canonical map covers'),
     ('train.py', ['{cfg}', '--overwrite=True', '--block_size=3000000000'], 'needs at least'),
-    ('train.py', ['{cfg}', '--overwrite=True', '--n_embd=65536'], 'GiB of weights, grads and AdamW moments'),
+    ('train.py', ['{cfg}', '--overwrite=True', '--n_embd=65536'], 'GiB of host memory'),
 ]
 
 @pytest.mark.parametrize('script, args, message', BAD_INPUTS, ids=[f'{s}:{" ".join(a)[:40]}' for s, a, _ in BAD_INPUTS])

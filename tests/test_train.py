@@ -7,7 +7,7 @@ import torch
 
 from conftest import run
 from configurator import ConfigError, apply_config, load_config
-import train
+from engramlib import optim
 
 
 def micro_config(tmp_path, gen_data, name='micro.py', **over):
@@ -101,10 +101,10 @@ def test_every_repo_config_includes_its_base_and_reads_the_same_from_another_cwd
 
 def test_lr_schedule_matches_paper():
     cfg = dict(decay_lr=True, learning_rate=6e-4, min_lr=6e-5, warmup_iters=100, lr_decay_iters=5000)
-    assert train.get_lr(0, cfg) == pytest.approx(6e-4 / 101)
-    assert train.get_lr(100, cfg) == pytest.approx(6e-4)
-    assert train.get_lr(2550, cfg) == pytest.approx((6e-4 + 6e-5) / 2)
-    assert train.get_lr(5000, cfg) == pytest.approx(6e-5)
+    assert optim.get_lr(0, cfg) == pytest.approx(6e-4 / 101)
+    assert optim.get_lr(100, cfg) == pytest.approx(6e-4)
+    assert optim.get_lr(2550, cfg) == pytest.approx((6e-4 + 6e-5) / 2)
+    assert optim.get_lr(5000, cfg) == pytest.approx(6e-5)
 
 
 def test_training_learns_and_logs_stratified_rows(tmp_path, gen_data):

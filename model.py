@@ -146,7 +146,7 @@ class GPT(nn.Module):
         """index: engram.NgramIndex built from the data dir (factory.load_index); needed for memory
         and for is_hot labels. noise: an mdmix.Noise, or None (no MD-mix regularization). shapes_only: the
         parameters without what the parts compute from the data (post_init, the extensions' after_init): the
-        meta-device size estimate (train.check_memory), where such computations cannot run."""
+        meta-device size estimate (engramlib.footprint.check_memory), where such computations cannot run."""
         super().__init__()
         config.validate()
         self.config = config

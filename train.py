@@ -136,7 +136,8 @@ class Run:
         self.orders = tuple(cfg['ngram_orders'])
         self.data = TokenData(cfg['data_dir'], max(self.orders) - 1)
         self.data.check_block_size(cfg['block_size'])
-        self.val_starts = self.data.val_starts(cfg['block_size'], cfg['val_windows'])
+        self.val_starts = self.data.val_starts(cfg['block_size'], cfg['val_windows'], note=self.master)
+        cfg['val_windows'] = len(self.val_starts)       # fewer than asked when val is short: recorded as used
         self.setup_model()
 
     def setup_model(self):
@@ -216,10 +217,6 @@ class Trainer:
         self.dir.open(self.run.resumed_at is not None, cfg['overwrite'], self.iter_num,
                       {**cfg, 'data_signature': self.run.signature, 'provenance': provenance(self.run.dev, self.run.world),
                        'not_default': sorted(k for k in DEFAULTS if cfg[k] != DEFAULTS[k])})   # the keys a reader looks at first
-        if cfg['decay_lr'] and cfg['max_iters'] < cfg['lr_decay_iters']:
-            print(f"note: --max_iters {cfg['max_iters']} < lr_decay_iters {cfg['lr_decay_iters']}: the cosine stops part way "
-                  f"(lr {optim.get_lr(cfg['max_iters'], cfg):.2e} at the end, not {cfg['min_lr']:.0e}); pass --lr_decay_iters="
-                  f"{cfg['max_iters']} to decay fully")
         pc = self.run.raw_model.param_counts()
         announce(cfg, self.run, pc, read_only)
         if cfg['wandb_log'] and not read_only:

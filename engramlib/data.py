@@ -313,11 +313,14 @@ class TokenData:
         return np.array([np.random.default_rng([seed, it, i]).integers(0, len(self.splits['train']) - T)
                          for i in samples], dtype=np.int64)
 
-    def val_starts(self, T, n):
-        """The fixed validation set: the first n non-overlapping windows of val (fewer if val is short).
-        It depends on nothing but T and n (`val_windows`), so every config, seed, micro-batch size and
+    def val_starts(self, T, n, note=False):
+        """The fixed validation set: the first n non-overlapping windows of val (fewer if val is short; with note,
+        said). It depends on nothing but T and n (`val_windows`), so every config, seed, micro-batch size and
         process count is scored on the same positions."""
-        return np.arange(min(n, (len(self.splits['val']) - 1) // T)) * T
+        held = (len(self.splits['val']) - 1) // T
+        if note and held < n:
+            print(f"note: val holds {held} windows of {T} tokens, fewer than --val_windows {n}: evaluating on {held}")
+        return np.arange(min(n, held)) * T
 
 def read_metrics(path):
     """The rows of a run's metrics.jsonl. A crash can cut its last line short: that line is dropped with a

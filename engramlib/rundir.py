@@ -10,6 +10,7 @@ import shutil
 
 from engramlib.data import DataError, save_json
 from engramlib.fsafe import DirLock, append_line, refuse_shared_dir, remove_stale_temps
+from engramlib.optim import get_lr
 from engramlib.options import Group, Option
 from engramlib.resume import truncate_metrics
 
@@ -42,7 +43,7 @@ class RunDir:
         self.metrics = os.path.join(out_dir, 'metrics.jsonl')
         if master and lock is None:
             refuse_shared_dir(out_dir, '--out_dir', data_dirs_too=True)
-        self.lock = lock or (DirLock(out_dir) if master else None)      # lock: taken already (--init_from='auto')
+        self.lock = lock or (DirLock(out_dir) if master else None)      # lock: taken already (--auto_resume: claim)
 
     def open(self, resumed, overwrite, iter_num, record):
         """Make the dir this run's: temps of killed writes removed, the files of the run it held cleared (or
@@ -109,7 +110,11 @@ class RunDir:
 
 
 def announce(cfg, run, pc, read_only):
-    """What the run is, printed before its first step: data, device, batch, resume, parameters."""
+    """What the run is, printed before its first step: a schedule cut short, data, device, batch, resume, parameters."""
+    if cfg['decay_lr'] and cfg['max_iters'] < cfg['lr_decay_iters']:
+        print(f"note: --max_iters {cfg['max_iters']} < lr_decay_iters {cfg['lr_decay_iters']}: the cosine stops part way "
+              f"(lr {get_lr(cfg['max_iters'], cfg):.2e} at the end, not {cfg['min_lr']:.0e}); pass --lr_decay_iters="
+              f"{cfg['max_iters']} to decay fully")
     t = run.data.meta['tokens']
     B, G, T = cfg['batch_size'], cfg['gradient_accumulation_steps'], cfg['block_size']
     print(f"run {run.out_dir}: data {cfg['data_dir']} ({t['tokenizer']}, {t['n_train']:,} train tokens), "

@@ -200,3 +200,13 @@ def test_the_memory_estimate_is_within_a_quarter_of_the_measured_peak(tmp_path, 
     estimate = json.loads(run(['train.py', cfg_path, '--dry_run=True']).stdout)['host_memory_bytes']
     peak = int(run(['-c', PEAK_RSS, sys.executable, 'train.py', cfg_path]).stdout)
     assert 0.75 <= peak / estimate <= 1.25, (peak / 2**30, estimate / 2**30)
+
+def test_val_windows_beyond_what_val_holds_are_recorded_as_the_windows_used(tmp_path, gen_data):
+    """Issue 51, class 5: --val_windows above what the val split holds evaluates on all it holds, says so, and
+    config.json records the number used (not the one asked), so a report or an eval of the run uses the same set."""
+    cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2, val_windows=10**6)
+    p = run(['train.py', cfg_path])
+    n_val = json.load(open(os.path.join(gen_data, 'meta.json')))['tokens']['n_val']
+    held = (n_val - 1) // cfg['block_size']
+    assert f"val holds {held} windows of {cfg['block_size']} tokens, fewer than --val_windows 1000000" in p.stdout
+    assert json.load(open(os.path.join(cfg['out_dir'], 'config.json')))['val_windows'] == held < 10**6

@@ -91,6 +91,8 @@ def debian_docs(debs, work, sources):
         if '/share/ri/' in path:
             ri.setdefault(package, []).append(path)
     pages = {}
+    if ri and not shutil.which('ri'):
+        sys.exit("error: ri not found: the list takes Ruby's ri pages, which ri renders (Debian: apt-get install ruby)")
     for package, paths in ri.items():
         top = os.path.join(roots[package][0], paths[0].split('/system/')[0], 'system')
         names = [p.split('/system/', 1)[1].replace('/', '::') for p in paths]
@@ -103,11 +105,18 @@ def debian_docs(debs, work, sources):
     rows = [{'text': t, 'source': f'{package}/{path}'} for t, (package, path) in zip(texts, listed)]
     return rows, {package: version for package, (_, version) in roots.items()}
 
-def compare(rows, published):
-    """Package by package: documents identical to the published file's, and characters rebuilt / published."""
-    opener = lzma.open if published.endswith('.xz') else open
-    with opener(published, 'rt', encoding='utf-8') as f:
-        theirs = {r['source']: r['text'] for r in map(json.loads, f)}
+def published_texts(path):
+    """{source: text} of a published corpus file (.jsonl, or .jsonl.xz)."""
+    opener = lzma.open if path.endswith('.xz') else open
+    try:
+        with opener(path, 'rt', encoding='utf-8') as f:
+            return {r['source']: r['text'] for r in map(json.loads, f)}
+    except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"error: --compare {path} is not a corpus of {{\"text\", \"source\"}} JSON lines ({e})")
+
+def compare(rows, theirs):
+    """Package by package: documents identical to the published file's (theirs: published_texts), and characters
+    rebuilt / published."""
     stats = {}
     for r in rows:
         s = stats.setdefault(r['source'].split('/')[0], [0, 0, 0, 0])
@@ -165,11 +174,12 @@ def main(argv=None):
     for f in (a.sources, a.compare):
         if f and not os.path.isfile(f):
             sys.exit(f"error: {f} is not a file")
-    needs = ('dpkg-deb',) + (('pod2text',) if a.corpus == 'techdocs' else ('man', 'ri')) + (() if a.debs else ('apt-get',))
+    theirs = published_texts(a.compare) if a.compare else None     # before the build: a bad file fails at once
+    needs = ('dpkg-deb',) + (('pod2text',) if a.corpus == 'techdocs' else ('man',)) + (() if a.debs else ('apt-get',))
     for tool in needs:
         if not shutil.which(tool):
             sys.exit(f"error: {tool} not found: the {a.corpus} recipe needs {', '.join(needs)} "
-                     f"(Debian: apt-get install dpkg man-db perl ruby)")
+                     f"(Debian: apt-get install dpkg man-db perl)")
     with tempfile.TemporaryDirectory() as work:
         rows, versions = build(a.corpus, a.debs, work, a.sources)
     data = ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in rows).encode()
@@ -185,8 +195,8 @@ def main(argv=None):
         print(f"differs from the published {sha}" + (f": built from {other}, the published file from "
               f"{ {k: want_versions.get(k) for k in other} }" if other else '') +
               (" (the versions are written into every 'source' field)" if other and a.corpus == 'techdocs' else ''))
-    if a.compare:
-        compare(rows, a.compare)
+    if theirs is not None:
+        compare(rows, theirs)
 
 if __name__ == '__main__':
     main()

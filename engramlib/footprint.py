@@ -42,7 +42,8 @@ def check_memory(c, m, model, device_type, device):
         host, need, have = memory_need(c, m, n), 0, 0
     if host > available_ram():
         what = 'checkpoint copies and host tables' if device_type == 'cuda' else 'weights, grads, moments, activations, checkpoint copies'
-        raise ConfigError(f"this run needs about {host / 2**30:,.1f} GiB of host memory ({n:,} parameters; {what}) but "
+        tables = f", {on_host:,} of them in the host tables" if on_host else ''
+        raise ConfigError(f"this run needs about {host / 2**30:,.1f} GiB of host memory ({n:,} parameters{tables}; {what}) but "
                           f"{available_ram() / 2**30:,.1f} GiB are available. Lower --batch_size (raise "
                           f"--gradient_accumulation_steps to keep the global batch), --eval_batch_size, --block_size, "
                           f"--table_size or the model size.")

@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
+from tools import one_line
+
 PUBLISHED = {'techdocs': ('6f8f59cf4c0c21fa946350eb467c8e5878a726b30ac5a70e5696d4d54d437221',
                           {'perl-doc': '5.36.0-7+deb12u4', 'git-doc': '1:2.39.5-0+deb12u3'})}
 # debian_docs: the published file's packages at the versions it was built from; its sha256 unpacked (the .xz's
@@ -199,4 +201,4 @@ def main(argv=None):
         compare(rows, theirs)
 
 if __name__ == '__main__':
-    main()
+    sys.exit(one_line(main, sys.argv[1:]))      # Ctrl-C in a 3-minute build: one line

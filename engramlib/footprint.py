@@ -28,26 +28,24 @@ def memory_need(c, m, n):
     return BASE_BYTES + max(step, evals, 36 * n)
 
 def check_memory(c, m, model, device_type, device):
-    """(parameters of `model`, host memory the run needs in bytes), `model` built on the meta device from model config
-    m, after refusing a run config c that cannot fit: on CPU the calibrated peak (memory_need); on CUDA fp32 weights, grads and two AdamW moments
-    (16 B per parameter) on the device (activations are the micro-batch fallback's job) and, in host memory, the
-    checkpoint writer's copy and its read-back (24 B per parameter) plus the host tables (weights and two moments,
-    12 B per parameter)."""
+    """(parameters of `model`, host memory the run needs in bytes), `model` built on the meta device from model
+    config m, after refusing a run config c that cannot fit: on CPU the calibrated peak (memory_need); on CUDA fp32
+    weights, grads and two AdamW moments (16 B per parameter) on the device (activations are the micro-batch
+    fallback's job) and, in host memory, the checkpoint writer's copy and its read-back (24 B per parameter) plus the
+    host tables (weights and two moments, 12 B per parameter)."""
     n = sum(p.numel() for p in model.parameters())
     on_host = model.memory.table.weight.numel() if c['engram_tables'] == 'host' else 0
-    if device_type == 'cuda':
-        host = BASE_BYTES + 24 * n + 12 * on_host
-        need, have = 16 * (n - on_host), torch.cuda.get_device_properties(device).total_memory
-    else:
-        host, need, have = memory_need(c, m, n), 0, 0
-    if host > available_ram():
-        what = 'checkpoint copies and host tables' if device_type == 'cuda' else 'weights, grads, moments, activations, checkpoint copies'
+    cuda = device_type == 'cuda'
+    host, free = BASE_BYTES + 24 * n + 12 * on_host if cuda else memory_need(c, m, n), available_ram()
+    if host > free:
+        what = 'checkpoint copies and host tables' if cuda else 'weights, grads, moments, activations, checkpoint copies'
         tables = f", {on_host:,} of them in the host tables" if on_host else ''
-        raise ConfigError(f"this run needs about {host / 2**30:,.1f} GiB of host memory ({n:,} parameters{tables}; {what}) but "
-                          f"{available_ram() / 2**30:,.1f} GiB are available. Lower --batch_size (raise "
+        raise ConfigError(f"this run needs about {host / 2**30:,.1f} GiB of host memory ({n:,} parameters{tables}; "
+                          f"{what}) but {free / 2**30:,.1f} GiB are available. Lower --batch_size (raise "
                           f"--gradient_accumulation_steps to keep the global batch), --eval_batch_size, --block_size, "
                           f"--table_size or the model size.")
-    if need > have:
+    need, have = 16 * (n - on_host), torch.cuda.get_device_properties(device).total_memory if cuda else 0
+    if cuda and need > have:
         raise ConfigError(f"this run needs about {need / 2**30:,.1f} GiB of GPU memory ({n:,} parameters: weights, grads "
                           f"and AdamW moments) but {device} has {have / 2**30:,.1f} GiB. Lower --table_size or the "
                           f"model size, or keep the tables in host memory (--engram_tables='host').")

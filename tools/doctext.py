@@ -11,7 +11,7 @@ import subprocess
 from html.parser import HTMLParser
 
 BLOCK = {'address', 'article', 'aside', 'blockquote', 'body', 'caption', 'center', 'dd', 'details', 'div', 'dl', 'dt',
-         'fieldset', 'figcaption', 'figure', 'form', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header', 'hr', 'legend', 'li',
+         'fieldset', 'figcaption', 'figure', 'form', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header', 'legend', 'li',
          'main', 'ol', 'p', 'pre', 'section', 'summary', 'table', 'tbody', 'td', 'th', 'thead', 'tr', 'ul'}
 SKIP = {'button', 'footer', 'head', 'nav', 'noscript', 'script', 'select', 'style', 'svg', 'template', 'title'}
 SKIP_CLASS = {'bottomlang', 'footer', 'headerlink', 'nav', 'navfooter', 'navheader', 'navigation', 'permalink',

@@ -177,7 +177,7 @@ def build_runs(preset, device, dtype, compile, configs, n_batches):
         torch.manual_seed(0)
         run = {k: settings.get(k, d) for k, d in RUN_DEFAULTS.items()}      # run settings, applied as train.py does
         settings = {k: v for k, v in settings.items() if k not in run}
-        cfg = ModelConfig(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
+        cfg = ModelConfig.from_args(vocab_size=-(-vocab // 64) * 64, **{**p['model'], **p.get(settings['memory'], {}), **settings})
         model = build_model(cfg, index)
         host = run['engram_tables'] == 'host'
         tables = HostTables(model, pin=device_type == 'cuda') if host else DeviceTables(run['table_optimizer'])
@@ -319,7 +319,7 @@ def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             try:
-                model = build_model(ModelConfig(vocab_size=-(-vocab // 64) * 64, memory=m, **p['model'], **p[m]), index).to(device)
+                model = build_model(ModelConfig.from_args(vocab_size=-(-vocab // 64) * 64, memory=m, **p['model'], **p[m]), index).to(device)
                 model.loss_chunk = resolve_loss_chunk(-1, device_type)
                 opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
                 b = batch[:1].expand(B, -1)
@@ -340,7 +340,7 @@ def time_head(preset, device, dtype, rounds):
     median ms and, on CUDA, the peak memory above the inputs."""
     from engramlib.linear_ce import chunked_cross_entropy
     p = PRESETS[preset]
-    cfg = ModelConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, **p['model'])
+    cfg = ModelConfig.from_args(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, **p['model'])
     rows, C, V = p['batch_size'] * cfg.block_size, cfg.n_embd, cfg.vocab_size
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(rows, C, device=device, generator=g, requires_grad=True)
@@ -422,7 +422,7 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
     from engramlib.checkpoint import CKPT_VERSION, CheckpointWriter, save_checkpoint
     from engramlib.metrics import evaluate
     p, tokens, index, B, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
-    cfg = ModelConfig(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, memory='nine', **p['model'], **p['nine'])
+    cfg = ModelConfig.from_args(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, memory='nine', **p['model'], **p['nine'])
     model = build_model(cfg, index).to(device)
     opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
     sync = torch.cuda.synchronize if device_type == 'cuda' else (lambda: None)
@@ -593,7 +593,7 @@ def mdx_kv_reuse(model, x, T, device):
     out['kv_reuse_tiny'] = {'prompts': len(prompts), 'prompt_tokens': prefix_len + suffix_len, 'reused_share': reused / (len(prompts) * (prefix_len + suffix_len)),
                        'ttft_ms_full': 1e3 * float(np.median(full_t)), 'ttft_ms_reuse': 1e3 * float(np.median(reuse_t)), 'max_abs_logit_diff': err}
     # ... and on GPT-2 small (random weights: only the time matters), 768 shared + 256 own tokens per prompt
-    big = build_model(ModelConfig(vocab_size=50304, memory='none'), None).to(device).eval()
+    big = build_model(ModelConfig.from_args(vocab_size=50304, memory='none'), None).to(device).eval()
     cache, full_t, reuse_t, err, reused = PrefixKVCache(big), [], [], 0.0, 0
     gen = torch.Generator().manual_seed(0)
     prefixes = [torch.randint(0, 50257, (768,), generator=gen) for _ in range(2)]
@@ -628,7 +628,7 @@ def mdx_cs_lora(model, x, y, p, device):
     from extensions.mdx import cs_lora
     out = {}
     for kind in ('lora', 'cslora'):
-        m = build_model(ModelConfig(**{**vars(model.config), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
+        m = build_model(ModelConfig.from_args(**{**model.config.args(), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
         for q in m.parameters():
             q.requires_grad_(False)
         params = cs_lora.adapter_parameters(m)
@@ -681,7 +681,7 @@ def time_reversible(device, B=8, T=256, C=256):
         for block in blocks:
             x = checkpoint(block, x, fwd, use_reentrant=True)
         return x
-    model_of = lambda n_layer, block: GPT(ModelConfig(vocab_size=512, n_layer=n_layer, n_head=4, n_embd=C, block_size=T, block=block, memory='none')).to(device)
+    model_of = lambda n_layer, block: GPT(ModelConfig.from_args(vocab_size=512, n_layer=n_layer, n_head=4, n_embd=C, block_size=T, block=block, memory='none')).to(device)
     out = {'memory_time': [], 'inverse_rel_error': []}
     x = torch.randint(0, 512, (B, T), device=device)
     for n_layer in (2, 4, 8, 16):
@@ -778,7 +778,7 @@ def paper_state(memory, vocab=PAPER_VOCAB):
     128M-parameter tables, AdamW moments filled by one step (what ckpt.pt holds at paper scale)."""
     p = PRESETS['paper']
     index = synth_index(synth_tokens(200_000, vocab), vocab, p['nine']['hot_size'])
-    cfg = ModelConfig(vocab_size=-(-vocab // 64) * 64, memory=memory, **p['model'], **p[memory])
+    cfg = ModelConfig.from_args(vocab_size=-(-vocab // 64) * 64, memory=memory, **p['model'], **p[memory])
     model = build_model(cfg, index)
     opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), 'cpu')
     for q in model.parameters():
@@ -796,7 +796,7 @@ def time_ckpt_budget(memory='nine', step_s=0.058, intervals=(250, 500, 1000), sa
     from engramlib.checkpoint import CKPT_VERSION, CheckpointWriter
     model, opt = paper_state(memory)
     state = lambda it: {'format_version': CKPT_VERSION, 'iter_num': it, 'model': model.state_dict(),
-                        'optimizer': opt.state_dict(), 'model_args': vars(model.config)}
+                        'optimizer': opt.state_dict(), 'model_args': model.config.args()}
     out = {'memory': memory, 'step_s': step_s, 'params': model.param_counts()['total'], 'intervals': {}}
     with tempfile.TemporaryDirectory(dir='.') as d:
         path, writer, writes = os.path.join(d, 'ckpt.pt'), CheckpointWriter(), []

@@ -27,15 +27,15 @@ EXTENSIONS = ModelConfig.extensions     # their hooks: on the model (model.Exten
 def model_config(cfg, vocab_size):
     """A run config's model: its ModelConfig keys, the data's vocabulary (padded by the caller), and with
     hash_seed_from_seed the seed's own hash seed."""
-    args = {k: cfg[k] for k in ModelConfig.__dataclass_fields__ if k in cfg}
+    args = {k: cfg[k] for k in ModelConfig.keys() if k in cfg}
     args['vocab_size'] = vocab_size
     if cfg.get('hash_seed_from_seed'):
         args['engram_hash_seed'] = cfg['seed']
-    return ModelConfig(**args)
+    return ModelConfig.from_args(**args)
 
 def load_checkpoint(path, hint="Train first, or set init_from='scratch'."):
     """A checkpoint (engramlib.checkpoint: checksum, schema) whose model settings this code knows."""
-    return checkpoint.load_checkpoint(path, hint, ModelConfig.__dataclass_fields__,
+    return checkpoint.load_checkpoint(path, hint, ModelConfig.keys(),
                                       '' if EXTENDED else ', with the extensions/ folder that wrote them')
 
 def tier_index(data_dir, meta, hot_size, orders, counts=False, kind=NgramIndex):
@@ -76,7 +76,7 @@ def load_model(ckpt_path, data_dir=None, hot_size=None):
                             f"are its routes, so --hot_size {hot_size} does not apply.")
         args['hot_size'] = hot_size
     try:
-        mcfg = ModelConfig(**args)
+        mcfg = ModelConfig.from_args(**args)
     except (TypeError, ValueError) as e:
         raise DataError(f"{ckpt_path} has model settings this code cannot build ({e}). Only load checkpoints this repo wrote.") from None
     index, current = load_index(data_dir, meta, mcfg)

@@ -62,8 +62,12 @@ class GPTConfig:
     groups = ()         # not fields: the option groups validate() checks (below), and the extensions a
     extensions = ()     # composed config carries (extensions/__init__.py); the paper's model has none
 
+    def args(self):
+        """The settings as one flat dict (a composed config adds its extensions' objects' settings)."""
+        return dict(vars(self))
+
     def validate(self):
-        check_values(type(self).groups, vars(self))
+        check_values(type(self).groups, self.args())
 
 VOCAB = fields_group('the data (train.py sets it from the data dir)', GPTConfig, ('vocab_size',))
 BACKBONE = fields_group('model (GPT-2 small; paper Table 1)', GPTConfig, (

@@ -225,7 +225,7 @@ class Trainer:
     def describe(self):
         """What eval needs to rebuild the model from a checkpoint, as it is now (Checkpointer)."""
         r = self.run
-        return {'model_args': vars(r.mcfg), 'config': self.cfg, 'data_signature': r.signature, 'data_files': r.data.files_sha256()}
+        return {'model_args': r.mcfg.args(), 'config': self.cfg, 'data_signature': r.signature, 'data_files': r.data.files_sha256()}
 
     def stop_non_finite(self, it):
         raise FloatingPointError(f"non-finite loss at iter {it}; stopped. The last good checkpoint {self.run.ckpt_path} is untouched.")

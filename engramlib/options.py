@@ -42,12 +42,13 @@ class Option:
 
 
 class Group:
-    """The options of one part, under a title (--help's section). model=True: they are GPTConfig fields (the model
-    is built from them and checkpoints keep them); else settings of the run only. check(c): the combinations the part
-    refuses, raising ConfigError (c: a dict of every setting in scope; a model group's check reads model keys only)."""
+    """The options of one part, under a title (--help's section). part: an extension's model settings, kept in their
+    own object on a model config as config.<part>.<key> (config_class); GPTConfig's fields and the run's settings have
+    none. check(c): the combinations the part refuses, raising ConfigError (c: a dict of every setting in scope, flat;
+    a model group's check reads model keys only)."""
 
-    def __init__(self, title, options, model=False, check=None):
-        self.title, self.options, self.model, self.check = title, options, model, check
+    def __init__(self, title, options, part=None, check=None):
+        self.title, self.options, self.part, self.check = title, options, part, check
 
 
 def check_values(groups, c):
@@ -80,15 +81,50 @@ def option(default, help, **allowed):
 
 def fields_group(title, cls, keys, check=None):
     """The Group of some of a config class's option fields (declared with `option`)."""
-    return Group(title, {k: cls.__dataclass_fields__[k].metadata['option'] for k in keys}, model=True, check=check)
+    return Group(title, {k: cls.__dataclass_fields__[k].metadata['option'] for k in keys}, check=check)
+
+
+def part_class(group, module):
+    """An extension's own settings object: a frozen dataclass of its group's options (their defaults)."""
+    fields = [(k, type(o.default), field(default=o.default)) for k, o in group.options.items()]
+    return make_dataclass(group.part.title() + 'Config', fields, frozen=True, namespace={'__module__': module})
+
+
+class Composed:
+    """A model config: the paper's (base's fields) and each extension's settings in its own object, config.<part>.
+    Checkpoints and run configs keep the settings flat, one key each (args / from_args): a key names its option
+    wherever it is read, e.g. --moe_experts is config.moe.moe_experts."""
+    parts = {}          # part name -> its Group
+
+    @classmethod
+    def keys(cls):
+        """Every setting's key: base's fields, then each part's options."""
+        own = [f for f in cls.__dataclass_fields__ if f not in cls.parts]
+        return own + [k for g in cls.parts.values() for k in g.options]
+
+    @classmethod
+    def from_args(cls, **args):
+        """The config of flat settings (a checkpoint's model_args); an unknown key is a TypeError, as a dataclass's."""
+        parts = {p: cls.__dataclass_fields__[p].type(**{k: args.pop(k) for k in g.options if k in args})
+                 for p, g in cls.parts.items()}
+        return cls(**args, **parts)
+
+    def args(self):
+        """The flat settings, in keys()'s order (checkpoints' model_args)."""
+        return {k: getattr(getattr(self, self.part_of[k]) if k in self.part_of else self, k) for k in self.keys()}
 
 
 def config_class(name, base, groups, extensions, module):
-    """base (a config dataclass with `groups`) extended by the groups' options as fields (their defaults),
-    carrying `extensions`, the hooks that act on a model built from it (model.Extension)."""
-    fields = [(k, type(o.default), field(default=o.default)) for k, o in merged(groups).items()]
-    return make_dataclass(name, fields, bases=(base,), namespace={
-        'groups': (*base.groups, *groups), 'extensions': tuple(extensions), '__module__': module})
+    """base (the paper's config dataclass, with its `groups`) composed with one object per extension group
+    (config.<group.part>, a part_class), carrying every group for validate() and `extensions`, the hooks that act
+    on a model built from it (model.Extension)."""
+    merged([*base.groups, *groups])                 # a key declared twice is refused
+    parts = {g.part: g for g in groups if g.options}
+    classes = {p: part_class(g, module) for p, g in parts.items()}
+    fields = [(p, c, field(default_factory=c)) for p, c in classes.items()]
+    return make_dataclass(name, fields, bases=(Composed, base), namespace={
+        'groups': (*base.groups, *groups), 'extensions': tuple(extensions), 'parts': parts, '__module__': module,
+        'part_of': {k: p for p, g in parts.items() for k in g.options}})
 
 
 def help_text(groups, doc, script):

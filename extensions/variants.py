@@ -53,7 +53,7 @@ class GateFeatures:
 
     def __init__(self, config, d_mem):
         super().__init__(config, d_mem)
-        self.names = config.gate_inputs
+        self.names = config.variants.gate_inputs
         self.w_feat = nn.Linear(n_gate_features(config), 1, bias=False)
 
     def post_init(self, model):
@@ -102,8 +102,9 @@ class ShortConv(nn.Module):
 def gate_mixins(config):
     """The gate variants the config turns on, to put in front of engram.EngramGate (order matters: the logit is
     squashed after the features are added, as in the DeepSeek demo)."""
-    return [p for p, on in ((ShortConvOut, config.engram_short_conv), (SignedSqrt, config.engram_gate == 'signed_sqrt'),
-                            (GateFeatures, bool(config.gate_inputs)), (DecoupledKeys, config.gate_keys == 'decoupled')) if on]
+    v = config.variants
+    return [p for p, on in ((ShortConvOut, v.engram_short_conv), (SignedSqrt, v.engram_gate == 'signed_sqrt'),
+                            (GateFeatures, bool(v.gate_inputs)), (DecoupledKeys, v.gate_keys == 'decoupled')) if on]
 
 # -----------------------------------------------------------------------------
 # memory variants (mixins in front of a memory kind, engram.MEMORY)
@@ -121,7 +122,7 @@ class CollidingHotRows:
 
     @staticmethod
     def n_hot_rows(config):
-        return -(-config.hot_size // config.hot_collision)
+        return -(-config.hot_size // config.variants.hot_collision)
 
     def hot_row(self, keys, slots, oi, order):
         return (slots % self.hot_rows).unsqueeze(-1)
@@ -161,15 +162,16 @@ class SomeHotLayers:
 
     @staticmethod
     def hot_layers(config):
-        return config.hot_layers
+        return config.variants.hot_layers
 
 
 def memory_mixins(config):
     """The memory variants the config turns on, to put in front of its memory kind (engram.MEMORY)."""
-    colliding = SemanticHotRows if config.hot_collision_mode == 'semantic' else CollidingHotRows
-    return [p for p, on in ((ShuffledReads, config.memory_reads == 'shuffled'),
-                            (PerLayerTables, not config.engram_shared_tables), (SomeHotLayers, bool(config.hot_layers)),
-                            (HashedHotRows, config.hot_index == 'hashed'), (colliding, config.hot_collision > 1)) if on]
+    v = config.variants
+    colliding = SemanticHotRows if v.hot_collision_mode == 'semantic' else CollidingHotRows
+    return [p for p, on in ((ShuffledReads, v.memory_reads == 'shuffled'),
+                            (PerLayerTables, not v.engram_shared_tables), (SomeHotLayers, bool(v.hot_layers)),
+                            (HashedHotRows, v.hot_index == 'hashed'), (colliding, v.hot_collision > 1)) if on]
 
 # -----------------------------------------------------------------------------
 # membership variant (a subclass of engram.NgramIndex)
@@ -205,8 +207,8 @@ def fingerprint_and_slot(keys, order, bits, n_slots):
 
 def index_class(config):
     """The fingerprint variant of engram.NgramIndex (with its bits bound), or None."""
-    if config.hot_fingerprint_bits:
-        return lambda *a, **k: FingerprintIndex(*a, bits=config.hot_fingerprint_bits, **k)
+    if config.variants.hot_fingerprint_bits:
+        return lambda *a, **k: FingerprintIndex(*a, bits=config.variants.hot_fingerprint_bits, **k)
     return None
 
 # -----------------------------------------------------------------------------
@@ -214,23 +216,25 @@ def index_class(config):
 
 def needs_hot(config):
     """Whether training forwards must compute hot slots for a variant (Nine always does; Hash not for itself)."""
-    return config.gate_keys == 'decoupled' or 'is_hot' in config.gate_inputs
+    v = config.variants
+    return v.gate_keys == 'decoupled' or 'is_hot' in v.gate_inputs
 
 def needs_counts(config):
     """Whether the model needs the training count of every distinct n-gram (loaded into the index)."""
-    semantic = has_hot_tier(config.memory) and config.hot_collision > 1 and config.hot_collision_mode == 'semantic'
-    return has_memory(config.memory) and (bool({'log_freq', 'collision'} & set(config.gate_inputs)) or semantic)
+    v = config.variants
+    semantic = has_hot_tier(config.memory) and v.hot_collision > 1 and v.hot_collision_mode == 'semantic'
+    return has_memory(config.memory) and (bool({'log_freq', 'collision'} & set(v.gate_inputs)) or semantic)
 
 def finish(model, shapes_only=False):
     """Data-derived parts of variants, at the end of GPT.__init__ (not for a shapes-only model): the collision
     degree of every table row; the semantic slot -> row maps."""
     if shapes_only:
         return
-    if model.memory is not None and 'collision' in model.config.gate_inputs:
+    if model.memory is not None and 'collision' in model.config.variants.gate_inputs:
         model.memory.register_buffer('occupancy', occupancy(model.memory, model.index), persistent=False)
     if isinstance(model.memory, SemanticHotRows):
         for o in model.memory.orders:
-            rows = semantic_rows(model.index, o, model.config.hot_collision)
+            rows = semantic_rows(model.index, o, model.config.variants.hot_collision)
             model.memory.register_buffer(f'semantic_rows_o{o}', rows, persistent=False)
 
 @torch.no_grad()
@@ -267,7 +271,7 @@ def occupancy(memory, index):
 
 def n_gate_features(config):
     n_orders, heads = len(config.ngram_orders), config.engram_heads
-    names = config.gate_inputs
+    names = config.variants.gate_inputs
     return ('is_hot' in names) + ('log_freq' in names) * n_orders + ('collision' in names) * n_orders * heads
 
 def gate_features(names, fwd):
@@ -294,11 +298,12 @@ def memory_regularizers(config, noise):
     regs = []
     if noise is not None and noise.sigmas.get('mem', 0) > 0:
         regs.append(lambda e, fwd, use_hot, table_set: fwd.noise.memory(e, fwd.route.is_hot_order))
-    if has_hot_tier(config.memory) and config.hot_ramp_iters:
-        regs.append(lambda e, fwd, use_hot, table_set: hot_phase_in(e, fwd, use_hot, table_set, config.hot_ramp_iters))
-    if has_hot_tier(config.memory) and config.hot_dropout > 0:
+    v = config.variants
+    if has_hot_tier(config.memory) and v.hot_ramp_iters:
+        regs.append(lambda e, fwd, use_hot, table_set: hot_phase_in(e, fwd, use_hot, table_set, v.hot_ramp_iters))
+    if has_hot_tier(config.memory) and v.hot_dropout > 0:
         regs.append(lambda e, fwd, use_hot, table_set: hot_row_dropout(
-            e, fwd.route.is_hot_order, config.hot_dropout * ramp(fwd.step, config.hot_reg_ramp_iters)))
+            e, fwd.route.is_hot_order, v.hot_dropout * ramp(fwd.step, v.hot_reg_ramp_iters)))
     return regs
 
 def hot_row_dropout(e, is_hot_order, p):
@@ -326,10 +331,11 @@ def hot_phase_in(e, fwd, use_hot, table_set, iters):
 
 def aux_losses(config):
     out = []
-    if has_memory(config.memory) and config.gate_credit:
-        out.append(lambda fwd, losses, targets: config.gate_credit * gate_credit_loss(fwd, losses, targets))
-    if has_hot_tier(config.memory) and config.hot_teacher:
-        out.append(lambda fwd, losses, targets: config.hot_teacher * hot_teacher_loss(fwd))
+    v = config.variants
+    if has_memory(config.memory) and v.gate_credit:
+        out.append(lambda fwd, losses, targets: v.gate_credit * gate_credit_loss(fwd, losses, targets))
+    if has_hot_tier(config.memory) and v.hot_teacher:
+        out.append(lambda fwd, losses, targets: v.hot_teacher * hot_teacher_loss(fwd))
     return out
 
 def gate_credit_loss(fwd, losses, targets):
@@ -418,7 +424,7 @@ VARIANTS = Group("the paper's variants (extensions/variants.py; §6.3, §7.2, th
     hot_reg_ramp_iters=Option(0, 'hot_dropout / hot_weight_decay grow linearly from 0 over these iters', at_least=0),
     memory_reads=Option('keyed', "'keyed' (the paper's) | 'shuffled': every read a random row, a memory that cannot memorize "
                         "(the control of docs/controls.md)", choices=('keyed', 'shuffled')),
-), model=True, check=check_variants)
+), part='variants', check=check_variants)
 
 def check_maintenance(c):
     on = acting(c, ('hot_weight_decay', 'wk_decay'))

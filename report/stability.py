@@ -34,7 +34,7 @@ def key_stability(run_dir, data_dir=None, val_windows=None, device='cpu', batch_
     prev, pairs, index = None, [], None
     for path in tqdm(snaps, desc='snapshots'):
         snap = load_checkpoint(path)
-        mcfg = ModelConfig(**snap['model_args'])
+        mcfg = ModelConfig.from_args(**snap['model_args'])
         if not has_memory(mcfg.memory):
             raise DataError(f"{run_dir} has no Engram memory: no keys to compare.")
         if index is None:
@@ -96,7 +96,7 @@ def ngram_trajectories(run_dir, data_dir=None):
     for path in snaps:
         snap = load_checkpoint(path)
         if sample is None:
-            mcfg = ModelConfig(**snap['model_args'])
+            mcfg = ModelConfig.from_args(**snap['model_args'])
             data_dir = data_dir or snap['config']['data_dir']
             meta = load_meta(data_dir)
             sample = trajectory_sample(build_model(mcfg, load_index(data_dir, meta, mcfg)[0]),

@@ -79,7 +79,7 @@ def test_shuffled_reads_keep_the_parameters_and_labels_but_no_row_belongs_to_an_
                 table_size=301, hot_size=200, engram_head_dim=8)
     models = {}
     for reads in ('keyed', 'shuffled'):
-        cfg = ModelConfig(**args, memory_reads=reads)
+        cfg = ModelConfig.from_args(**args, memory_reads=reads)
         models[reads] = factory.build_model(cfg, factory.load_index(gen_data, load_meta(gen_data), cfg)[0])
     keyed, shuffled = models['keyed'], models['shuffled']
     assert keyed.param_counts() == shuffled.param_counts()

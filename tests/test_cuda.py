@@ -89,7 +89,7 @@ def test_hot_lookup_on_cuda_equals_bbhash(gen_data):
     from engram import hot_lookup_mphf, ngram_keys
     from factory import ModelConfig
     meta = load_meta(gen_data)
-    index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
+    index, _ = load_index(gen_data, meta, ModelConfig.from_args(memory='nine', hot_size=200))
     index = index.cuda()
     data = TokenData(gen_data, 2)
     stream = np.concatenate([[index.pad_token] * 2, data.splits['train']]).astype(np.int64)

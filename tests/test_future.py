@@ -92,7 +92,7 @@ def test_gate_features_are_the_data(gen_data):
     keys, slots = route.keys, route.slots
     is_hot = torch.stack([slots[2] >= 0, slots[3] >= 0]).any(0)
     rows = m.memory.rows(route)
-    f = gate_features(m.config.gate_inputs, ForwardPass(m, x, route, None))
+    f = gate_features(m.config.variants.gate_inputs, ForwardPass(m, x, route, None))
     assert f.shape == (2, 32, 1 + 2 + 4)
     assert torch.equal(f[..., 0], is_hot.float())
     counts = dict(zip(*(np.load(os.path.join(gen_data, f'ngrams_o3_{n}.npy')) for n in ('keys', 'counts'))))
@@ -231,7 +231,7 @@ def test_key_stability_uses_each_layers_own_memory_read(tmp_path, gen_data):
             m.memory.table.weight.normal_()
         snaps.append(m)
         save_checkpoint(str(tmp_path / 'snapshots' / f'iter_{seed:06d}.pt'),
-                        {'format_version': CKPT_VERSION, 'iter_num': seed, 'model': m.state_dict(), 'model_args': vars(m.config),
+                        {'format_version': CKPT_VERSION, 'iter_num': seed, 'model': m.state_dict(), 'model_args': m.config.args(),
                          'config': {'data_dir': gen_data, 'dtype': 'float32', 'eval_batch_size': 2, 'val_windows': 2}, 'data_signature': {}})
     save_json(str(tmp_path / 'config.json'), {'data_dir': gen_data, 'val_windows': 2})
     rep = es.key_stability(str(tmp_path))
@@ -351,7 +351,7 @@ def test_trajectory_sample_groups_hot_own_and_colliding_rows(gen_data):
     from report import stability as es
     from engramlib.data import load_counts
     from factory import ModelConfig
-    cfg = ModelConfig(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1, 2),
+    cfg = ModelConfig.from_args(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory='nine', engram_layers=(1, 2),
                     table_size=3001, hot_size=200, engram_head_dim=8)                  # room for rows of their own
     m = factory.build_model(cfg, factory.load_index(gen_data, load_meta(gen_data), cfg)[0])
     keys, cnt = load_counts(gen_data, load_meta(gen_data), 2)

@@ -191,7 +191,7 @@ def test_compiled_training_is_one_graph_without_recompiles(gen_data, name, cfg):
     mcfg = factory.model_config({**cfg, **small, 'hot_layers': tuple(l for l in (1,) if cfg['hot_layers']), 'pkm_layers': (1,)}, 448)
     noisy = any(cfg[k] > 0 for k in ('noise_emb', 'noise_qk', 'noise_logits', 'noise_mem'))
     noise = Noise.from_config(cfg) if noisy else None
-    model = tiny_model(gen_data, noise=noise, **{k: v for k, v in vars(mcfg).items() if k not in small and k != 'vocab_size'})
+    model = tiny_model(gen_data, noise=noise, **{k: v for k, v in mcfg.args().items() if k not in small and k != 'vocab_size'})
     counter = CompileCounter()
     reversible = cfg['block'] == 'reversible'
     compiled = torch.compile(model, backend=counter, fullgraph=not reversible)
@@ -257,7 +257,7 @@ def test_report_paths_take_an_index_on_the_device_not_the_host(gen_data):
     from report.databaseline import data_baseline, kn_share_rows, position_groups
     from factory import ModelConfig
     meta = load_meta(gen_data)
-    index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
+    index, _ = load_index(gen_data, meta, ModelConfig.from_args(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
     starts = data.val_starts(32, 4)
     host = (data_baseline(data, index, starts, 32, meta['tokens']['vocab_size']), position_groups(data, index, starts, 32))

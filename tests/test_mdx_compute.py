@@ -65,7 +65,7 @@ def test_reversible_stack_passes_a_float64_gradcheck():
     """Input and every parameter, float64 end to end (so without Engram memory: the gate's norms run in fp32;
     the Engram layers are checked against the twin below)."""
     torch.manual_seed(0)
-    model = GPT(ModelConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=8, block_size=8, block='reversible', memory='none')).double()
+    model = GPT(ModelConfig.from_args(vocab_size=64, n_layer=2, n_head=2, n_embd=8, block_size=8, block='reversible', memory='none')).double()
     fwd = ForwardPass(model, torch.zeros(1, 6, dtype=torch.long), None, NO_NOISE)
     fwd.memory = {}
     blocks = model.transformer.h
@@ -109,7 +109,7 @@ def test_reversible_activation_memory_is_flat_in_depth_and_the_twins_grows(gen_d
     for n_layer in (2, 4, 8):
         for kind in ('reversible', 'twin'):
             torch.manual_seed(0)
-            model = GPT(ModelConfig(vocab_size=448, n_layer=n_layer, n_head=2, n_embd=32, block_size=32, block='reversible', memory='none'))
+            model = GPT(ModelConfig.from_args(vocab_size=448, n_layer=n_layer, n_head=2, n_embd=32, block_size=32, block='reversible', memory='none'))
             model = twin(model) if kind == 'twin' else model
             saved[kind, n_layer] = reversible.saved_activation_bytes(lambda: model(x, y)[1], model.parameters())[1]
     assert saved['reversible', 2] == saved['reversible', 4] == saved['reversible', 8]
@@ -130,7 +130,7 @@ def test_reversible_samples_like_its_training_forward(gen_data):
 @pytest.mark.parametrize('opts', [dict(ffn='moe'), dict(memory='nine', gate_credit=0.1)])
 def test_reversible_refuses_the_parts_a_recompute_would_run_twice(opts):
     with pytest.raises(ConfigError, match="block='reversible'"):
-        ModelConfig(block='reversible', **opts).validate()
+        ModelConfig.from_args(block='reversible', **opts).validate()
 
 
 # -- MD-banded LSH attention -----------------------------------------------------

@@ -22,7 +22,7 @@ def batch(gen_data, starts=(0, 40)):
 
 def test_embedding_kinds_count_their_own_parameters():
     V, C = 448, 32
-    counts = {e: GPT(ModelConfig(vocab_size=V, n_layer=1, n_head=2, n_embd=C, block_size=16, memory='none', embedding=e,
+    counts = {e: GPT(ModelConfig.from_args(vocab_size=V, n_layer=1, n_head=2, n_embd=C, block_size=16, memory='none', embedding=e,
                                embed_rank=4, embed_tables=2, embed_buckets=64)).param_counts() for e in ('tied', 'untied', 'lowrank', 'mihe')}
     assert counts['tied']['embedding'] == 0 and counts['untied']['embedding'] == V * C
     assert counts['lowrank']['embedding'] == V * 4 + 4 * C and counts['mihe']['embedding'] == 2 * 64 * C // 2

@@ -24,7 +24,7 @@ def test_paper_configs_have_exactly_equal_table_and_total_params():
     counts = {}
     with torch.device('meta'):   # shapes only: no 300M-parameter allocation
         for name, (mem, table, hot) in PAPER.items():
-            counts[name] = GPT(ModelConfig(vocab_size=128_832, memory=mem, table_size=table, hot_size=hot),
+            counts[name] = GPT(ModelConfig.from_args(vocab_size=128_832, memory=mem, table_size=table, hot_size=hot),
                                index=empty_index()).param_counts()
     assert {c['tables'] for c in counts.values()} == {128_000_000}
     assert len({c['total'] for c in counts.values()}) == 1
@@ -33,8 +33,8 @@ def test_paper_configs_have_exactly_equal_table_and_total_params():
 
 def test_per_layer_tables_multiply_table_params():
     with torch.device('meta'):
-        shared = GPT(ModelConfig(memory='hash', table_size=1000), index=empty_index()).param_counts()
-        own = GPT(ModelConfig(memory='hash', table_size=1000, engram_shared_tables=False), index=empty_index()).param_counts()
+        shared = GPT(ModelConfig.from_args(memory='hash', table_size=1000), index=empty_index()).param_counts()
+        own = GPT(ModelConfig.from_args(memory='hash', table_size=1000, engram_shared_tables=False), index=empty_index()).param_counts()
     assert own['tables'] == 3 * shared['tables'] == 3 * 2 * 2 * 1000 * 64
 
 
@@ -83,7 +83,7 @@ def test_window_keys_use_the_real_preceding_tokens(gen_data):
 
 
 def tiny_model(gen_data, memory, noise=None, **kw):
-    cfg = ModelConfig(**{**dict(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
+    cfg = ModelConfig.from_args(**{**dict(vocab_size=448, n_layer=3, n_head=2, n_embd=32, block_size=32, memory=memory,
                               engram_layers=(1, 2), table_size=257, hot_size=200, engram_head_dim=8), **kw})
     index, _ = factory.load_index(gen_data, load_meta(gen_data), cfg)
     torch.manual_seed(0)
@@ -155,9 +155,9 @@ def test_short_conv_starts_as_identity_then_learns(gen_data):
 
 def test_model_config_errors_are_clear():
     with pytest.raises(ConfigError, match=r'engram_layers \[2, 4, 6\] has \[4, 6\] outside'):
-        GPT(ModelConfig(n_layer=4, memory='hash'), index=empty_index())
+        GPT(ModelConfig.from_args(n_layer=4, memory='hash'), index=empty_index())
     with pytest.raises(ConfigError, match='table_size must be > 0'):
-        GPT(ModelConfig(memory='hash', table_size=0), index=empty_index())
+        GPT(ModelConfig.from_args(memory='hash', table_size=0), index=empty_index())
 
 
 def test_rowwise_adamw_equals_adamw_on_touched_rows_and_skips_the_rest():

@@ -184,7 +184,7 @@ def test_kn_on_the_whole_train_share_equals_the_data_baseline(gen_data):
     from report.databaseline import data_baseline, hot_labels, kn_by_doc_share, val_triples
     from factory import ModelConfig
     meta = load_meta(gen_data)
-    index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
+    index, _ = load_index(gen_data, meta, ModelConfig.from_args(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
     starts = data.val_starts(32, 8)
     sets = {'k': (starts, 32, hot_labels(index, val_triples(data, starts, 32)[0]))}
@@ -208,7 +208,7 @@ def test_kn_shares_are_random_documents_not_a_prefix_and_the_report_reads_the_da
     d = tmp_path / 'data'
     shutil.copytree(gen_data, d)
     meta = load_meta(str(d))
-    index, _ = load_index(str(d), meta, ModelConfig(memory='nine', hot_size=200))
+    index, _ = load_index(str(d), meta, ModelConfig.from_args(memory='nine', hot_size=200))
     data = TokenData(str(d), index.max_order - 1)
     starts = data.val_starts(32, 8)
     train = np.asarray(data.splits['train'])
@@ -235,7 +235,7 @@ def test_copyable_marks_exactly_the_repeated_bigrams_of_each_window(gen_data):
     from report.databaseline import position_groups
     from factory import ModelConfig
     meta = load_meta(gen_data)
-    index, _ = load_index(gen_data, meta, ModelConfig(memory='nine', hot_size=200))
+    index, _ = load_index(gen_data, meta, ModelConfig.from_args(memory='nine', hot_size=200))
     data = TokenData(gen_data, index.max_order - 1)
     starts = data.val_starts(32, 4)
     is_hot, count2, copyable = position_groups(data, index, starts, 32)

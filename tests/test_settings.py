@@ -1,6 +1,7 @@
 """One source of truth for every setting (each part declares its options once, engramlib/options.py), and each new
 part, memory kind or report table one registration (the house's layout is tests/test_layout.py's)."""
 import ast
+import dataclasses
 import json
 import os
 import shutil
@@ -67,7 +68,7 @@ def test_train_and_the_model_refuse_a_value_with_the_same_check(key, value, mess
     with pytest.raises(ConfigError, match=message):
         train.validate_config({**train.default_config(), key: value})
     with pytest.raises(ConfigError, match=message):
-        extensions.ModelConfig(**{key: value}).validate()
+        extensions.ModelConfig.from_args(**{key: value}).validate()
 
 
 def test_help_groups_every_setting_under_its_part():
@@ -84,11 +85,29 @@ def test_gpt_config_is_the_paper_model_declared_in_model_py_with_at_most_24_fiel
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == 'GPTConfig')
     declared = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)]
     assert declared == list(model.GPTConfig.__dataclass_fields__) and len(declared) <= 24
-    assert list(extensions.ModelConfig.__dataclass_fields__)[:len(declared)] == declared
     assert issubclass(extensions.ModelConfig, model.GPTConfig) and not model.GPTConfig.extensions
-    assert {'hot_collision', 'adapter', 'moe_experts'} <= set(extensions.ModelConfig.__dataclass_fields__) - set(declared)
     with pytest.raises(TypeError):
         model.GPTConfig(hot_collision=2)
+
+
+def test_each_extension_keeps_its_settings_in_its_own_object_and_checkpoints_keep_them_flat():
+    """ModelConfig is GPTConfig's fields plus one object per extension (config.<part>.<key>), not one flat class;
+    what a checkpoint stores (args) is the flat settings in the order it always was, and from_args reads it back."""
+    M, declared = extensions.ModelConfig, list(model.GPTConfig.__dataclass_fields__)
+    own = list(M.__dataclass_fields__)
+    assert own[:len(declared)] == declared
+    assert own[len(declared):] == ['variants', 'embed', 'lsh', 'sketch', 'moe', 'pkm', 'adapters']
+    cfg = M.from_args(moe_experts=8, hot_collision=2, adapter='cs_lora', n_layer=3)
+    assert (cfg.moe.moe_experts, cfg.variants.hot_collision, cfg.adapters.adapter, cfg.n_layer) == (8, 2, 'cs_lora', 3)
+    assert not hasattr(cfg, 'moe_experts') and cfg.pkm == M().pkm         # not flattened; the others at their defaults
+    flat = cfg.args()
+    assert list(flat) == M.keys() == [*declared, *(k for g in M.parts.values() for k in g.options)]
+    assert len(flat) == 63 and M.from_args(**flat) == cfg and flat['moe_experts'] == 8
+    assert M.from_args(**{**flat, 'moe_experts': 4}) != cfg               # a part's setting takes part in equality
+    with pytest.raises(TypeError):
+        M.from_args(moe_expert=8)                                           # an unknown key, as a dataclass refuses it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.moe.moe_experts = 2                                             # read-only: settings are chosen at construction
 
 
 PART = '''"""A throw-away FFN kind: GPT-2's MLP scaled by a factor (tests/test_settings.py)."""
@@ -99,14 +118,14 @@ from engramlib.options import Group, Option
 class ScaledMLP(MLP):
     def __init__(self, config, layer_idx=0):
         super().__init__(config, layer_idx)
-        self.scale = config.mlp_scale
+        self.scale = config.scaled.mlp_scale
 
     def forward(self, x, fwd):
         return self.scale * super().forward(x, fwd)
 
 
 OPTIONS = Group("scaled MLP (ffn='scaled')", dict(mlp_scale=Option(1.0, 'scaled: the factor of the MLP output', above=0)),
-                model=True)
+                part='scaled')
 '''
 
 

@@ -30,10 +30,11 @@ class LSHAttention(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        self.c, self.w, self.salt = config.lsh_bucket_size, config.lsh_window, layer_idx * 1009
+        lsh = config.lsh
+        self.c, self.w, self.salt = lsh.lsh_bucket_size, lsh.lsh_window, layer_idx * 1009
         bits = n_bits(max(1, config.block_size // self.c))
         g = torch.Generator().manual_seed(self.salt)
-        self.register_buffer('proj', torch.randn(config.lsh_rounds, config.n_embd // config.n_head, bits, generator=g),
+        self.register_buffer('proj', torch.randn(lsh.lsh_rounds, config.n_embd // config.n_head, bits, generator=g),
                              persistent=False)
 
     def forward(self, q, k, v, fwd):
@@ -156,4 +157,4 @@ OPTIONS = Group("LSH attention (attention='lsh')", dict(
     lsh_bucket_size=Option(64, 'lsh: mean keys per bucket (T // it buckets) and the sorted chunk length', at_least=1),
     lsh_rounds=Option(2, 'lsh: hash rounds', at_least=0),
     lsh_window=Option(64, 'lsh: the local window every query also reads', at_least=1),
-), model=True)
+), part='lsh')

@@ -143,7 +143,7 @@ class SketchAttention(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        self.r, self.tau, self.salt = config.sketch_width, config.sketch_tau, layer_idx * 1009
+        self.r, self.tau, self.salt = config.sketch.sketch_width, config.sketch.sketch_tau, layer_idx * 1009
 
     def forward(self, q, k, v, fwd):
         no_kv_cache('sketch', fwd)
@@ -156,7 +156,7 @@ class BucketAttention(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        self.n, self.tau, self.salt = config.bucket_count, config.bucket_tau, layer_idx * 1009
+        self.n, self.tau, self.salt = config.sketch.bucket_count, config.sketch.bucket_tau, layer_idx * 1009
         self.register_buffer('proj', projection(config.n_embd // config.n_head, salt=self.salt), persistent=False)
 
     def forward(self, q, k, v, fwd):
@@ -172,4 +172,4 @@ OPTIONS = Group("sketched and bucket-bounded attention (attention='sketch' | 'bu
     sketch_tau=Option(2.0, "sketch: skip pairs whose sketched score is more than tau below the row's best", at_least=0),
     bucket_count=Option(8, 'bucket: key buckets', at_least=1),
     bucket_tau=Option(0.01, 'bucket: drop buckets whose bound on their contribution is below tau', at_least=0),
-), model=True)
+), part='sketch')

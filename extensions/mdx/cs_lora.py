@@ -119,7 +119,7 @@ OPTIONS = Group('fine-tuning with adapters (extensions/mdx/cs_lora.py; with init
                    choices=('none', 'lora', 'cslora')),
     adapter_rank=Option(8, 'rank of each adapter (attn.c_attn and mlp.c_fc of every block)', above=0),
     adapter_pool=Option(0, "cslora: pool parameters in all (0 = LoRA's count at adapter_rank: equal parameters)", at_least=0),
-), model=True)
+), part='adapters')
 
 
 class Adapters(Extension):
@@ -127,8 +127,9 @@ class Adapters(Extension):
     parameters are counted apart from the backbone (model.Extension)."""
 
     def after_init(self, model, shapes_only):
-        if model.config.adapter != 'none':
-            attach(model, model.config.adapter, model.config.adapter_rank, model.config.adapter_pool)
+        a = model.config.adapters
+        if a.adapter != 'none':
+            attach(model, a.adapter, a.adapter_rank, a.adapter_pool)
 
     def param_counts(self, model):
         return {'adapter': sum(p.numel() for p in adapter_parameters(model))}
@@ -140,7 +141,7 @@ class Adapters(Extension):
 
     def after_base(self, model):
         """Fine-tuning with adapters: only the adapters train."""
-        if model.config.adapter != 'none':
+        if model.config.adapters.adapter != 'none':
             trainable = {id(p) for p in adapter_parameters(model)}
             for p in model.parameters():
                 p.requires_grad_(id(p) in trainable)

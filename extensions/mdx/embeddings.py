@@ -34,8 +34,8 @@ class LowRankEmbedding(nn.Module):
 
     def __init__(self, config, lm_head=None):
         super().__init__()
-        self.codes = nn.Embedding(config.vocab_size, config.embed_rank)
-        self.up = nn.Linear(config.embed_rank, config.n_embd, bias=False)
+        self.codes = nn.Embedding(config.vocab_size, config.embed.embed_rank)
+        self.up = nn.Linear(config.embed.embed_rank, config.n_embd, bias=False)
 
     def forward(self, idx):
         return self.up(self.codes(idx))
@@ -49,10 +49,11 @@ class HashEmbedding(nn.Module):
 
     def __init__(self, config, lm_head=None):
         super().__init__()
-        T, B, C, S = config.embed_tables, config.embed_buckets, config.n_embd, config.embed_seed_choices
+        e = config.embed
+        T, B, C, S = e.embed_tables, e.embed_buckets, config.n_embd, e.embed_seed_choices
         self.T, self.B, self.S = T, B, S
         self.table = nn.Embedding(T * B, C // T)
-        rows = torch.stack([token_rows(config.vocab_size, T, B, config.embed_hash, config.embed_hash_seed + s)
+        rows = torch.stack([token_rows(config.vocab_size, T, B, e.embed_hash, e.embed_hash_seed + s)
                             for s in range(S)], -1)                                  # (V, T, S)
         self.register_buffer('rows', rows + (torch.arange(T) * B)[:, None], persistent=False)   # into the stacked tables
         self.seed_logits = nn.Parameter(torch.zeros(T * S)) if S > 1 else None    # 1-D: no weight decay
@@ -133,4 +134,4 @@ OPTIONS = Group("token embeddings (embedding='untied' | 'lowrank' | 'mihe')", di
     embed_hash=Option('mdmix', "mihe: 'mdmix' | 'mulxor'", choices=('mdmix', 'mulxor')),
     embed_hash_seed=Option(0, 'mihe: seed of the salts / multipliers', at_least=0),
     embed_seed_choices=Option(1, 'mihe: > 1 = learned seeds: that many candidate seeds per table, straight-through logits', above=0),
-), model=True, check=check_embeddings)
+), part='embed', check=check_embeddings)

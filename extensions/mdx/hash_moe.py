@@ -38,15 +38,15 @@ class MoE(nn.Module):
 
     def __init__(self, config, layer_idx=0):
         super().__init__()
-        E, C, H = config.moe_experts, config.n_embd, 4 * config.n_embd
-        self.E, self.capacity, self.router_kind = E, config.moe_capacity, config.moe_router
-        self.bias_rate, self.layer_idx = config.moe_bias_rate, layer_idx
+        E, C, H = config.moe.moe_experts, config.n_embd, 4 * config.n_embd
+        self.E, self.capacity, self.router_kind = E, config.moe.moe_capacity, config.moe.moe_router
+        self.bias_rate, self.layer_idx = config.moe.moe_bias_rate, layer_idx
         self.w_fc = nn.Parameter(torch.randn(E, C, H) * 0.02)
         self.w_proj = nn.Parameter(torch.randn(E, H, C) * 0.02 / math.sqrt(2 * config.n_layer))   # GPT-2's scaled c_proj init
         self.b_fc = nn.Parameter(torch.zeros(E * H))      # biases kept 1-D: AdamW's no-decay group, as GPT-2's
         self.b_proj = nn.Parameter(torch.zeros(E * C))
-        self.router = nn.Linear(C, E, bias=False) if config.moe_router == 'switch' else None
-        c = config.moe_choices if config.moe_router == 'hash' else 1
+        self.router = nn.Linear(C, E, bias=False) if config.moe.moe_router == 'switch' else None
+        c = config.moe.moe_choices if config.moe.moe_router == 'hash' else 1
         self.register_buffer('candidates', hashed_experts(config.vocab_size, E, layer_idx, c), persistent=False)  # (V, c)
         self.register_buffer('load_bias', torch.zeros(E))
         self.register_buffer('load', torch.zeros(E), persistent=False)
@@ -128,7 +128,7 @@ class UnigramCounts(Extension):
     (model.Extension.extend_index)."""
 
     def extend_index(self, index, config, data_dir, meta):
-        if config.ffn == 'moe' and config.moe_router == 'balanced':
+        if config.ffn == 'moe' and config.moe.moe_router == 'balanced':
             keys, cnt = load_counts(data_dir, meta, 3, 'rawgrams')
             unigram = np.bincount(keys & ((1 << ID_BITS) - 1), weights=cnt, minlength=config.vocab_size)[:config.vocab_size]
             index.register_buffer('unigram', torch.from_numpy(unigram).long(), persistent=False)
@@ -147,4 +147,4 @@ OPTIONS = Group("mixture of experts (ffn='moe')", dict(
     moe_choices=Option(1, 'moe hash: hashed candidates per token; > 1 picks the one with the highest load bias (least loaded)', above=0),
     moe_capacity=Option(1.25, 'moe: tokens per expert at most, x tokens / experts (the rest skip this FFN)', above=0),
     moe_bias_rate=Option(0.0, 'moe: loss-free load balancing step of the routing bias (0 = off)', at_least=0),
-), model=True)
+), part='moe')

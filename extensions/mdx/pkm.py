@@ -26,12 +26,12 @@ class ProductKeyMemory(nn.Module):
 
     def __init__(self, config, layer_idx=0):
         super().__init__()
-        n, d, C = config.pkm_subkeys, config.pkm_key_dim, config.n_embd
-        self.n, self.k = n, config.pkm_topk
+        n, d, C = config.pkm.pkm_subkeys, config.pkm.pkm_key_dim, config.n_embd
+        self.n, self.k = n, config.pkm.pkm_topk
         self.query = nn.Linear(C, 2 * d, bias=False)
         self.values = nn.Embedding(n * n, C)
         codes = seeded_codes(n, d, layer_idx)
-        if config.pkm_keys == 'learned':
+        if config.pkm.pkm_keys == 'learned':
             self.subkeys = nn.Parameter(codes)                # (2, n, d), trained from the same start
         else:
             self.register_buffer('subkeys', codes, persistent=False)
@@ -53,7 +53,7 @@ class MLPWithPKM(nn.Module):
     def __init__(self, config, layer_idx=0):
         super().__init__()
         self.mlp = MLP(config, layer_idx)
-        self.pkm = ProductKeyMemory(config, layer_idx) if layer_idx in config.pkm_layers else None
+        self.pkm = ProductKeyMemory(config, layer_idx) if layer_idx in config.pkm.pkm_layers else None
 
     def forward(self, x, fwd):
         y = self.mlp(x, fwd)
@@ -82,4 +82,4 @@ OPTIONS = Group("product-key memory (ffn='pkm')", dict(
     pkm_subkeys=Option(256, 'pkm: sub-keys per half (n^2 value rows per layer)', above=0),
     pkm_key_dim=Option(32, 'pkm: query dims per half', above=0),
     pkm_topk=Option(8, 'pkm: top-k per half and slots read', above=0),
-), model=True, check=check_pkm)
+), part='pkm', check=check_pkm)

@@ -180,4 +180,4 @@ def check_reversible(c):
         raise ConfigError("block='reversible' re-runs every block in backward: MoE load statistics would update twice and "
                           "gate_credit needs alpha's graph; use block='prenorm' with ffn='moe' or gate_credit")
 
-OPTIONS = Group("reversible blocks (block='reversible')", {}, model=True, check=check_reversible)
+OPTIONS = Group("reversible blocks (block='reversible')", {}, part='reversible', check=check_reversible)

@@ -14,7 +14,6 @@ synthetic hot tier built by prepare_fineweb's own counting code, so no data dir 
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -123,6 +122,7 @@ from factory import ModelConfig
 from engramlib.offload import DeviceTables, HostTables
 from engramlib.system import compile_model, device_peak_flops, resolve_device, resolve_loss_chunk
 from engramlib.fsafe import DataError, save_json
+from tools.bench_counting import synth_tokens, time_counting_sizes
 
 VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
@@ -137,11 +137,6 @@ PARTS = {name: {'memory': 'none', **kw} for name, kw in {
     'nine': {'memory': 'nine'}, 'nine_gate_credit': {'memory': 'nine', 'gate_credit': 0.1},
     'reversible': {'block': 'reversible'}, 'lsh': {'attention': 'lsh', 'lsh_bucket_size': 8, 'lsh_window': 8},
     'sketch': {'attention': 'sketch'}, 'bucket': {'attention': 'bucket'}}.items()}
-
-def synth_tokens(n, vocab, seed=0):
-    """Zipf-like token ids (rank ~ u^3): a few ids very frequent, a long tail, like real text."""
-    u = np.random.default_rng(seed).random(n, dtype=np.float32)
-    return (u * u * u * (vocab - 1)).astype(np.uint16 if vocab <= 65536 else np.uint32)
 
 def synth_index(tokens, vocab, n_hot, orders=(2, 3)):
     """Identity canonical map and hot tiers = the top-n_hot n-grams of the synthetic stream."""
@@ -457,206 +452,6 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
             f'ratio_at_interval_{interval}': interval * step / (interval * step + overhead),
             f'ratio_at_interval_{interval}_blocking_save': interval * step / (interval * step + t_eval + blocking)}
 
-def synth_text(n, vocab, seed=0, n_phrases=1 << 21, phrase_len=8):
-    """Text-like tokens: a stream of phrases (fixed random 8-token sequences of Zipf tokens, the phrase drawn
-    Zipf-like from 2M), so n-grams repeat as in text instead of being nearly all distinct as i.i.d. tokens are."""
-    phrases = synth_tokens(n_phrases * phrase_len, vocab, seed=12345).reshape(n_phrases, phrase_len)
-    u = np.random.default_rng(seed).random(-(-n // phrase_len), dtype=np.float32)
-    return phrases[(u * u * u * (n_phrases - 1)).astype(np.int64)].reshape(-1)[:n]
-
-def write_synth_tokens(path, n, vocab, kind='iid', seed=1, chunk=1 << 26):
-    """Synthetic tokens in chunks straight to a file: memory does not grow with n (1B tokens = 2 GB of uint16).
-    kind: 'iid' (synth_tokens: almost every 3-gram distinct, the worst case) or 'text' (synth_text)."""
-    gen = synth_tokens if kind == 'iid' else synth_text
-    with open(path, 'wb') as f:
-        for i, s in enumerate(range(0, n, chunk)):
-            f.write(gen(min(chunk, n - s), vocab, seed=[seed, i]).tobytes())
-
-def time_counting(n_tokens, engine, memory_limit, kind='iid', vocab=50257, hot_sizes=(20_000, 50_000, 100_000), sort_bound=True):
-    """prepare_fineweb's n-gram counting (one engine) + hot tiers on synthetic tokens, in a temp dir beside
-    bench.py; with the process's peak RSS (run it in a fresh process per engine: the peak only grows).
-    sort_bound: also time one np.sort of the order-3 keys, the bound the numpy engine is measured against."""
-    import bbhash
-    import resource
-    import tempfile
-    canon = np.arange(vocab + 1, dtype=np.int64)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(__file__))) as d:
-        write_synth_tokens(os.path.join(d, 'train.bin'), n_tokens, vocab, kind)
-        tokens = np.memmap(os.path.join(d, 'train.bin'), dtype=np.uint16, mode='r')
-        t0 = time.perf_counter()
-        if engine == 'numpy':
-            for o, (k, c) in counting.count_numpy(tokens, canon, [2, 3], 3).items():
-                np.save(os.path.join(d, f'ngrams_o{o}_keys.npy'), k)
-                np.save(os.path.join(d, f'ngrams_o{o}_counts.npy'), c)
-            del k, c
-        else:
-            counting.count_duckdb(tokens, canon, [2, 3], 3, d, memory_limit)
-        t1 = time.perf_counter()
-        distinct = {}
-        for o in (2, 3):
-            keys, counts = (os.path.join(d, f'ngrams_o{o}_{n}.npy') for n in ('keys', 'counts'))
-            distinct[str(o)] = len(np.load(keys, mmap_mode='r'))
-            ranked = counting.top_n(keys, counts, max(hot_sizes))[0]     # as prepare: one ranking (files read in chunks), nested tiers
-            for n in hot_sizes:
-                bbhash.PyMPHF(ranked[:n].tolist(), n, 1, 1.0)
-        t2 = time.perf_counter()
-        out = {'tokens': n_tokens, 'engine': engine, 'kind': kind, 'count_s': t1 - t0, 'hot_tiers_s': t2 - t1, 'total_s': t2 - t0,
-               'distinct': distinct, 'peak_rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-        if sort_bound:
-            keys = counting.chunk_keys(tokens, canon, 0, n_tokens, 3, 3)
-            t3 = time.perf_counter()
-            np.sort(keys)
-            out['one_np_sort_s'] = time.perf_counter() - t3
-    return out
-
-def counting_in_subprocess(n_tokens, engine, memory_limit, kind):
-    """time_counting in a fresh process, so that each engine's peak RSS is its own."""
-    code = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); import bench; "
-            f"print('RESULT ' + json.dumps(bench.time_counting({n_tokens}, {engine!r}, {memory_limit}, {kind!r}, "
-            f"sort_bound={engine == 'numpy'})))")
-    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    if p.returncode != 0:
-        return {'tokens': n_tokens, 'engine': engine, 'error': p.stderr[-500:]}
-    return json.loads(p.stdout.split('RESULT ', 1)[1])
-
-def time_mdx(ckpt_path, device, n_pos=2048):
-    """The MD-mix inference ideas on a trained checkpoint's real activations (issue 19), each beside the
-    standard way: the bounded logit short-circuit vs the dense head, content-defined KV reuse vs a full
-    prefill, seeded vs k-means PQ codes for attention keys, Count-Sketch LoRA vs LoRA step time, and the attention
-    work that sketches (idea A) and bucket bounds (idea B) skip, with the error against full attention."""
-    from factory import load_model
-    from engramlib.data import TokenData
-    model, ckpt, data_dir, meta = load_model(ckpt_path)
-    model.to(device)
-    T = model.config.block_size
-    data = TokenData(data_dir, model.index.max_order - 1)
-    x, y, p = (torch.from_numpy(a).to(device) for a in data.windows('val', data.val_starts(T, -(-n_pos // T)), T))
-    hs, qs = [], []
-    hooks = [model.transformer.ln_f.register_forward_hook(lambda m, a, o: hs.append(o.flatten(0, 1))),
-             model.transformer.h[-1].attn.c_attn.register_forward_hook(lambda m, a, o: qs.append(o.detach()))]   # q | k | v
-    with torch.no_grad():
-        model(x, y, prev=p)
-    for h in hooks:
-        h.remove()
-    H, W = hs[0][:n_pos].float(), model.lm_head.weight.float()
-    out = {'checkpoint': ckpt_path, 'positions': len(H), 'vocab': W.shape[0]}
-
-    nh, C = model.config.n_head, model.config.n_embd
-    Q, K, V = (qs[0][..., i * C:(i + 1) * C].flatten(0, 1).float().view(-1, nh, C // nh) for i in (0, 1, 2))
-    K, Q, V = K[:4096], Q[:512], V[:4096]
-    out.update(mdx_logit_bound(H, W))
-    out.update(mdx_kv_reuse(model, x, T, device))
-    out.update(mdx_pq_keys(Q, K))
-    out.update(mdx_cs_lora(model, x, y, p, device))
-    out.update(mdx_attention(Q, K, V))
-    return out
-
-def timed(fn, reps=3):
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        r = fn()
-    return (time.perf_counter() - t0) / reps, r
-
-def mdx_logit_bound(H, W):
-    """1. the bounded logit short-circuit (exact top-k), per position, vs the dense matmul + topk."""
-    from extensions.mdx import logit_bound
-    out = {}
-    dense_t, (dv, di) = timed(lambda: torch.topk(H @ W.T, 10, -1))
-    for buckets in ('norm', 'mdmix'):
-        head = logit_bound.BoundedHead(W, 256, buckets)
-        t0 = time.perf_counter()
-        res = [head.topk(h, 10) for h in H[:256]]
-        per_pos = (time.perf_counter() - t0) / 256
-        exact = all(torch.allclose(v, dv[i], atol=1e-5) for i, (v, _, _) in enumerate(res))
-        out[f'logit_bound_{buckets}'] = {'rows_read_share': float(np.mean([r for _, _, r in res])) / W.shape[0], 'exact_top10': exact,
-                                          'us_per_position': per_pos * 1e6, 'dense_us_per_position_batched': dense_t / len(H) * 1e6}
-    one_t, _ = timed(lambda: torch.topk(W @ H[0], 10), reps=50)
-    out['dense_us_one_position'] = one_t * 1e6
-    return out
-
-def mdx_kv_reuse(model, x, T, device):
-    """2. content-defined KV reuse: 4 shared prefixes x 8 suffixes, time to first token with and without."""
-    from extensions.mdx.kv_reuse import PrefixKVCache
-    out = {}
-    prefix_len, suffix_len = T * 5 // 8, T // 4
-    toks = x.flatten()
-    prompts = [torch.cat([toks[i * 97: i * 97 + prefix_len], toks[2000 + 37 * j: 2000 + 37 * j + suffix_len]])[None]
-               for i in range(4) for j in range(8)]
-    cache, full_t, reuse_t, reused, err = PrefixKVCache(model), [], [], 0, 0.0
-    with torch.no_grad():
-        for pr in prompts:
-            t0 = time.perf_counter(); ref = model(pr, prev=model.context(pr, 0))[0]; full_t.append(time.perf_counter() - t0)
-            t0 = time.perf_counter(); got, _, r = cache.prefill(pr); reuse_t.append(time.perf_counter() - t0)
-            reused += r
-            err = max(err, (got[:, -1] - ref[:, -1]).abs().max().item())
-    out['kv_reuse_tiny'] = {'prompts': len(prompts), 'prompt_tokens': prefix_len + suffix_len, 'reused_share': reused / (len(prompts) * (prefix_len + suffix_len)),
-                       'ttft_ms_full': 1e3 * float(np.median(full_t)), 'ttft_ms_reuse': 1e3 * float(np.median(reuse_t)), 'max_abs_logit_diff': err}
-    # ... and on GPT-2 small (random weights: only the time matters), 768 shared + 256 own tokens per prompt
-    big = build_model(ModelConfig.from_args(vocab_size=50304, memory='none'), None).to(device).eval()
-    cache, full_t, reuse_t, err, reused = PrefixKVCache(big), [], [], 0.0, 0
-    gen = torch.Generator().manual_seed(0)
-    prefixes = [torch.randint(0, 50257, (768,), generator=gen) for _ in range(2)]
-    with torch.no_grad():
-        for i in range(8):
-            pr = torch.cat([prefixes[i % 2], torch.randint(0, 50257, (256,), generator=gen)])[None].to(device)
-            t0 = time.perf_counter(); ref = big(pr)[0]; full_t.append(time.perf_counter() - t0)
-            t0 = time.perf_counter(); got, _, r = cache.prefill(pr); reuse_t.append(time.perf_counter() - t0)
-            err, reused = max(err, (got[:, -1] - ref[:, -1]).abs().max().item()), reused + r
-    out['kv_reuse_gpt2_small'] = {'prompts': 8, 'prompt_tokens': 1024, 'reused_share': reused / (8 * 1024), 'ttft_ms_full': 1e3 * float(np.median(full_t)),
-                                  'ttft_ms_reuse_hits': 1e3 * float(np.median(reuse_t[2:])), 'ttft_ms_first_use': 1e3 * float(np.mean(reuse_t[:2])),
-                                  'max_abs_logit_diff': err}
-    return out
-
-def mdx_pq_keys(Q, K):
-    """3. PQ codes for the last layer's attention keys, per head: recall@10 of each query's true top-10 keys."""
-    from extensions.mdx import pq_keys
-    out, nh, d = {}, K.shape[1], K.shape[-1]
-    for M in (2, 4):
-        rec = {'seeded': [], 'kmeans': []}
-        for hd in range(nh):
-            k, q = K[:, hd].contiguous(), Q[:, hd].contiguous()
-            for name, cb in (('seeded', pq_keys.seeded_codebooks(d, M, 256, seed=hd, scale=pq_keys.subspace_scale(k, M), device=k.device)),
-                             ('kmeans', pq_keys.kmeans_codebooks(k, M, 256))):
-                rec[name].append(pq_keys.recall_at_k(q, k, pq_keys.decode(pq_keys.encode(k, cb), cb), 10))
-        out[f'pq_M{M}'] = {'recall@10_seeded': float(np.mean(rec['seeded'])), 'recall@10_kmeans': float(np.mean(rec['kmeans'])),
-                           'bytes_per_key': M, 'bytes_per_key_bf16': 2 * d}
-    return out
-
-def mdx_cs_lora(model, x, y, p, device):
-    """4. Count-Sketch LoRA vs LoRA: one fine-tune step (adapters only) at equal trainable parameters."""
-    from extensions.mdx import cs_lora
-    out = {}
-    for kind in ('lora', 'cslora'):
-        m = build_model(ModelConfig.from_args(**{**model.config.args(), 'adapter': kind, 'adapter_rank': 8}), model.index).to(device)
-        for q in m.parameters():
-            q.requires_grad_(False)
-        params = cs_lora.adapter_parameters(m)
-        for q in params:
-            q.requires_grad_(True)
-        opt = torch.optim.AdamW(params, lr=1e-3)
-        def step():
-            loss = m(x[:8], y[:8], prev=p[:8])[1]
-            loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        out[f'{kind}_step_ms'] = timed(step)[0] * 1e3
-        out[f'{kind}_params'] = sum(q.numel() for q in params)
-    return out
-
-def mdx_attention(Q, K, V):
-    """5. attention work skipped by sketches (idea A) and by bucket bounds (idea B), the last layer's keys of
-    every validation position pooled as one cache per head (the decode setting), against full softmax."""
-    from extensions.mdx import attention_sketch as sk
-    out, nh = {}, K.shape[1]
-    heads = [(Q[:, hd].contiguous(), K[:, hd].contiguous(), V[:, hd].contiguous()) for hd in range(nh)]
-    mean = lambda rs: {key: float(np.mean([r[key] for r in rs])) for key in ('kept_share', 'dropped_mass', 'rel_error')}
-    out['sketch_pruned'] = [{'width': r, 'tau': tau, **mean([sk.sketch_pruned(*h, r, tau, salt=hd) for hd, h in enumerate(heads)])}
-                            for r in (4, 8) for tau in (2.0, 4.0, 8.0)]
-    out['bucket_bounded'] = []
-    for tau in (1e-4, 1e-2, 1.0):
-        rs = [sk.bucket_bounded(*h, 64, tau, salt=hd) for hd, h in enumerate(heads)]
-        out['bucket_bounded'].append({'buckets': 64, 'tau': tau, **mean(rs), 'bound_holds': all(r['bound_holds'] for r in rs)})
-    return out
-
 def timed_ms(fn, device, reps=3):
     """The mean time of reps calls after one warm-up call, in ms (synchronized on CUDA)."""
     sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
@@ -854,6 +649,7 @@ def main():
         return
     if preset in ('mdx', 'parts', 'compute'):
         if preset == 'mdx':
+            from tools.bench_mdx import time_mdx
             res['mdx'] = r = time_mdx(a.ckpt, a.device)
             print(json.dumps(r, indent=1))
         elif preset == 'compute':
@@ -911,22 +707,6 @@ def time_offload(a, cuda, dtype):
               f"{h['table_ms_per_step']:.1f} ms of the step in staging and the table update; hot lookups "
               f"{100 * h['hot_lookup_share']:.1f}%")
     return tr
-
-def time_counting_sizes(a):
-    """The counting engines on each --count_tokens size, each in its own process (its peak RSS is its own)."""
-    sizes = [int(x.replace('_', '')) for x in a.count_tokens.split(',') if int(x.replace('_', ''))]
-    out = []
-    for n in sizes:
-        for engine in a.count_engines.split(','):
-            out.append(c := counting_in_subprocess(n, engine, parse_size(a.memory_limit), a.count_data))
-            if 'error' in c:
-                print(f"counting {n:,} tokens, {engine}: failed: {c['error']}")
-                continue
-            print(f"counting {n:,} {a.count_data} tokens, {engine}: {c['count_s']:.1f}s count + {c['hot_tiers_s']:.1f}s hot tiers = "
-                  f"{c['total_s']:.1f}s, peak RSS {c['peak_rss_gb']:.2f} GiB; distinct 2-/3-grams {c['distinct']['2']:,} / "
-                  f"{c['distinct']['3']:,}" + (f"; one np.sort of the 3-gram keys {c['one_np_sort_s']:.1f}s "
-                                                f"(count / sort = {c['count_s'] / c['one_np_sort_s']:.2f})" if 'one_np_sort_s' in c else ''), flush=True)
-    return out
 
 if __name__ == '__main__':
     try:

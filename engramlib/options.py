@@ -111,7 +111,10 @@ class Composed:
 
     def args(self):
         """The flat settings, in keys()'s order (checkpoints' model_args)."""
-        return {k: getattr(getattr(self, self.part_of[k]) if k in self.part_of else self, k) for k in self.keys()}
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in self.parts}
+        for p in self.parts:
+            out.update(vars(getattr(self, p)))
+        return out
 
 
 def config_class(name, base, groups, extensions, module):
@@ -123,8 +126,7 @@ def config_class(name, base, groups, extensions, module):
     classes = {p: part_class(g, module) for p, g in parts.items()}
     fields = [(p, c, field(default_factory=c)) for p, c in classes.items()]
     return make_dataclass(name, fields, bases=(Composed, base), namespace={
-        'groups': (*base.groups, *groups), 'extensions': tuple(extensions), 'parts': parts, '__module__': module,
-        'part_of': {k: p for p, g in parts.items() for k in g.options}})
+        'groups': (*base.groups, *groups), 'extensions': tuple(extensions), 'parts': parts, '__module__': module})
 
 
 def help_text(groups, doc, script):

@@ -37,8 +37,8 @@ def write_synth_tokens(path, n, vocab, kind='iid', seed=1, chunk=1 << 26):
             f.write(gen(min(chunk, n - s), vocab, seed=[seed, i]).tobytes())
 
 def time_counting(n_tokens, engine, memory_limit, kind='iid', vocab=50257, hot_sizes=(20_000, 50_000, 100_000), sort_bound=True):
-    """prepare_fineweb's n-gram counting (one engine) + hot tiers on synthetic tokens, in a temp dir in the
-    bench.py; with the process's peak RSS (run it in a fresh process per engine: the peak only grows).
+    """prepare_fineweb's n-gram counting (one engine) + hot tiers on synthetic tokens, in a temp dir at the repo's
+    root; with the process's peak RSS (run it in a fresh process per engine: the peak only grows).
     sort_bound: also time one np.sort of the order-3 keys, the bound the numpy engine is measured against."""
     import bbhash
     import resource

@@ -6,10 +6,10 @@ Speed, measured side by side in one process (never as a timed test).
   python bench.py --preset parts        # the MD-mix model parts (configs/mdx) beside the standard parts, tiny shapes
   python bench.py --preset compute      # reversible blocks vs stored activations vs checkpointing; LSH attention vs SDPA
 
-Training steps (forward + backward + AdamW) of every config are timed interleaved, round-robin, after
-warm-up; the median step is reported with tok/s, MFU against the device's own peak, peak memory, the
-optimizer's share of the step, and the ratios Nine/Hash and Hash/baseline. Synthetic Zipf tokens and a
-synthetic hot tier built by prepare_fineweb's own counting code, so no data dir is needed.
+Training steps (forward + backward + clip + AdamW: the update through train.py's own code) of every config are
+timed interleaved, round-robin, after warm-up; the median step is reported with tok/s, MFU against the device's
+own peak, peak memory, the update's share of the step, and the ratios Nine/Hash and Hash/baseline. Synthetic
+Zipf tokens and a synthetic hot tier built by prepare_fineweb's own counting code, so no data dir is needed.
 """
 import argparse
 import json
@@ -124,6 +124,12 @@ from engramlib.system import compile_model, device_peak_flops, resolve_device, r
 from engramlib.fsafe import DataError, save_json
 from tools.bench_counting import synth_tokens, time_counting_sizes
 
+OPT = {k: o.default for k, o in optim.OPTIM.options.items()}     # AdamW and the clip at train.py's defaults
+
+def new_optimizer(model, device_type, table_optimizer='adamw'):
+    return optim.configure_optimizers(model, OPT['weight_decay'], OPT['learning_rate'], (OPT['beta1'], OPT['beta2']),
+                                      device_type, table_optimizer)
+
 VOCAB = 50257                   # GPT-2's: the tiny presets
 # the MD-mix model parts (configs/mdx) beside the standard ones, on the tiny backbone without memory (and tiny Nine,
 # with and without the gate credit loss's extra forward)
@@ -179,15 +185,15 @@ def build_runs(preset, device, dtype, compile, configs, n_batches):
         model.to(device)
         model.loss_chunk = resolve_loss_chunk(run['loss_chunk'], device_type)
         model.sdpa_backend = run['sdpa_backend']
-        opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type, run['table_optimizer'])
+        opt = new_optimizer(model, device_type, run['table_optimizer'])
         fwd = compile_model(model, run['compile_mode']) if compile else model
         runs[name] = dict(model=model, fwd=fwd, opt=opt, times=[], opt_times=[], cfg=cfg, autocast=autocast, device_type=device_type,
                           tables=tables, cpu_batches=[b.cpu() for b in batches] if host else None, table_s=[])
     return runs, batches, B, T
 
 def train_step(r, batches, i):
-    """One training step of run r on batches[i] (B, 2 + T + 1 each): (step seconds, optimizer seconds). The tables at
-    train.py's points (offload.py): host tables prefetch the next batch's rows during the step, update its rows and
+    """One training step of run r on batches[i] (B, 2 + T + 1 each): (step seconds, the update's seconds: the clip,
+    AdamW and the tables' update, through train.py's own optim.clip_and_step). The tables at train.py's points (offload.py): host tables prefetch the next batch's rows during the step, update its rows and
     stage the next after it; device tables do nothing there."""
     sync = torch.cuda.synchronize if r['device_type'] == 'cuda' else (lambda: None)
     batch, tables = batches[i % len(batches)], r['tables']
@@ -207,10 +213,9 @@ def train_step(r, batches, i):
     table_s = time.perf_counter() - t
     sync()
     t1 = time.perf_counter()
-    r['opt'].step()
-    r['opt'].zero_grad(set_to_none=True)
+    optim.clip_and_step(r['opt'], tables, r['model'], r['fwd'], OPT)
     t = time.perf_counter()
-    tables.after_step(6e-4, 0.1, (0.9, 0.95), dev)
+    tables.after_step(OPT['learning_rate'], OPT['weight_decay'], (OPT['beta1'], OPT['beta2']), dev)
     table_s += time.perf_counter() - t
     sync()
     t2 = time.perf_counter()
@@ -316,12 +321,12 @@ def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
             try:
                 model = build_model(ModelConfig.from_args(vocab_size=-(-vocab // 64) * 64, memory=m, **p['model'], **p[m]), index).to(device)
                 model.loss_chunk = resolve_loss_chunk(-1, device_type)
-                opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
+                opt = new_optimizer(model, device_type)
                 b = batch[:1].expand(B, -1)
                 with autocast:
                     loss = model(b[:, 2:-1], b[:, 3:], prev=b[:, :2])[1]
                 loss.backward()
-                opt.step()
+                optim.clip_and_step(opt, DeviceTables('adamw'), model, model, OPT)
                 torch.cuda.synchronize()
                 out[f'{m}_micro_batch_{B}_gb'] = torch.cuda.max_memory_allocated() / 1e9
             except torch.cuda.OutOfMemoryError:
@@ -419,15 +424,14 @@ def time_checkpointing(preset, device, dtype, steps, interval=250, val_windows=4
     p, tokens, index, B, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
     cfg = ModelConfig.from_args(vocab_size=-(-p.get('vocab', VOCAB) // 64) * 64, memory='nine', **p['model'], **p['nine'])
     model = build_model(cfg, index).to(device)
-    opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), device_type)
+    opt, tables = new_optimizer(model, device_type), DeviceTables('adamw')
     sync = torch.cuda.synchronize if device_type == 'cuda' else (lambda: None)
     def run_steps(k):
         for _ in range(k):
             with autocast:
                 loss = model(batch[:, 2:-1], batch[:, 3:], prev=batch[:, :2])[1]
             loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            optim.clip_and_step(opt, tables, model, model, OPT)
         sync()
     run_steps(2)                                      # warm-up (and AdamW state)
     state = lambda: {'format_version': CKPT_VERSION, 'model': model.state_dict(), 'optimizer': opt.state_dict()}
@@ -575,7 +579,7 @@ def paper_state(memory, vocab=PAPER_VOCAB):
     index = synth_index(synth_tokens(200_000, vocab), vocab, p['nine']['hot_size'])
     cfg = ModelConfig.from_args(vocab_size=-(-vocab // 64) * 64, memory=memory, **p['model'], **p[memory])
     model = build_model(cfg, index)
-    opt = optim.configure_optimizers(model, 0.1, 6e-4, (0.9, 0.95), 'cpu')
+    opt = new_optimizer(model, 'cpu')
     for q in model.parameters():
         q.grad = torch.full_like(q, 1e-3)
     opt.step()

@@ -293,11 +293,8 @@ class Trainer:
             except torch.cuda.OutOfMemoryError:
                 pass                       # handled outside the except: its traceback holds the step's tensors
             self.redo_smaller()
-        if cfg['grad_clip'] != 0.0:
-            self.run.tables.clip(self.run.raw_model, self.run.model, cfg['grad_clip'])
         self.bad_iter = torch.where((self.bad_iter < 0) & ~torch.isfinite(self.loss_acc), it, self.bad_iter)
-        self.run.optimizer.step()
-        self.run.optimizer.zero_grad(set_to_none=True)
+        optim.clip_and_step(self.run.optimizer, self.run.tables, self.run.raw_model, self.run.model, cfg)
         self.run.tables.after_step(lr, cfg['weight_decay'], (cfg['beta1'], cfg['beta2']), torch.device(self.run.dev))
         for e in EXTENSIONS:
             e.after_step(self.run.raw_model, it, lr, cfg)

@@ -108,6 +108,16 @@ def clip_rowwise(params, table, max_norm):
     torch.nn.utils.clip_grads_with_norm_([*params, table], max_norm, total)
 
 
+def clip_and_step(optimizer, tables, model, wrapped, cfg):
+    """The update after an iteration's backward, as train.py runs it and bench.py times it: the global gradient-norm
+    clip (cfg's grad_clip, 0 = none; through the tables, which know where their gradients are), AdamW, the gradients
+    freed. The tables' own update comes after it (tables.after_step)."""
+    if cfg['grad_clip'] != 0.0:
+        tables.clip(model, wrapped, cfg['grad_clip'])
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def configure_optimizers(model, weight_decay, learning_rate, betas, device_type, table_optimizer='adamw'):
     """nanoGPT's groups: every 2-D tensor (matmuls, embeddings, memory tables) decays; biases and
     norm gains do not. Fused AdamW on CUDA. table_optimizer='rowwise' gives the memory tables a lazy,

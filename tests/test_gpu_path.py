@@ -358,6 +358,26 @@ def test_compile_modes_reach_torch_compile_and_cuda_graphs_refuse_what_they_cann
     with pytest.raises(train.ConfigError, match="out of GPU memory at micro-batch 4 with --compile_mode='reduce-overhead'"):
         train.main([cfg_path, f"--out_dir='{tmp_path / 'graphs'}'", "--compile_mode='reduce-overhead'", '--compile=True'])
 
+def test_a_bench_step_is_the_trainers_update_clip_included():
+    """bench.py times the step train.py takes: after one bench step the weights equal a step by hand with the global
+    clip at 1.0 and AdamW at train.py's defaults (the gradient norm at the init is above 1, so a step without the
+    clip, bench's before, gives other weights)."""
+    import copy
+    import bench
+    runs, batches = bench.build_runs('tiny', 'cpu', torch.float32, False, {'hash': bench.bench_config('hash')}, 1)[:2]
+    r, b = runs['hash'], batches[0]
+    ref = copy.deepcopy(r['model'])
+    opt = torch.optim.AdamW([{'params': [p for p in ref.parameters() if p.dim() >= 2], 'weight_decay': 0.1},
+                             {'params': [p for p in ref.parameters() if p.dim() < 2], 'weight_decay': 0.0}],
+                            lr=6e-4, betas=(0.9, 0.95))
+    ref(b[:, 2:-1], b[:, 3:], prev=b[:, :2])[1].backward()
+    norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+    opt.step()
+    bench.train_step(r, batches, 0)
+    assert norm > 1
+    assert all(torch.equal(p, q) for p, q in zip(r['model'].parameters(), ref.parameters()))
+
+
 def test_a_bench_config_name_is_its_memory_and_its_changes_and_each_change_reaches_the_run():
     """bench.py's side-by-side configs: 'nine_host_math' is Nine with host tables (row-wise AdamW) and the math
     kernel; each run setting lands where train.py puts it; unknown or meaningless names are refused in one line."""

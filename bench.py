@@ -115,10 +115,9 @@ import torch.nn.functional as F
 
 from engramlib import optim
 from engramlib import counting
-from factory import build_model
+from factory import ModelConfig, build_model
 from engram import NgramIndex, hash_multipliers, multiply_xor_hash, ngram_keys
 from extensions.mdx import attention_lsh
-from factory import ModelConfig
 from engramlib.offload import DeviceTables, HostTables
 from engramlib.system import compile_model, device_peak_flops, resolve_device, resolve_loss_chunk
 from engramlib.fsafe import DataError, save_json
@@ -192,9 +191,10 @@ def build_runs(preset, device, dtype, compile, configs, n_batches):
     return runs, batches, B, T
 
 def train_step(r, batches, i):
-    """One training step of run r on batches[i] (B, 2 + T + 1 each): (step seconds, the update's seconds: the clip,
-    AdamW and the tables' update, through train.py's own optim.clip_and_step). The tables at train.py's points (offload.py): host tables prefetch the next batch's rows during the step, update its rows and
-    stage the next after it; device tables do nothing there."""
+    """One training step of run r on batches[i] (B, 2 + T + 1 each): (step seconds, the update's seconds: the clip
+    and AdamW through train.py's own optim.clip_and_step, then the tables' update). The tables at train.py's points
+    (offload.py): host tables prefetch the next batch's rows during the step, update its rows and stage the next
+    after it; device tables do nothing there."""
     sync = torch.cuda.synchronize if r['device_type'] == 'cuda' else (lambda: None)
     batch, tables = batches[i % len(batches)], r['tables']
     x, y, c = batch[:, 2:-1], batch[:, 3:], batch[:, :2]
@@ -310,7 +310,7 @@ def print_profile(prof):
             print(f"  {name} minus the first config, by op: " + ', '.join(f"{k} {v:+.2f} ms" for k, v in gap.items()))
 
 def peak_memory(preset, device, dtype, batch_sizes, memories=('hash', 'nine')):
-    """CUDA: the peak memory (GB) of one eager training step (forward, backward, AdamW) per micro-batch size,
+    """CUDA: the peak memory (GB) of one eager training step (forward, backward, clip, AdamW) per micro-batch size,
     or 'OOM'; what decides the micro-batch that fits (train.py halves it on an out-of-memory error)."""
     p, tokens, index, _, T, device_type, autocast, (batch,) = setup(preset, device, dtype, 1)
     vocab, out = p.get('vocab', VOCAB), {}

@@ -97,8 +97,11 @@ def test_each_extension_keeps_its_settings_in_its_own_object_and_checkpoints_kee
     own = list(M.__dataclass_fields__)
     assert own[:len(declared)] == declared
     assert own[len(declared):] == ['variants', 'embed', 'lsh', 'sketch', 'moe', 'pkm', 'adapters']
-    cfg = M.from_args(moe_experts=8, hot_collision=2, adapter='cs_lora', n_layer=3)
-    assert (cfg.moe.moe_experts, cfg.variants.hot_collision, cfg.adapters.adapter, cfg.n_layer) == (8, 2, 'cs_lora', 3)
+    cfg = M.from_args(moe_experts=8, hot_collision=2, adapter='cslora', n_embd=384)
+    cfg.validate()
+    assert (cfg.moe.moe_experts, cfg.variants.hot_collision, cfg.adapters.adapter, cfg.n_embd) == (8, 2, 'cslora', 384)
+    with pytest.raises(ConfigError, match='--moe_experts must be > 0'):
+        M.from_args(moe_experts=0).validate()                               # validate() sees the parts' settings
     assert not hasattr(cfg, 'moe_experts') and cfg.pkm == M().pkm         # not flattened; the others at their defaults
     flat = cfg.args()
     assert list(flat) == M.keys() == [*declared, *(k for g in M.parts.values() for k in g.options)]

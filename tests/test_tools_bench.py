@@ -10,7 +10,8 @@ from test_train import micro_config
 
 def test_bench_mdx_times_every_idea_on_a_trained_checkpoint_with_exact_answers_where_the_idea_is_exact(tmp_path, gen_data):
     """--preset mdx on a micro run: each idea is measured beside the standard way; KV reuse reproduces the full
-    prefill's logits and the bucket bound holds, and both adapter kinds build from the checkpoint's own settings at equal trainable parameters."""
+    prefill's logits, the bucket bound holds, and both adapter kinds build from the checkpoint's own settings at
+    equal trainable parameters."""
     cfg_path, cfg = micro_config(tmp_path, gen_data, max_iters=2, lr_decay_iters=2, eval_interval=2)
     run(['train.py', cfg_path])
     out = tmp_path / 'mdx.json'

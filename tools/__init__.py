@@ -1,8 +1,12 @@
 """The operator tools, run from the repo root as `python -m tools.<name>`: the GPU check and the GPU replica
 (gpu_check, gpu_study; `bash gpu_check.sh` / `bash gpu_study.sh` wrap them), the corpora's recipes (corpora,
-replica_corpus), the data-side map (datamap), the planted-flip control (planted) and the learned seeds' check
-(seed_check). Nothing in the library, the model or the extensions imports a tool."""
+replica_corpus), the data-side map (datamap), the planted-flip control (planted), the learned seeds' check
+(seed_check), and bench.py's MD-mix and counting timers (bench_mdx, bench_counting). Nothing in the library, the
+model or the extensions imports a tool."""
+import os
 import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repo root: the tools run as python -m tools.<name>
 
 
 def one_line(main, argv):

@@ -13,8 +13,7 @@ import numpy as np
 
 from configurator import parse_size
 from engramlib import counting
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tools import ROOT
 
 def synth_tokens(n, vocab, seed=0):
     """Zipf-like token ids (rank ~ u^3): a few ids very frequent, a long tail, like real text."""

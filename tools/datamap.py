@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repo root: the tools run as python -m tools.<name>
+from tools import ROOT
+
 COVERAGES = (0.43, 0.53, 0.59)          # the paper's train hot coverage at N_hot 20K / 50K / 100K (§4)
 SHARES = (0.1, 0.3, 1.0)
 BPE = {'bpe16k': 16_384, 'bpe32k': 32_768}

@@ -33,9 +33,8 @@ import time
 from configurator import override
 
 from engramlib.fsafe import atomic_write, own_subdir, save_json      # standard library only: runs before any venv
-from tools import ChildFailed, one_line
+from tools import ROOT, ChildFailed, one_line
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repo root: the tools run as python -m tools.<name>
 BUDGET_S = {'tests': 100, 'bench': 100, 'cadence': 150, 'agree': 50, 'ddp': 20}     # 7 minutes in all
 MISSING_ON_GPU_IMAGE = ('datasets', 'wandb', 'bbhash')
 

@@ -34,9 +34,8 @@ import time
 
 from configurator import load_config, override
 from engramlib.fsafe import atomic_write, save_json      # standard library only: runs before any venv
-from tools import ChildFailed, one_line
+from tools import ROOT, ChildFailed, one_line
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repo root: the tools run as python -m tools.<name>
 CONFIGS = os.path.join('configs', 'gpu_replica')
 BUDGET_S = 540                  # the whole GPU command, compile-free start-up included (the window: 15 min with ~100 s boot)
 REPORT_RESERVE_S = 100          # the report and the archive, after the last run

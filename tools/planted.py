@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repo root: the tools run as python -m tools.<name>
+from tools import ROOT
 
 EOT = '<|endoftext|>'
 PRESETS = {'flip': True, 'none': False}     # do a phrase's words after its first two repeat?

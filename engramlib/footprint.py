@@ -36,7 +36,8 @@ def check_memory(c, m, model, device_type, device):
     n = sum(p.numel() for p in model.parameters())
     on_host = model.memory.table.weight.numel() if c['engram_tables'] == 'host' else 0
     cuda = device_type == 'cuda'
-    host, free = BASE_BYTES + 24 * n + 12 * on_host if cuda else memory_need(c, m, n), available_ram()
+    host = BASE_BYTES + 24 * n + 12 * on_host if cuda else memory_need(c, m, n)
+    free = available_ram()
     if host > free:
         what = 'checkpoint copies and host tables' if cuda else 'weights, grads, moments, activations, checkpoint copies'
         tables = f", {on_host:,} of them in the host tables" if on_host else ''
@@ -44,7 +45,8 @@ def check_memory(c, m, model, device_type, device):
                           f"{what}) but {free / 2**30:,.1f} GiB are available. Lower --batch_size (raise "
                           f"--gradient_accumulation_steps to keep the global batch), --eval_batch_size, --block_size, "
                           f"--table_size or the model size.")
-    need, have = 16 * (n - on_host), torch.cuda.get_device_properties(device).total_memory if cuda else 0
+    need = 16 * (n - on_host)
+    have = torch.cuda.get_device_properties(device).total_memory if cuda else 0
     if cuda and need > have:
         raise ConfigError(f"this run needs about {need / 2**30:,.1f} GiB of GPU memory ({n:,} parameters: weights, grads "
                           f"and AdamW moments) but {device} has {have / 2**30:,.1f} GiB. Lower --table_size or the "
